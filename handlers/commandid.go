@@ -1,0 +1,47 @@
+package handlers
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/social/user-events-router/schema"
+)
+
+// Namespaces of the name-based (version 5) UUIDs the router derives. They are
+// fixed forever: changing one changes every command id and breaks dedup.
+var (
+	commandNamespace     = uuid.MustParse("6f0c1d2e-8a4b-4c1e-9b7d-3e5a2f1c0d9b")
+	correlationNamespace = uuid.MustParse("b3a1e7c4-5d2f-4e8a-a6c9-1f0e2d3c4b5a")
+)
+
+// canonical is the part of an event that decides its command: the same
+// values always give the same bytes, whichever path the event came by.
+// request_id, service_name and sequence are left out on purpose: they
+// describe the delivery, not the change.
+func canonical(ev schema.UserEvent) []byte {
+	b, _ := json.Marshal([]string{
+		"v1",
+		ev.Action,
+		ev.ID,
+		ev.Email,
+		ev.Username,
+		ev.Timestamp.UTC().Format(time.RFC3339Nano),
+		ev.DisplayName,
+		ev.Avatar,
+	})
+	return b
+}
+
+// CommandID is the deterministic id of the command an event yields.
+func CommandID(ev schema.UserEvent) string {
+	return uuid.NewSHA1(commandNamespace, canonical(ev)).String()
+}
+
+// MintCorrelationID gives an event without request_id a correlation id that
+// is the same on every delivery of that event, so redeliveries and the
+// HTTP+NATS double delivery can be followed under one id in the logs.
+func MintCorrelationID(raw []byte) string {
+	return uuid.NewSHA1(correlationNamespace, raw).String()
+}

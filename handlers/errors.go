@@ -1,0 +1,32 @@
+package handlers
+
+import (
+	"errors"
+
+	"github.com/social/user-events-router/schema"
+)
+
+// ErrPermanent is matched by every failure that no retry can fix: the input
+// itself is wrong. Such messages go to the poison queue at once.
+var ErrPermanent = errors.New("permanent failure")
+
+// PermanentError marks err as permanent while keeping it inspectable.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string        { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error        { return e.Err }
+func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
+
+// Permanent wraps err as a permanent failure (nil stays nil).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether retrying err is pointless: an invalid event or
+// an error marked with Permanent. Everything else is treated as transient.
+func IsPermanent(err error) bool {
+	return errors.Is(err, ErrPermanent) || errors.Is(err, schema.ErrInvalidEvent)
+}

@@ -1,0 +1,205 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/social/user-events-router/schema"
+)
+
+const producerPayload = `{"id":"78af4bc4-afce-4676-b373-5b802a2dfd2e","email":"alice@example.com","username":"alice01","action":"created","request_id":"","timestamp":"2026-11-28T13:28:17Z","service_name":"gofiber-auth"}`
+
+// recorder is a message.Publisher that keeps what it was given.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []*message.Message
+	err  error
+}
+
+func (r *recorder) Publish(topic string, msgs ...*message.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+func (r *recorder) Close() error { return nil }
+
+func incoming(subject, body string, md map[string]string) *message.Message {
+	m := message.NewMessage("m1", []byte(body))
+	m.Metadata.Set(MetaSubject, subject)
+	for k, v := range md {
+		m.Metadata.Set(k, v)
+	}
+	return m
+}
+
+func build(t *testing.T, msg *message.Message) schema.Command {
+	t.Helper()
+	d, err := NewDispatcher(DefaultRegistry(), &recorder{}, "profile_sync_commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := d.Build(msg)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	return cmd
+}
+
+func TestCommandPerAction(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		action  string
+		want    schema.CommandType
+		handler string
+	}{
+		{"created", schema.CommandCreateProfile, HandlerCreated},
+		{"updated", schema.CommandSyncIdentity, HandlerUpdated},
+		{"deleted", schema.CommandDeleteProfile, HandlerDeleted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.action, func(t *testing.T) {
+			t.Parallel()
+			body := strings.Replace(producerPayload, `"created"`, `"`+tt.action+`"`, 1)
+			msg := incoming("user.events."+tt.action, body, map[string]string{MetaStreamSeq: "7", MetaDeliveryAttempt: "2"})
+			cmd := build(t, msg)
+			if cmd.Type != tt.want || cmd.SchemaVersion != 1 || cmd.UserID != "78af4bc4-afce-4676-b373-5b802a2dfd2e" ||
+				cmd.Email != "alice@example.com" || cmd.Username != "alice01" || cmd.OccurredAt.Format("2006-01-02T15:04:05Z07:00") != "2026-11-28T13:28:17Z" {
+				t.Errorf("command = %+v", cmd)
+			}
+			if cmd.Source != (schema.Source{Service: "gofiber-auth", Subject: "user.events." + tt.action, Ingress: "nats", StreamSequence: 7, DeliveryAttempt: 2}) {
+				t.Errorf("source = %+v", cmd.Source)
+			}
+			if got := msg.Metadata.Get(MetaHandler); got != tt.handler {
+				t.Errorf("handler metadata = %q, want %q", got, tt.handler)
+			}
+			if (cmd.ProfileDefaults != nil) != (tt.action == "created") {
+				t.Errorf("profile defaults = %+v", cmd.ProfileDefaults)
+			}
+		})
+	}
+}
+
+func TestCreatedProfileDefaults(t *testing.T) {
+	t.Parallel()
+	cmd := build(t, incoming("user.events.created", producerPayload, nil))
+	if *cmd.ProfileDefaults != (schema.ProfileDefaults{DisplayName: "alice01"}) {
+		t.Errorf("defaults for a minimal event = %+v, want display_name = username and empty avatar, bio", *cmd.ProfileDefaults)
+	}
+	v1 := `{"id":"78af4bc4-afce-4676-b373-5b802a2dfd2e","email":"alice@example.com","username":"alice01","action":"created","request_id":"r-1","timestamp":"2026-11-28T13:28:17Z","service_name":"gofiber-auth","displayName":"Alice A.","avatar":"https://cdn.example.com/a.png","role":"admin","isActive":true,"permissions":["all"]}`
+	cmd = build(t, incoming("user.events.created", v1, nil))
+	if *cmd.ProfileDefaults != (schema.ProfileDefaults{DisplayName: "Alice A.", Avatar: "https://cdn.example.com/a.png"}) {
+		t.Errorf("defaults for a V1 event = %+v", *cmd.ProfileDefaults)
+	}
+	b, _ := json.Marshal(cmd)
+	for _, leaked := range []string{"role", "isActive", "permissions", "admin"} {
+		if strings.Contains(string(b), leaked) {
+			t.Errorf("command carries the Auth Service's %q: %s", leaked, b)
+		}
+	}
+}
+
+func TestCommandIDIsDeterministic(t *testing.T) {
+	t.Parallel()
+	viaNATS := build(t, incoming("user.events.created", producerPayload, map[string]string{MetaStreamSeq: "1"}))
+	again := build(t, incoming("user.events.created", producerPayload, map[string]string{MetaStreamSeq: "9", MetaDeliveryAttempt: "3"}))
+	viaHTTP := build(t, incoming("", producerPayload, map[string]string{MetaIngress: "http", MetaCorrelationID: "from-header"}))
+	withRequestID := build(t, incoming("user.events.created", strings.Replace(producerPayload, `"request_id":""`, `"request_id":"req-9"`, 1), nil))
+	otherZone := build(t, incoming("user.events.created", strings.Replace(producerPayload, `2026-11-28T13:28:17Z`, `2026-11-28T15:28:17+02:00`, 1), nil))
+	for name, c := range map[string]schema.Command{"redelivery": again, "http": viaHTTP, "request_id": withRequestID, "time zone": otherZone} {
+		if c.CommandID != viaNATS.CommandID {
+			t.Errorf("%s: command_id %s, want %s", name, c.CommandID, viaNATS.CommandID)
+		}
+	}
+	if viaHTTP.Source.Ingress != "http" || viaHTTP.Source.Subject != "user.events.created" {
+		t.Errorf("http source = %+v", viaHTTP.Source)
+	}
+	for name, body := range map[string]string{
+		"other action":    strings.Replace(producerPayload, `"created"`, `"updated"`, 1),
+		"other email":     strings.Replace(producerPayload, "alice@example.com", "alice@example.org", 1),
+		"other username":  strings.Replace(producerPayload, `"alice01"`, `"alice02"`, 1),
+		"other timestamp": strings.Replace(producerPayload, "13:28:17Z", "13:28:18Z", 1),
+	} {
+		subject := "user.events.created"
+		if name == "other action" {
+			subject = "user.events.updated"
+		}
+		if c := build(t, incoming(subject, body, nil)); c.CommandID == viaNATS.CommandID {
+			t.Errorf("%s: same command_id as the original event", name)
+		}
+	}
+}
+
+func TestCorrelationID(t *testing.T) {
+	t.Parallel()
+	withID := build(t, incoming("user.events.created", strings.Replace(producerPayload, `"request_id":""`, `"request_id":"req-42"`, 1), nil))
+	if withID.CorrelationID != "req-42" || withID.Source.RequestID != "req-42" {
+		t.Errorf("request_id not used: %q / %q", withID.CorrelationID, withID.Source.RequestID)
+	}
+	minted := build(t, incoming("user.events.created", producerPayload, nil))
+	mintedAgain := build(t, incoming("user.events.created", producerPayload, map[string]string{MetaDeliveryAttempt: "2"}))
+	if minted.CorrelationID == "" || minted.CorrelationID != mintedAgain.CorrelationID {
+		t.Errorf("minted correlation ids %q and %q: want one stable non-empty id", minted.CorrelationID, mintedAgain.CorrelationID)
+	}
+	if minted.Source.RequestID != "" {
+		t.Errorf("source.request_id = %q, want the original empty string", minted.Source.RequestID)
+	}
+	fromHeader := build(t, incoming("", producerPayload, map[string]string{MetaCorrelationID: "hdr-1"}))
+	if fromHeader.CorrelationID != "hdr-1" {
+		t.Errorf("correlation from metadata = %q", fromHeader.CorrelationID)
+	}
+}
+
+func TestHandleCommitsOrFails(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	d, err := NewDispatcher(DefaultRegistry(), rec, "profile_sync_commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Handle(incoming("user.events.created", producerPayload, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.msgs) != 1 {
+		t.Fatalf("published %d messages, want 1", len(rec.msgs))
+	}
+	out := rec.msgs[0]
+	var cmd schema.Command
+	if err := json.Unmarshal(out.Payload, &cmd); err != nil {
+		t.Fatal(err)
+	}
+	if out.UUID != cmd.CommandID || out.Metadata.Get(MetaCorrelationID) != cmd.CorrelationID || cmd.CorrelationID == "" {
+		t.Errorf("message uuid %s / metadata %v, command %+v", out.UUID, out.Metadata, cmd)
+	}
+
+	err = d.Handle(incoming("user.events.deleted", producerPayload, nil))
+	if !IsPermanent(err) || !strings.Contains(err.Error(), "does not match subject") {
+		t.Errorf("subject/action mismatch: err = %v, want a permanent error naming it", err)
+	}
+	rec.err = errors.New("database is down")
+	err = d.Handle(incoming("user.events.created", producerPayload, nil))
+	if err == nil || IsPermanent(err) {
+		t.Errorf("commit failure: err = %v, want a transient error", err)
+	}
+}
+
+func TestNewDispatcherValidates(t *testing.T) {
+	t.Parallel()
+	if _, err := NewDispatcher(nil, &recorder{}, "t"); err == nil {
+		t.Error("empty registry accepted")
+	}
+	if _, err := NewDispatcher(Registry{"created": Updated}, &recorder{}, "t"); err == nil {
+		t.Error("mismatched registration accepted")
+	}
+	if _, err := NewDispatcher(DefaultRegistry(), nil, "t"); err == nil {
+		t.Error("nil publisher accepted")
+	}
+}

@@ -1,0 +1,14 @@
+package handlers
+
+// Metadata keys the router sets on incoming messages. They are the only
+// contract between the transport (NATS, HTTP, replay) and the handlers.
+const (
+	MetaSubject         = "subject"
+	MetaStream          = "stream"
+	MetaStreamSeq       = "stream_seq"
+	MetaDeliveryAttempt = "delivery_attempt"
+	MetaIngress         = "ingress"
+	MetaCorrelationID   = "correlation_id"
+	MetaHandler         = "handler"
+	MetaCommandType     = "command_type"
+)
