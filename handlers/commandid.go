@@ -45,3 +45,16 @@ func CommandID(ev schema.UserEvent) string {
 func MintCorrelationID(raw []byte) string {
 	return uuid.NewSHA1(correlationNamespace, raw).String()
 }
+
+// ResolveCorrelationID picks the correlation id of a message: the event's
+// request_id, else one the transport already set (e.g. HTTP X-Request-ID),
+// else one minted from the raw bytes.
+func ResolveCorrelationID(requestID, existing string, raw []byte) string {
+	switch {
+	case requestID != "":
+		return requestID
+	case existing != "":
+		return existing
+	}
+	return MintCorrelationID(raw)
+}

@@ -75,13 +75,7 @@ func (d *Dispatcher) Build(msg *message.Message) (schema.Command, error) {
 	}
 	msg.Metadata.Set(MetaHandler, h.Name)
 
-	corr := ev.RequestID
-	if corr == "" {
-		corr = msg.Metadata.Get(MetaCorrelationID)
-	}
-	if corr == "" {
-		corr = MintCorrelationID(msg.Payload)
-	}
+	corr := ResolveCorrelationID(ev.RequestID, msg.Metadata.Get(MetaCorrelationID), msg.Payload)
 	msg.Metadata.Set(MetaCorrelationID, corr)
 
 	ingress := msg.Metadata.Get(MetaIngress)

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/store"
+)
+
+// checkCommand is the deployment's pre-flight: it validates the
+// configuration, reaches the database and (when NATS_URL is set) the broker,
+// and reports the stream and consumer it would use. It changes nothing.
+func checkCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		return usagef("check takes no arguments, got %q", args[0])
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	fmt.Fprintln(stdout, "config: ok")
+
+	db, err := store.Open(ctx, cfg.DatabaseURLOrDefault())
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer db.Close()
+	fmt.Fprintf(stdout, "database: ok (%s, %s)\n", db.Dialect, configs.RedactURL(cfg.DatabaseURLOrDefault()))
+
+	if cfg.NATSURL == "" {
+		fmt.Fprintf(stdout, "nats: embedded server on %s (started by serve)\n", cfg.NATSListen)
+		return nil
+	}
+	nc, err := router.Connect(cfg.NATSURL, cfg, "user-events-router-check", newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	s, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("nats: stream %s: %w", cfg.Stream, err)
+	}
+	info := s.CachedInfo()
+	fmt.Fprintf(stdout, "nats: ok (%s), stream %s: %d messages, retention %v\n", configs.RedactURL(nc.ConnectedUrl()), cfg.Stream, info.State.Msgs, info.Config.Retention)
+	c, err := s.Consumer(ctx, cfg.Durable)
+	if err != nil {
+		fmt.Fprintf(stdout, "consumer %s: absent (serve creates it): %v\n", cfg.Durable, err)
+		return nil
+	}
+	ci := c.CachedInfo()
+	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, ack wait %v\n", cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.AckWait)
+	return nil
+}

@@ -1,0 +1,71 @@
+package middleware
+
+import (
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/social/user-events-router/handlers"
+)
+
+// Correlation makes sure every message has a correlation id before anything
+// else runs, so every log line, poison entry and command about it carries the
+// same id: the event's request_id when it has one, else an id the transport
+// supplied (an HTTP X-Request-ID), else one minted from the message's bytes
+// (stable across redeliveries). It reads request_id leniently: a body too
+// broken to decode still gets an id. It then logs the outcome of the message.
+func Correlation(logger *slog.Logger) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			corr := handlers.ResolveCorrelationID(requestIDOf(msg.Payload), msg.Metadata.Get(handlers.MetaCorrelationID), msg.Payload)
+			msg.Metadata.Set(handlers.MetaCorrelationID, corr)
+
+			ctx, start := msg.Context(), time.Now()
+			out, err := h(msg)
+			msg.SetContext(ctx)
+			attrs := append(LogAttrs(msg), slog.Duration("took", time.Since(start)))
+			switch {
+			case err != nil:
+				logger.LogAttrs(msg.Context(), slog.LevelWarn, "event not handled; it will be delivered again", append(attrs, slog.String("error", err.Error()))...)
+			case msg.Metadata.Get(MetaPoisonClass) != "":
+				logger.LogAttrs(msg.Context(), slog.LevelError, "event sent to the poison queue", append(attrs,
+					slog.String("error_class", msg.Metadata.Get(MetaPoisonClass)),
+					slog.String("reason", msg.Metadata.Get(MetaPoisonReason)))...)
+			default:
+				logger.LogAttrs(msg.Context(), slog.LevelDebug, "event handled", attrs...)
+			}
+			return out, err
+		}
+	}
+}
+
+// LogAttrs are the attributes every log line about msg carries, with the
+// same keys everywhere.
+func LogAttrs(msg *message.Message) []slog.Attr {
+	attrs := []slog.Attr{
+		slog.String("correlation_id", msg.Metadata.Get(handlers.MetaCorrelationID)),
+		slog.String("message_uuid", msg.UUID),
+		slog.String("ingress", msg.Metadata.Get(handlers.MetaIngress)),
+	}
+	for _, k := range []string{handlers.MetaSubject, handlers.MetaStreamSeq, handlers.MetaDeliveryAttempt, handlers.MetaHandler} {
+		if v := msg.Metadata.Get(k); v != "" {
+			attrs = append(attrs, slog.String(k, v))
+		}
+	}
+	return attrs
+}
+
+// requestIDOf returns the body's request_id when it is a non-empty string,
+// without requiring the rest of the body to be valid.
+func requestIDOf(payload []byte) string {
+	var probe struct {
+		RequestID any `json:"request_id"`
+	}
+	if json.Unmarshal(payload, &probe) != nil {
+		return ""
+	}
+	s, _ := probe.RequestID.(string)
+	return s
+}

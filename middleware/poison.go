@@ -1,0 +1,153 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	wmmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/google/uuid"
+
+	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/store"
+)
+
+// Error classes of poison entries.
+const (
+	ClassPermanent          = "permanent"
+	ClassPanic              = "panic"
+	ClassTransientExhausted = "transient_exhausted"
+)
+
+// Metadata the poison middleware sets on a message it poisoned, so the
+// caller (the HTTP ingress, replay) can tell "handled" from "poisoned".
+const (
+	MetaPoisonClass  = "poison_class"
+	MetaPoisonReason = "poison_reason"
+	MetaPoisonID     = "poison_id"
+)
+
+// PoisonSink stores poison entries; store.DB is one.
+type PoisonSink interface {
+	PutPoison(ctx context.Context, e store.PoisonEntry) error
+}
+
+// poisonNamespace keys poison entries by content, so the same bad message
+// (redelivered, republished or posted again) updates one entry.
+var poisonNamespace = uuid.MustParse("3d9f6c2b-7a41-4e0d-8c5b-2f6e1a9d4c70")
+
+// PoisonID is the key of the poison entry for payload on subject.
+func PoisonID(subject string, payload []byte) string {
+	return uuid.NewSHA1(poisonNamespace, append([]byte(subject+"\x00"), payload...)).String()
+}
+
+// Poison routes a message whose handling cannot succeed to the poison queue
+// and lets it be acked once the entry is committed:
+//   - a permanent error (bad input): at once;
+//   - a panic: after the in-process retries (it sits outside Retry);
+//   - a transient error on the consumer's last delivery (maxDeliver > 0):
+//     rather than leave the message stranded in the stream.
+//
+// Any other error passes through, so the message is handed back to the
+// broker for a delayed redelivery. If the entry cannot be written, the
+// original error passes through too: nothing is acked without a commit.
+type Poison struct {
+	Sink PoisonSink
+	// MaxDeliver is the consumer's limit; -1 or 0 means unlimited.
+	MaxDeliver int
+	// Now is the clock (tests may set it).
+	Now func() time.Time
+}
+
+// NewPoison validates its dependencies.
+func NewPoison(sink PoisonSink, maxDeliver int) (*Poison, error) {
+	if sink == nil {
+		return nil, errors.New("middleware: nil poison sink")
+	}
+	return &Poison{Sink: sink, MaxDeliver: maxDeliver, Now: time.Now}, nil
+}
+
+// Middleware implements message.HandlerMiddleware.
+func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		// Inner middleware (Timeout) leaves a cancelled context on msg;
+		// the poison write needs the delivery's own.
+		ctx := msg.Context()
+		out, err := h(msg)
+		msg.SetContext(ctx)
+		if err == nil {
+			return out, nil
+		}
+		class := p.classify(err, msg)
+		if class == "" {
+			return nil, err
+		}
+		entry := p.entry(msg, class, err)
+		if werr := p.Sink.PutPoison(ctx, entry); werr != nil {
+			return nil, fmt.Errorf("write poison entry: %w (while handling: %v)", werr, err)
+		}
+		msg.Metadata.Set(MetaPoisonClass, class)
+		msg.Metadata.Set(MetaPoisonReason, entry.Reason)
+		msg.Metadata.Set(MetaPoisonID, entry.ID)
+		return nil, nil
+	}
+}
+
+func (p *Poison) classify(err error, msg *message.Message) string {
+	var panicErr wmmiddleware.RecoveredPanicError
+	switch {
+	case handlers.IsPermanent(err):
+		return ClassPermanent
+	case errors.As(err, &panicErr):
+		return ClassPanic
+	case p.lastDelivery(msg):
+		return ClassTransientExhausted
+	}
+	return ""
+}
+
+func (p *Poison) lastDelivery(msg *message.Message) bool {
+	if p.MaxDeliver <= 0 {
+		return false
+	}
+	n, err := strconv.Atoi(msg.Metadata.Get(handlers.MetaDeliveryAttempt))
+	return err == nil && n >= p.MaxDeliver
+}
+
+func (p *Poison) entry(msg *message.Message, class string, err error) store.PoisonEntry {
+	subject := msg.Metadata.Get(handlers.MetaSubject)
+	now := p.Now().UTC()
+	e := store.PoisonEntry{
+		ID:            PoisonID(subject, msg.Payload),
+		Payload:       msg.Payload,
+		Reason:        reason(err),
+		Class:         class,
+		Subject:       subject,
+		Handler:       msg.Metadata.Get(handlers.MetaHandler),
+		Ingress:       msg.Metadata.Get(handlers.MetaIngress),
+		CorrelationID: msg.Metadata.Get(handlers.MetaCorrelationID),
+		Stream:        msg.Metadata.Get(handlers.MetaStream),
+		FirstFailure:  now,
+		LastFailure:   now,
+	}
+	e.StreamSeq, _ = strconv.ParseUint(msg.Metadata.Get(handlers.MetaStreamSeq), 10, 64)
+	e.DeliveryCount, _ = strconv.ParseUint(msg.Metadata.Get(handlers.MetaDeliveryAttempt), 10, 64)
+	var panicErr wmmiddleware.RecoveredPanicError
+	if errors.As(err, &panicErr) {
+		e.Stack = panicErr.Stacktrace
+	}
+	return e
+}
+
+// reason is the error as one readable line; a panic's stack is kept apart.
+func reason(err error) string {
+	var panicErr wmmiddleware.RecoveredPanicError
+	if errors.As(err, &panicErr) {
+		return fmt.Sprintf("panic: %v", panicErr.V)
+	}
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}

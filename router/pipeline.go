@@ -1,0 +1,145 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/middleware"
+	"github.com/social/user-events-router/schema"
+	"github.com/social/user-events-router/store"
+)
+
+// Pipeline runs one message through exactly the middleware and handler the
+// Watermill router uses, for the paths that do not come from NATS: the HTTP
+// fallback and poison replay.
+type Pipeline struct {
+	handle message.HandlerFunc
+	build  func(*message.Message) (schema.Command, error)
+}
+
+// NewPipeline wraps the dispatcher in chain (outermost first).
+func NewPipeline(d *handlers.Dispatcher, chain []message.HandlerMiddleware) (*Pipeline, error) {
+	if d == nil {
+		return nil, errors.New("router: nil dispatcher")
+	}
+	return &Pipeline{
+		handle: middleware.Wrap(func(m *message.Message) ([]*message.Message, error) { return nil, d.Handle(m) }, chain),
+		build:  d.Build,
+	}, nil
+}
+
+// Outcome is what became of one message.
+type Outcome struct {
+	// Err is set when the message was neither committed nor poisoned (a
+	// transient failure): the caller must not report success.
+	Err error
+	// Poisoned is set when the message went to the poison queue.
+	Poisoned      bool
+	Class         string
+	Reason        string
+	PoisonID      string
+	CorrelationID string
+}
+
+// Run handles msg and reports the outcome. It returns only after the command
+// or the poison entry is committed (or neither, with Err set).
+func (p *Pipeline) Run(ctx context.Context, msg *message.Message) Outcome {
+	msg.SetContext(ctx)
+	_, err := p.handle(msg)
+	o := Outcome{Err: err, CorrelationID: msg.Metadata.Get(handlers.MetaCorrelationID)}
+	if err == nil && msg.Metadata.Get(middleware.MetaPoisonClass) != "" {
+		o.Poisoned = true
+		o.Class = msg.Metadata.Get(middleware.MetaPoisonClass)
+		o.Reason = msg.Metadata.Get(middleware.MetaPoisonReason)
+		o.PoisonID = msg.Metadata.Get(middleware.MetaPoisonID)
+	}
+	return o
+}
+
+// Replayer runs poison entries through the pipeline again.
+type Replayer struct {
+	db       *store.DB
+	pipeline *Pipeline
+}
+
+// NewReplayer validates its dependencies.
+func NewReplayer(db *store.DB, p *Pipeline) (*Replayer, error) {
+	if db == nil || p == nil {
+		return nil, errors.New("router: replayer needs a database and a pipeline")
+	}
+	return &Replayer{db: db, pipeline: p}, nil
+}
+
+// Replay outcomes.
+const (
+	ReplayCommitted    = "committed"     // the command is committed; the entry is deleted
+	ReplayStillFailing = "still_failing" // the entry stays, with the new reason
+	ReplayRetryLater   = "retry_later"   // a transient failure; the entry stays unchanged
+	ReplayWouldCommit  = "would_commit"  // dry run: the entry would yield a command
+	ReplayWouldFail    = "would_fail"    // dry run: the entry would fail again
+)
+
+// ReplayResult reports one replayed entry.
+type ReplayResult struct {
+	ID          string `json:"id"`
+	Result      string `json:"result"`
+	Reason      string `json:"reason,omitempty"`
+	CommandID   string `json:"command_id,omitempty"`
+	CommandType string `json:"command_type,omitempty"`
+}
+
+// Replay runs the entry id (or unique id prefix) through the same handlers.
+// Success deletes the entry; a command that already exists is not written
+// twice (its id is deterministic), so replaying twice is harmless. With
+// dryRun nothing is written.
+func (r *Replayer) Replay(ctx context.Context, id string, dryRun bool) (ReplayResult, error) {
+	e, err := r.db.GetPoison(ctx, id)
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	res := ReplayResult{ID: e.ID}
+	msg := replayMessage(e)
+	if dryRun {
+		cmd, err := r.pipeline.build(msg)
+		if err != nil {
+			res.Result, res.Reason = ReplayWouldFail, err.Error()
+			return res, nil
+		}
+		res.Result, res.CommandID, res.CommandType = ReplayWouldCommit, cmd.CommandID, string(cmd.Type)
+		return res, nil
+	}
+	o := r.pipeline.Run(ctx, msg)
+	switch {
+	case o.Err != nil:
+		res.Result, res.Reason = ReplayRetryLater, o.Err.Error()
+	case o.Poisoned:
+		res.Result, res.Reason = ReplayStillFailing, o.Reason
+	default:
+		if err := r.db.DeletePoison(ctx, e.ID); err != nil && !errors.Is(err, store.ErrPoisonNotFound) {
+			return res, fmt.Errorf("replayed %s but could not delete the entry: %w", e.ID, err)
+		}
+		res.Result = ReplayCommitted
+		if cmd, err := r.pipeline.build(replayMessage(e)); err == nil {
+			res.CommandID, res.CommandType = cmd.CommandID, string(cmd.Type)
+		}
+	}
+	return res, nil
+}
+
+// replayMessage rebuilds the message of a poison entry: original bytes,
+// subject and correlation id, with ingress "replay".
+func replayMessage(e store.PoisonEntry) *message.Message {
+	msg := message.NewMessage(e.ID, e.Payload)
+	msg.Metadata.Set(handlers.MetaSubject, e.Subject)
+	msg.Metadata.Set(handlers.MetaIngress, schema.IngressReplay)
+	if e.CorrelationID != "" {
+		msg.Metadata.Set(handlers.MetaCorrelationID, e.CorrelationID)
+	}
+	msg.Metadata.Set("replayed_at", time.Now().UTC().Format(time.RFC3339))
+	return msg
+}

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"fmt"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func versionString() string {
+	rev := ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				rev = s.Value[:12]
+			}
+		}
+	}
+	if rev == "" {
+		return fmt.Sprintf("user-events-router %s", version)
+	}
+	return fmt.Sprintf("user-events-router %s (%s)", version, rev)
+}
