@@ -54,7 +54,7 @@ func checkCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	info := s.CachedInfo()
 	fmt.Fprintf(stdout, "nats: ok (%s), stream %s: %d messages, retention %v\n", configs.RedactURL(nc.ConnectedUrl()), cfg.Stream, info.State.Msgs, info.Config.Retention)
-	c, err := s.Consumer(ctx, cfg.Durable)
+	c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
 	if err != nil {
 		fmt.Fprintf(stdout, "consumer %s: absent (serve creates it): %v\n", cfg.Durable, err)
 		return nil

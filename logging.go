@@ -3,23 +3,59 @@ package main
 import (
 	"io"
 	"log/slog"
+	"os"
+	"regexp"
 	"strings"
+
+	"github.com/mattn/go-isatty"
 
 	"github.com/social/user-events-router/configs"
 )
 
-// newLogger builds the process logger from LOG_LEVEL and LOG_FORMAT.
+// newLogger builds the process logger from LOG_LEVEL and LOG_FORMAT: JSON by
+// default, text when LOG_FORMAT=text or, with LOG_FORMAT unset, when w is a
+// terminal. Email addresses are masked in every attribute.
 func newLogger(cfg configs.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by configs
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: maskEmails}
 	var h slog.Handler
-	if cfg.LogFormat == "text" {
+	if cfg.LogFormat == "text" || (cfg.LogFormat == "" && isTerminal(w)) {
 		h = slog.NewTextHandler(w, opts)
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
 	return slog.New(h).With("service", "user-events-router")
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// emailPattern finds things shaped like addresses inside any string.
+var emailPattern = regexp.MustCompile(`([A-Za-z0-9._%+\-]+)@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})`)
+
+// maskEmails is a slog ReplaceAttr that keeps the first character of an
+// address's local part and its domain: a***@example.com. Logs are personal
+// data otherwise.
+func maskEmails(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindString {
+		return a
+	}
+	s := a.Value.String()
+	if !strings.Contains(s, "@") {
+		return a
+	}
+	return slog.String(a.Key, MaskEmails(s))
+}
+
+// MaskEmails masks every address in s.
+func MaskEmails(s string) string {
+	return emailPattern.ReplaceAllStringFunc(s, func(addr string) string {
+		at := strings.LastIndexByte(addr, '@')
+		return addr[:1] + "***" + addr[at:]
+	})
 }
 
 // loadConfig reads the environment; a bad variable is a usage error (exit 2).

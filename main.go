@@ -48,6 +48,8 @@ const usage = `usage: user-events-router [command] [flags]
 commands:
   serve      run the router (the default)
   publish    send sample user events the way the Auth Service does
+  poison     list, show, replay or delete poison queue entries
+             (see: user-events-router poison help)
   check      load the configuration and check the database and NATS
   version    print the version
   help       print this help
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serveCommand(ctx, args, getenv, stderr)
 	case "publish":
 		return publishCommand(ctx, args, getenv, stdout, stderr)
+	case "poison":
+		return poisonCommand(ctx, args, getenv, stdout, stderr)
 	case "check":
 		return checkCommand(ctx, args, getenv, stdout, stderr)
 	case "version", "--version", "-version":

@@ -91,6 +91,9 @@ func testEnv(t *testing.T, natsURL, dbURL string) map[string]string {
 		"NAK_DELAY_MAX":          "200ms",
 		"RETRY_INITIAL_INTERVAL": "10ms",
 		"CLOSE_TIMEOUT":          "10s",
+		// Port 0: parallel routers must not fight over :3000 and :8081.
+		"HTTP_ADDR":  "127.0.0.1:0",
+		"ADMIN_ADDR": "127.0.0.1:0",
 	}
 }
 
@@ -329,7 +332,8 @@ func TestEmbeddedDefaults(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
 	listen := freeAddr(t)
-	p := startRouter(t, map[string]string{"DATA_DIR": dataDir, "NATS_LISTEN": listen, "LOG_LEVEL": "debug"})
+	p := startRouter(t, map[string]string{"DATA_DIR": dataDir, "NATS_LISTEN": listen, "LOG_LEVEL": "debug",
+		"HTTP_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0"})
 	var js jetstream.JetStream
 	routertest.Eventually(t, 20*time.Second, "the embedded server and its stream", func() bool {
 		nc, err := nats.Connect("nats://" + listen)

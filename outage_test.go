@@ -46,18 +46,7 @@ func TestDatabaseOutageMidStream(t *testing.T) {
 			dbURL := storetest.URL(t, backend)
 			db := openDB(t, dbURL)
 
-			var down, up func()
-			routerURL := dbURL
-			switch backend {
-			case store.SQLite:
-				down = func() { mustExec(t, db, `ALTER TABLE watermill_profile_sync_commands RENAME TO parked_commands`) }
-				up = func() { mustExec(t, db, `ALTER TABLE parked_commands RENAME TO watermill_profile_sync_commands`) }
-			default:
-				proxy := routertest.StartProxy(t, hostOf(t, dbURL))
-				routerURL = viaProxy(t, dbURL, proxy)
-				down = proxy.Cut
-				up = func() { proxy.Restore(t) }
-			}
+			routerURL, down, up := cuttableDatabase(t, backend, dbURL, db)
 			startRouter(t, testEnv(t, srv.URL, routerURL))
 			js := routertest.JetStream(t, srv.URL)
 			waitForConsumer(t, js)
@@ -106,6 +95,20 @@ func TestDatabaseOutageMidStream(t *testing.T) {
 	}
 }
 
+// cuttableDatabase gives the router a database the test can take away and
+// bring back: the URL to hand the router, and down and up. PostgreSQL and
+// MariaDB go away for real (the router connects through a proxy that drops
+// every connection); SQLite, which has no server, loses its commands table.
+func cuttableDatabase(t *testing.T, backend store.Dialect, dbURL string, db *store.DB) (routerURL string, down, up func()) {
+	t.Helper()
+	if backend == store.SQLite {
+		return dbURL,
+			func() { mustExec(t, db, `ALTER TABLE watermill_profile_sync_commands RENAME TO parked_commands`) },
+			func() { mustExec(t, db, `ALTER TABLE parked_commands RENAME TO watermill_profile_sync_commands`) }
+	}
+	proxy := routertest.StartProxy(t, hostOf(t, dbURL))
+	return viaProxy(t, dbURL, proxy), proxy.Cut, func() { proxy.Restore(t) }
+}
 func mustExec(t *testing.T, db *store.DB, query string) {
 	t.Helper()
 	if _, err := db.SQL.Exec(query); err != nil {

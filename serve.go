@@ -6,18 +6,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/metrics"
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/store"
@@ -42,7 +47,8 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 }
 
 // serve runs the router until ctx is cancelled. It reads top to bottom:
-// database → broker → stream and consumer → router → run.
+// database → broker → stream and consumer → handlers and middleware →
+// Watermill router → HTTP servers → run, all under one errgroup.
 func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	db, err := openStore(ctx, cfg)
 	if err != nil {
@@ -63,7 +69,11 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer mgmt.Close()
-	binding, err := bindConsumer(ctx, mgmt, cfg, logger)
+	js, err := jetstream.New(mgmt)
+	if err != nil {
+		return err
+	}
+	binding, err := bindConsumer(ctx, js, mgmt, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -73,15 +83,17 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	}
 	defer subConn.Close()
 
-	publisher, err := db.Publisher(watermill.NewSlogLogger(logger.With("component", "sql-publisher")))
-	if err != nil {
-		return fmt.Errorf("sql publisher: %w", err)
-	}
-	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), publisher, store.CommandsTopic)
+	// The same dispatcher and middleware serve NATS, HTTP and replay.
+	m := metrics.New(slices.Collect(maps.Keys(handlers.DefaultRegistry())))
+	dispatcher, chain, err := buildHandling(cfg, db, binding.MaxDeliver, m, logger)
 	if err != nil {
 		return err
 	}
-	chain, err := middlewareChain(cfg, db, binding.MaxDeliver, logger)
+	pipeline, err := router.NewPipeline(dispatcher, chain)
+	if err != nil {
+		return err
+	}
+	replayer, err := router.NewReplayer(db, pipeline)
 	if err != nil {
 		return err
 	}
@@ -96,6 +108,48 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	m.AddRouter(r)
+	addGauges(m, db, js, cfg, logger)
+
+	// Listeners open up front: a taken port fails the start, not later.
+	ingressLn, err := listen("HTTP_ADDR", cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	defer ingressLn.Close()
+	adminLn, err := listen("ADMIN_ADDR", cfg.AdminAddr)
+	if err != nil {
+		return err
+	}
+	defer adminLn.Close()
+
+	ingress, err := router.NewIngressHandler(router.IngressOptions{
+		Pipeline:     pipeline,
+		Poison:       db,
+		MaxBodyBytes: int64(cfg.IngressMaxBody),
+		Token:        cfg.IngressToken,
+		Logger:       logger,
+	})
+	if err != nil {
+		return err
+	}
+	admin, err := router.NewAdminHandler(router.AdminOptions{
+		DB:        db,
+		Replayer:  replayer,
+		Token:     cfg.AdminToken,
+		Logger:    logger,
+		ReadyFunc: readiness(db, js, subConn, r, cfg),
+		Metrics:   m.Handler(),
+	})
+	if err != nil {
+		return err
+	}
+	ingressSrv := router.NewIngressServer(cfg.HTTPAddr, m.InstrumentIngress(ingress), cfg.AttemptBudget())
+	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: cfg.AttemptBudget() + 10*time.Second, IdleTimeout: time.Minute}
+
+	logger.Info("ready to serve", "http_ingress", ingressLn.Addr().String(), "admin", adminLn.Addr().String(),
+		"stream", binding.Stream, "durable", binding.Durable, "max_deliver", binding.MaxDeliver)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -104,6 +158,8 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 		}
 		return nil
 	})
+	g.Go(func() error { return serveHTTP(gctx, "ingress", ingressSrv, ingressLn, cfg.CloseTimeout) })
+	g.Go(func() error { return serveHTTP(gctx, "admin", adminSrv, adminLn, cfg.CloseTimeout) })
 	g.Go(func() error {
 		<-gctx.Done()
 		logger.Info("shutting down", "close_timeout", cfg.CloseTimeout)
@@ -112,21 +168,123 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	return g.Wait()
 }
 
-// middlewareChain is the one chain every event passes through, whichever
-// way it arrived; the order is documented at middleware.Chain.
-func middlewareChain(cfg configs.Config, db *store.DB, maxDeliver int, logger *slog.Logger) ([]message.HandlerMiddleware, error) {
+// buildHandling is the one dispatcher and middleware chain every event
+// passes through, whichever way it arrived; the order is documented at
+// middleware.Chain. maxDeliver is the durable's (-1 when there is none).
+// m may be nil (the poison command records no metrics).
+func buildHandling(cfg configs.Config, db *store.DB, maxDeliver int, m *metrics.Metrics, logger *slog.Logger) (*handlers.Dispatcher, []message.HandlerMiddleware, error) {
+	publisher, err := db.Publisher(watermill.NewSlogLogger(logger.With("component", "sql-publisher")))
+	if err != nil {
+		return nil, nil, fmt.Errorf("sql publisher: %w", err)
+	}
+	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), publisher, store.CommandsTopic)
+	if err != nil {
+		return nil, nil, err
+	}
 	poison, err := middleware.NewPoison(db, maxDeliver)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return middleware.Chain(middleware.ChainOptions{
+	opts := middleware.ChainOptions{
 		Logger:               logger,
 		Poison:               poison,
 		RetryMax:             cfg.RetryMax,
 		RetryInitialInterval: cfg.RetryInitialInterval,
 		RetryMaxInterval:     cfg.RetryMaxInterval,
 		HandlerTimeout:       cfg.HandlerTimeout,
-	})
+	}
+	if m != nil {
+		opts.Observe, opts.OnRetryFunc = m.Middleware, m.Retried
+	}
+	chain, err := middleware.Chain(opts)
+	return dispatcher, chain, err
+}
+
+// addGauges registers the values read at scrape time: the poison queue's
+// depth and the durable's pending and ack-pending counts.
+func addGauges(m *metrics.Metrics, db *store.DB, js jetstream.JetStream, cfg configs.Config, logger *slog.Logger) {
+	m.AddGauge("poison_queue_depth", "Entries in the poison queue.", func(ctx context.Context) (float64, error) {
+		n, err := db.CountPoison(ctx)
+		return float64(n), err
+	}, logger)
+	consumerInfo := func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+		c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
+		if err != nil {
+			return nil, err
+		}
+		return c.Info(ctx)
+	}
+	m.AddGauge("consumer_pending_messages", "Messages in the stream not yet delivered to the durable.", func(ctx context.Context) (float64, error) {
+		info, err := consumerInfo(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return float64(info.NumPending), nil
+	}, logger)
+	m.AddGauge("consumer_ack_pending_messages", "Messages delivered to the durable and not yet acknowledged.", func(ctx context.Context) (float64, error) {
+		info, err := consumerInfo(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return float64(info.NumAckPending), nil
+	}, logger)
+}
+
+// readiness is ready when the router runs, the database answers, the
+// consumer connection is up and the durable has this process bound to it.
+func readiness(db *store.DB, js jetstream.JetStream, sub *nats.Conn, r *message.Router, cfg configs.Config) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if !r.IsRunning() {
+			return errors.New("router not running")
+		}
+		if err := db.Ping(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		if !sub.IsConnected() {
+			return fmt.Errorf("nats: consumer connection %s", sub.Status())
+		}
+		c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
+		if err != nil {
+			return fmt.Errorf("nats: consumer %s: %w", cfg.Durable, err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("nats: consumer %s: %w", cfg.Durable, err)
+		}
+		if !info.PushBound {
+			return fmt.Errorf("nats: consumer %s has no bound subscriber", cfg.Durable)
+		}
+		return nil
+	}
+}
+
+func listen(name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%s: %w", name, addr, err)
+	}
+	return ln, nil
+}
+
+// serveHTTP serves until ctx ends, then shuts down gracefully: in-flight
+// requests finish (an ingress request answers only after its commit).
+func serveHTTP(ctx context.Context, name string, srv *http.Server, ln net.Listener, timeout time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s server: %w", name, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("%s server shutdown: %w", name, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s server: %w", name, err)
+	}
+	return nil
 }
 
 func openStore(ctx context.Context, cfg configs.Config) (*store.DB, error) {
@@ -161,11 +319,7 @@ func brokerURL(cfg configs.Config, logger *slog.Logger) (string, func(), error) 
 	return srv.ClientURL(), srv.Shutdown, nil
 }
 
-func bindConsumer(ctx context.Context, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (router.Binding, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return router.Binding{}, err
-	}
+func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (router.Binding, error) {
 	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 			return router.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", configs.RedactURL(nc.ConnectedUrl()), err)

@@ -53,6 +53,11 @@ type Config struct {
 	HTTPAddr   string
 	AdminAddr  string
 	AdminToken string
+	// IngressToken, when set, is the bearer token the HTTP fallback requires.
+	// Off by default: the Auth Service sends none.
+	IngressToken string
+	// IngressMaxBody is the largest event body the HTTP fallback accepts.
+	IngressMaxBody int
 
 	// HandlerTimeout bounds one attempt at handling a message.
 	HandlerTimeout time.Duration
@@ -84,6 +89,7 @@ func Defaults() Config {
 		Subscribers:          8,
 		DataDir:              "./data",
 		HTTPAddr:             ":3000",
+		IngressMaxBody:       64 << 10,
 		AdminAddr:            "127.0.0.1:8081",
 		HandlerTimeout:       5 * time.Second,
 		RetryMax:             3,
@@ -93,7 +99,6 @@ func Defaults() Config {
 		NakDelayMax:          time.Minute,
 		CloseTimeout:         30 * time.Second,
 		LogLevel:             "info",
-		LogFormat:            "json",
 	}
 }
 
@@ -162,6 +167,8 @@ func fields() []field {
 		{Variable{"HTTP_ADDR", d.HTTPAddr, "listen address of the HTTP fallback ingress", false}, str(func(c *Config) *string { return &c.HTTPAddr })},
 		{Variable{"ADMIN_ADDR", d.AdminAddr, "listen address of health, metrics and the poison API", false}, str(func(c *Config) *string { return &c.AdminAddr })},
 		{Variable{"ADMIN_TOKEN", "", "bearer token for the admin API (required when ADMIN_ADDR is not loopback)", true}, str(func(c *Config) *string { return &c.AdminToken })},
+		{Variable{"INGRESS_TOKEN", "", "bearer token the HTTP fallback requires (off by default: the Auth Service sends none)", true}, str(func(c *Config) *string { return &c.IngressToken })},
+		{Variable{"INGRESS_MAX_BODY", strconv.Itoa(d.IngressMaxBody), "largest event body the HTTP fallback accepts, in bytes (larger: 413)", false}, integer(func(c *Config) *int { return &c.IngressMaxBody })},
 		{Variable{"HANDLER_TIMEOUT", d.HandlerTimeout.String(), "limit for one attempt at handling a message", false}, dur(func(c *Config) *time.Duration { return &c.HandlerTimeout })},
 		{Variable{"RETRY_MAX", strconv.Itoa(d.RetryMax), "in-process retries of a transient failure before handing the message back to NATS", false}, integer(func(c *Config) *int { return &c.RetryMax })},
 		{Variable{"RETRY_INITIAL_INTERVAL", d.RetryInitialInterval.String(), "first in-process retry delay (doubles, with jitter)", false}, dur(func(c *Config) *time.Duration { return &c.RetryInitialInterval })},
@@ -170,7 +177,7 @@ func fields() []field {
 		{Variable{"NAK_DELAY_MAX", d.NakDelayMax.String(), "largest redelivery delay", false}, dur(func(c *Config) *time.Duration { return &c.NakDelayMax })},
 		{Variable{"CLOSE_TIMEOUT", d.CloseTimeout.String(), "limit for graceful shutdown", false}, dur(func(c *Config) *time.Duration { return &c.CloseTimeout })},
 		{Variable{"LOG_LEVEL", d.LogLevel, "debug, info, warn or error", false}, str(func(c *Config) *string { return &c.LogLevel })},
-		{Variable{"LOG_FORMAT", d.LogFormat, "json or text", false}, str(func(c *Config) *string { return &c.LogFormat })},
+		{Variable{"LOG_FORMAT", "", "json or text; empty = json, or text when stderr is a terminal", false}, str(func(c *Config) *string { return &c.LogFormat })},
 	}
 }
 
@@ -275,6 +282,12 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
 		bad("ADMIN_ADDR", quote(c.AdminAddr), "must be host:port or :port")
 	}
+	if c.IngressMaxBody < 1024 || c.IngressMaxBody > 1<<20 {
+		bad("INGRESS_MAX_BODY", c.IngressMaxBody, "must be between 1024 and 1048576 bytes")
+	}
+	if Exposed(c.AdminAddr) && c.AdminToken == "" {
+		errs = append(errs, fmt.Errorf("ADMIN_TOKEN: required when ADMIN_ADDR=%q is reachable beyond this machine (the poison API can replay and delete); set a token or bind ADMIN_ADDR to 127.0.0.1", c.AdminAddr))
+	}
 	if c.HandlerTimeout <= 0 {
 		bad("HANDLER_TIMEOUT", c.HandlerTimeout, "must be positive")
 	}
@@ -305,7 +318,7 @@ func (c Config) Validate() error {
 		bad("LOG_LEVEL", quote(c.LogLevel), "must be debug, info, warn or error")
 	}
 	switch c.LogFormat {
-	case "json", "text":
+	case "", "json", "text":
 	default:
 		bad("LOG_FORMAT", quote(c.LogFormat), "must be json or text")
 	}
@@ -347,6 +360,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("admin_addr", c.AdminAddr),
 		slog.Bool("admin_token_set", c.AdminToken != ""),
+		slog.Bool("ingress_token_set", c.IngressToken != ""),
 		slog.Int("subscribers", c.Subscribers),
 		slog.Duration("handler_timeout", c.HandlerTimeout),
 		slog.Int("retry_max", c.RetryMax),
@@ -384,6 +398,22 @@ func RedactURL(s string) string {
 		parts[i] = u.Redacted()
 	}
 	return strings.Join(parts, ",")
+}
+
+// Exposed reports whether a server listening on addr is reachable beyond
+// this machine: true unless the host is a loopback address or "localhost".
+// An empty host (":8081") listens on every interface; an address that does
+// not parse counts as exposed.
+func Exposed(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true
+	}
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 func quote(s string) string { return strconv.Quote(s) }

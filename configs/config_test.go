@@ -124,3 +124,19 @@ func TestVariablesDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestAdminTokenRequiredBeyondLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, needs := range map[string]bool{
+		"127.0.0.1:8081": false, "localhost:8081": false, "[::1]:8081": false,
+		":8081": true, "0.0.0.0:8081": true, "10.1.2.3:8081": true, "admin.internal:8081": true,
+	} {
+		_, err := Load(env(map[string]string{"ADMIN_ADDR": addr}))
+		if got := err != nil && strings.Contains(err.Error(), "ADMIN_TOKEN: required"); got != needs {
+			t.Errorf("ADMIN_ADDR=%s without ADMIN_TOKEN: err = %v, want refusal %v", addr, err, needs)
+		}
+		if _, err := Load(env(map[string]string{"ADMIN_ADDR": addr, "ADMIN_TOKEN": "t0k"})); err != nil {
+			t.Errorf("ADMIN_ADDR=%s with a token: %v", addr, err)
+		}
+	}
+}

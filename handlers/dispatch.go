@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -69,6 +70,9 @@ func (d *Dispatcher) Build(msg *message.Message) (schema.Command, error) {
 	if err != nil {
 		return schema.Command{}, fmt.Errorf("decode %s: %w", orHTTP(subject), err)
 	}
+	msg.Metadata.Set(MetaAction, ev.Action)
+	msg.Metadata.Set(MetaUserID, ev.ID)
+	msg.Metadata.Set(MetaOccurredAt, ev.Timestamp.UTC().Format(time.RFC3339Nano))
 	h, ok := d.registry[ev.Action]
 	if !ok {
 		return schema.Command{}, Permanent(fmt.Errorf("no handler for action %q", ev.Action))

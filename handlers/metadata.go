@@ -11,4 +11,8 @@ const (
 	MetaCorrelationID   = "correlation_id"
 	MetaHandler         = "handler"
 	MetaCommandType     = "command_type"
+	// Set by the dispatcher once the event decoded, for logs and metrics.
+	MetaAction     = "action"
+	MetaUserID     = "user_id"
+	MetaOccurredAt = "occurred_at"
 )

@@ -22,6 +22,11 @@ type ChainOptions struct {
 	RetryMaxInterval     time.Duration
 	// HandlerTimeout bounds each attempt.
 	HandlerTimeout time.Duration
+	// Observe, when set, runs right inside Correlation to record the final
+	// outcome of each delivery (metrics).
+	Observe message.HandlerMiddleware
+	// OnRetryFunc, when set, is called on each in-process retry.
+	OnRetryFunc func()
 }
 
 // Chain returns the middleware, outermost first. The order is the design:
@@ -29,6 +34,8 @@ type ChainOptions struct {
 //  1. Correlation — outermost, so every later step (log lines, poison
 //     entries, commands) carries the correlation id, and the outcome of the
 //     whole delivery is logged once.
+//     (Metrics, when given, runs right inside it and records the same
+//     final outcome.)
 //  2. Poison — outside Retry, so it judges only the final outcome of all
 //     in-process attempts: permanent errors, panics that survived the
 //     retries, and transient errors on the last delivery become committed
@@ -59,14 +66,36 @@ func Chain(o ChainOptions) ([]message.HandlerMiddleware, error) {
 		Logger: watermill.NewSlogLoggerWithLevelMapping(o.Logger.With("component", "retry"),
 			map[slog.Level]slog.Level{slog.LevelError: slog.LevelWarn}),
 	}
-	return []message.HandlerMiddleware{
-		Correlation(o.Logger),
-		o.Poison.Middleware,
-		retry.Middleware,
+	chain := []message.HandlerMiddleware{Correlation(o.Logger)}
+	if o.Observe != nil {
+		chain = append(chain, o.Observe)
+	}
+	chain = append(chain, o.Poison.Middleware, retry.Middleware)
+	if o.OnRetryFunc != nil {
+		chain = append(chain, countRetries(o.OnRetryFunc))
+	}
+	return append(chain,
 		wmmiddleware.Timeout(o.HandlerTimeout),
 		wmmiddleware.Recoverer,
-	}, nil
+	), nil
 }
+
+// countRetries sits just inside Retry: every call after a message's first
+// is a retry.
+func countRetries(onRetry func()) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			if msg.Metadata.Get(metaAttempted) != "" {
+				onRetry()
+			}
+			msg.Metadata.Set(metaAttempted, "1")
+			return h(msg)
+		}
+	}
+}
+
+// metaAttempted marks a message that has had one attempt in this process.
+const metaAttempted = "attempted"
 
 // Wrap applies middleware (outermost first) to h, for the paths that call
 // the chain directly instead of through the Watermill router: HTTP ingress

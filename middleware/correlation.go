@@ -49,7 +49,7 @@ func LogAttrs(msg *message.Message) []slog.Attr {
 		slog.String("message_uuid", msg.UUID),
 		slog.String("ingress", msg.Metadata.Get(handlers.MetaIngress)),
 	}
-	for _, k := range []string{handlers.MetaSubject, handlers.MetaStreamSeq, handlers.MetaDeliveryAttempt, handlers.MetaHandler} {
+	for _, k := range []string{handlers.MetaSubject, handlers.MetaStreamSeq, handlers.MetaDeliveryAttempt, handlers.MetaHandler, handlers.MetaUserID} {
 		if v := msg.Metadata.Get(k); v != "" {
 			attrs = append(attrs, slog.String(k, v))
 		}

@@ -202,10 +202,7 @@ func (db *DB) putPoisonOnce(ctx context.Context, e PoisonEntry) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if !old.FirstFailure.IsZero() && old.FirstFailure.Before(e.FirstFailure) {
-			e.FirstFailure = old.FirstFailure
-		}
-		e.Failures = old.Failures + 1
+		e = mergePoison(old, e)
 		md, _ := json.Marshal(e.metadata())
 		if _, err := tx.ExecContext(ctx, db.bind(`UPDATE `+db.poisonTable()+` SET metadata = ? WHERE uuid = ?`), string(md), e.ID); err != nil {
 			return false, fmt.Errorf("poison entry %s: update: %w", e.ID, err)
@@ -215,6 +212,34 @@ func (db *DB) putPoisonOnce(ctx context.Context, e PoisonEntry) (bool, error) {
 		return false, fmt.Errorf("poison entry %s: commit: %w", e.ID, err)
 	}
 	return true, nil
+}
+
+// mergePoison records a new failure e of an existing entry old: the new
+// reason and class win, the first failure time stays, the count goes up,
+// and facts the new failure does not know (a replay has no stream position)
+// keep their old values, so the original JetStream delivery stays visible.
+func mergePoison(old, e PoisonEntry) PoisonEntry {
+	if !old.FirstFailure.IsZero() && old.FirstFailure.Before(e.FirstFailure) {
+		e.FirstFailure = old.FirstFailure
+	}
+	e.Failures = old.Failures + 1
+	keep := func(now *string, was string) {
+		if *now == "" {
+			*now = was
+		}
+	}
+	keep(&e.Subject, old.Subject)
+	keep(&e.Handler, old.Handler)
+	keep(&e.CorrelationID, old.CorrelationID)
+	keep(&e.Stream, old.Stream)
+	keep(&e.Stack, old.Stack)
+	if e.StreamSeq == 0 {
+		e.StreamSeq = old.StreamSeq
+	}
+	if e.DeliveryCount == 0 {
+		e.DeliveryCount = old.DeliveryCount
+	}
+	return e
 }
 
 // PoisonFilter narrows ListPoison. Zero fields match everything.
@@ -337,4 +362,13 @@ func (db *DB) DeletePoison(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %s", ErrPoisonNotFound, id)
 	}
 	return nil
+}
+
+// CountPoison is the number of entries in the poison queue.
+func (db *DB) CountPoison(ctx context.Context) (int, error) {
+	var n int
+	if err := db.SQL.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+db.poisonTable()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count poison entries: %w", err)
+	}
+	return n, nil
 }

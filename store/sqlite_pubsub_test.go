@@ -109,5 +109,5 @@ func newSQLitePubSub(t *testing.T, path, consumerGroup string) (message.Publishe
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pub, sub
+	return pub, newClosingSubscriber(sub)
 }

@@ -1,0 +1,178 @@
+// Package metrics is the router's Prometheus instrumentation: one registry
+// of our own (never the global one) holding Watermill's router metrics and
+// the router's own — events by action and outcome, poison writes and depth,
+// retries, redeliveries, ingress requests by status, the durable's pending
+// and ack-pending counts, and the lag from event to commit.
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	wmmetrics "github.com/ThreeDotsLabs/watermill/components/metrics"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/middleware"
+)
+
+const namespace = "user_events_router"
+
+// Outcomes of one delivery of an event.
+const (
+	OutcomeCommitted = "committed" // its command is committed
+	OutcomePoisoned  = "poisoned"  // it went to the poison queue
+	OutcomeFailed    = "failed"    // neither: handed back for redelivery (NATS) or 503 (HTTP)
+)
+
+// Metrics holds the registry and the router's collectors.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	events          *prometheus.CounterVec
+	poisonWrites    *prometheus.CounterVec
+	retries         prometheus.Counter
+	redeliveries    prometheus.Counter
+	ingressRequests *prometheus.CounterVec
+	lag             prometheus.Histogram
+	known           map[string]bool
+}
+
+// New builds a registry with Go and process collectors and the router's
+// own metrics. actions are the event actions with a handler; any other
+// action is counted as "other" so a producer cannot blow up cardinality.
+func New(actions []string) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "events_total",
+			Help: "Event deliveries by action, ingress and outcome (committed, poisoned, failed).",
+		}, []string{"action", "ingress", "outcome"}),
+		poisonWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "poison_writes_total",
+			Help: "Poison-queue writes by error class.",
+		}, []string{"class"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "retries_total",
+			Help: "In-process retries of failed handling attempts.",
+		}),
+		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "redeliveries_total",
+			Help: "JetStream deliveries that were not the message's first.",
+		}),
+		ingressRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "ingress_requests_total",
+			Help: "HTTP fallback ingress requests by status code.",
+		}, []string{"code"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "commit_lag_seconds",
+			Help:    "Time from the event's timestamp to its command's commit.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600},
+		}),
+		known: map[string]bool{},
+	}
+	for _, a := range actions {
+		m.known[a] = true
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.events, m.poisonWrites, m.retries, m.redeliveries, m.ingressRequests, m.lag,
+	)
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// AddRouter registers Watermill's own router metrics (handler durations,
+// messages received and published) for r.
+func (m *Metrics) AddRouter(r *message.Router) {
+	wmmetrics.NewPrometheusMetricsBuilder(m.Registry, namespace, "watermill").AddPrometheusRouterMetrics(r)
+}
+
+// Retried counts one in-process retry (hook for the Retry middleware).
+func (m *Metrics) Retried() { m.retries.Inc() }
+
+// Middleware records the outcome of every delivery. It sits right inside
+// Correlation, outside Poison, so it sees the final verdict.
+func (m *Metrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if n, _ := strconv.Atoi(msg.Metadata.Get(handlers.MetaDeliveryAttempt)); n > 1 {
+			m.redeliveries.Inc()
+		}
+		out, err := h(msg)
+		outcome := OutcomeCommitted
+		switch {
+		case err != nil:
+			outcome = OutcomeFailed
+		case msg.Metadata.Get(middleware.MetaPoisonClass) != "":
+			outcome = OutcomePoisoned
+			m.poisonWrites.WithLabelValues(msg.Metadata.Get(middleware.MetaPoisonClass)).Inc()
+		default:
+			if at, perr := time.Parse(time.RFC3339Nano, msg.Metadata.Get(handlers.MetaOccurredAt)); perr == nil {
+				m.lag.Observe(time.Since(at).Seconds())
+			}
+		}
+		m.events.WithLabelValues(m.action(msg), msg.Metadata.Get(handlers.MetaIngress), outcome).Inc()
+		return out, err
+	}
+}
+
+func (m *Metrics) action(msg *message.Message) string {
+	a := msg.Metadata.Get(handlers.MetaAction)
+	switch {
+	case a == "":
+		return "undecodable"
+	case m.known[a]:
+		return a
+	}
+	return "other"
+}
+
+// InstrumentIngress counts ingress responses by status code.
+func (m *Metrics) InstrumentIngress(h http.Handler) http.Handler {
+	return promhttp.InstrumentHandlerCounter(m.ingressRequests, h)
+}
+
+// GaugeSource reports values at scrape time.
+type GaugeSource func(ctx context.Context) (float64, error)
+
+// AddGauge registers a gauge whose value is read at scrape time, bounded
+// by a short timeout; a failing read is logged and reported as NaN-free
+// absence (the sample is skipped).
+func (m *Metrics) AddGauge(name, help string, read GaugeSource, logger *slog.Logger) {
+	m.Registry.MustRegister(&scrapeGauge{
+		desc:   prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, nil, nil),
+		read:   read,
+		logger: logger,
+	})
+}
+
+type scrapeGauge struct {
+	desc   *prometheus.Desc
+	read   GaugeSource
+	logger *slog.Logger
+}
+
+func (g *scrapeGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *scrapeGauge) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	v, err := g.read(ctx)
+	if err != nil {
+		g.logger.Warn("metric not collected", "metric", g.desc.String(), "error", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v)
+}
