@@ -94,8 +94,8 @@ func TestBadInputCorpus(t *testing.T) {
 			t.Parallel()
 			srv := routertest.StartServer(t)
 			dbURL := storetest.URL(t, backend)
-			p := startRouter(t, testEnv(t, srv.URL, dbURL))
 			db := openDB(t, dbURL)
+			p := startRouter(t, testEnv(t, srv.URL, dbURL))
 			js := routertest.JetStream(t, srv.URL)
 			waitForConsumer(t, js)
 

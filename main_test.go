@@ -168,9 +168,9 @@ func TestRouterTurnsEachActionIntoOneCommand(t *testing.T) {
 			t.Parallel()
 			srv := routertest.StartServer(t)
 			dbURL := storetest.URL(t, backend)
+			db := openDB(t, dbURL) // first: two processes creating one SQLite file race
 			startRouter(t, testEnv(t, srv.URL, dbURL))
 			js := routertest.JetStream(t, srv.URL)
-			db := openDB(t, dbURL)
 
 			// The router creates the stream; wait for it before publishing.
 			routertest.Eventually(t, 20*time.Second, "stream USER_EVENTS", func() bool {
@@ -314,8 +314,8 @@ func TestBindsMonolithPushDurable(t *testing.T) {
 	routertest.Publish(t, js, "user.events.created", []byte(producerPayload))
 
 	dbURL := storetest.URL(t, store.SQLite)
-	startRouter(t, testEnv(t, srv.URL, dbURL))
 	db := openDB(t, dbURL)
+	startRouter(t, testEnv(t, srv.URL, dbURL))
 	routertest.Eventually(t, 20*time.Second, "the command", func() bool { return countCommands(t, db) == 1 })
 	routertest.Eventually(t, 20*time.Second, "the stream to drain", func() bool {
 		return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0

@@ -32,8 +32,8 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	env := testEnv(t, srv.URL, dbURL)
 	admin := freeAddr(t)
 	env["ADMIN_ADDR"] = admin
-	startRouter(t, env)
 	db := openDB(t, dbURL)
+	startRouter(t, env)
 	js := routertest.JetStream(t, srv.URL)
 
 	routertest.Eventually(t, 20*time.Second, "/readyz to answer 200", func() bool {
