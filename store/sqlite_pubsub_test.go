@@ -38,10 +38,11 @@ import (
 // connection pool on it, as a separate process would.
 //
 // Message counts: the normal run uses the suite's full counts (up to 10,000
-// messages and 50 concurrent subscribers; about 20 s on 2 cores). Under the
-// race detector, which makes the pure-Go SQLite several times slower, the
-// suite runs in its short mode (ForceShort: 50–1,000 messages, 10
-// subscribers) to stay near a minute; the code paths are the same.
+// messages and 50 concurrent subscribers; about 15 s on an idle 2-core
+// machine). Under the race detector, which makes the pure-Go SQLite several
+// times slower, the full counts take over a minute, so there the suite runs
+// in its short mode (ForceShort: 50 to 1,000 messages, 10 subscribers; about
+// 5 s). The code paths are the same.
 func TestSQLitePubSub(t *testing.T) {
 	t.Parallel()
 	features := tests.Features{
