@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/router/routertest"
@@ -29,5 +30,27 @@ func waitForConsumer(t *testing.T, js jetstream.JetStream) {
 	routertest.Eventually(t, 20*time.Second, "the durable consumer", func() bool {
 		_, err := js.PushConsumer(context.Background(), "USER_EVENTS", "social-backend-consumer")
 		return err == nil
+	})
+}
+
+// createMonolithDurable leaves behind the durable the monolith's old
+// in-process subscriber created on nc: a push consumer delivering to an
+// inbox, with a deliver group. Closing nc (not unsubscribing) keeps it, as a
+// crashed monolith would. It returns once the server, asked through js, has
+// seen the subscriber go: a message published before that could be pushed
+// to the dead subscriber and come back only after the 30s ack wait.
+func createMonolithDurable(t *testing.T, nc *nats.Conn, js jetstream.JetStream) {
+	t.Helper()
+	legacy, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := legacy.QueueSubscribe("user.events.*", "social-backend-consumer", func(*nats.Msg) {},
+		nats.Durable("social-backend-consumer"), nats.ManualAck(), nats.MaxDeliver(3), nats.AckWait(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	routertest.Eventually(t, 10*time.Second, "the monolith's subscriber to go", func() bool {
+		return !routertest.ConsumerInfo(t, js, "USER_EVENTS", "social-backend-consumer").PushBound
 	})
 }

@@ -298,13 +298,7 @@ func TestBindsMonolithPushDurable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// Exactly what the monolith ran; closing the connection (not
-	// unsubscribing) leaves the durable behind, as a crashed monolith would.
-	if _, err := legacy.QueueSubscribe("user.events.*", "social-backend-consumer", func(*nats.Msg) {},
-		nats.Durable("social-backend-consumer"), nats.ManualAck(), nats.MaxDeliver(3), nats.AckWait(30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	nc.Close()
+	createMonolithDurable(t, nc, routertest.JetStream(t, srv.URL))
 
 	js := routertest.JetStream(t, srv.URL)
 	before := routertest.ConsumerInfo(t, js, "USER_EVENTS", "social-backend-consumer")

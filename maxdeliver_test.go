@@ -34,11 +34,7 @@ func TestLastDeliveryIsPoisonedNotStranded(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := legacy.QueueSubscribe("user.events.*", "social-backend-consumer", func(*nats.Msg) {},
-		nats.Durable("social-backend-consumer"), nats.ManualAck(), nats.MaxDeliver(3), nats.AckWait(30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	nc.Close()
+	createMonolithDurable(t, nc, routertest.JetStream(t, srv.URL))
 
 	dbURL := storetest.URL(t, store.SQLite)
 	db := openDB(t, dbURL)

@@ -395,6 +395,12 @@ func RedactURL(s string) string {
 			parts[i] = "(unparsable URL)"
 			continue
 		}
+		if u.User != nil {
+			if _, hasPassword := u.User.Password(); !hasPassword {
+				// NATS reads a user without a password as a token.
+				u.User = url.User("xxxxx")
+			}
+		}
 		parts[i] = u.Redacted()
 	}
 	return strings.Join(parts, ",")

@@ -86,7 +86,7 @@ func TestLoadErrorsNameEveryVariable(t *testing.T) {
 func TestSecretsNeverLogged(t *testing.T) {
 	t.Parallel()
 	c, err := Load(env(map[string]string{
-		"NATS_URL":     "nats://router:natspw@broker:4222",
+		"NATS_URL":     "nats://router:natspw@broker:4222,nats://s3cr3ttoken@broker2:4222",
 		"DATABASE_URL": "postgres://app:dbpw@db:5432/x",
 		"ADMIN_TOKEN":  "admintok",
 	}))
@@ -95,7 +95,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 	var b strings.Builder
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("cfg", "config", c)
-	for _, secret := range []string{"natspw", "dbpw", "admintok"} {
+	for _, secret := range []string{"natspw", "dbpw", "admintok", "s3cr3ttoken"} {
 		if strings.Contains(b.String(), secret) {
 			t.Errorf("log line leaks %q: %s", secret, b.String())
 		}

@@ -25,7 +25,7 @@ func Connect(url string, cfg configs.Config, name string, logger *slog.Logger) (
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
-			logger.Info("nats reconnected", "conn", name, "url", c.ConnectedUrlRedacted())
+			logger.Info("nats reconnected", "conn", name, "url", configs.RedactURL(c.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
