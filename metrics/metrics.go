@@ -148,9 +148,11 @@ func (m *Metrics) InstrumentIngress(h http.Handler) http.Handler {
 type GaugeSource func(ctx context.Context) (float64, error)
 
 // AddGauge registers a gauge whose value is read at scrape time, bounded
-// by a short timeout; a failing read is logged and reported as NaN-free
-// absence (the sample is skipped).
+// by a short timeout; a failing read is logged and its sample skipped.
 func (m *Metrics) AddGauge(name, help string, read GaugeSource, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	m.Registry.MustRegister(&scrapeGauge{
 		desc:   prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, nil, nil),
 		read:   read,

@@ -50,6 +50,9 @@ func Chain(o ChainOptions) ([]message.HandlerMiddleware, error) {
 	if o.Logger == nil || o.Poison == nil {
 		return nil, errors.New("middleware: Chain needs a logger and a poison middleware")
 	}
+	if o.RetryMax < 0 {
+		return nil, errors.New("middleware: RetryMax must not be negative")
+	}
 	if o.HandlerTimeout <= 0 || o.RetryInitialInterval <= 0 {
 		return nil, errors.New("middleware: HandlerTimeout and RetryInitialInterval must be positive")
 	}

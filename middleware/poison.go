@@ -31,6 +31,9 @@ const (
 	MetaPoisonID     = "poison_id"
 )
 
+// poisonWriteTimeout bounds one poison-queue write.
+const poisonWriteTimeout = 10 * time.Second
+
 // PoisonSink stores poison entries; store.DB is one.
 type PoisonSink interface {
 	PutPoison(ctx context.Context, e store.PoisonEntry) error
@@ -87,8 +90,12 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			return nil, err
 		}
 		entry := p.entry(msg, class, err)
-		if werr := p.Sink.PutPoison(ctx, entry); werr != nil {
-			return nil, fmt.Errorf("write poison entry: %w (while handling: %v)", werr, err)
+		// The write must not die with the delivery's context: on the last
+		// delivery a shutdown would otherwise strand the message.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), poisonWriteTimeout)
+		defer cancel()
+		if werr := p.Sink.PutPoison(wctx, entry); werr != nil {
+			return nil, fmt.Errorf("write poison entry: %w (while handling: %w)", werr, err)
 		}
 		msg.Metadata.Set(MetaPoisonClass, class)
 		msg.Metadata.Set(MetaPoisonReason, entry.Reason)
