@@ -108,8 +108,10 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	m.AddRouter(r)
+	m.AddRouter(r.Router)
 	addGauges(m, db, js, cfg, logger)
+	m.AddGauge("messages_in_flight", "JetStream messages being handled by this process (handed out, not yet acked or nacked).",
+		func(context.Context) (float64, error) { return float64(r.InFlight()), nil }, logger)
 
 	// Listeners open up front: a taken port fails the start, not later.
 	ingressLn, err := listen("HTTP_ADDR", cfg.HTTPAddr)
@@ -153,7 +155,9 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := r.Run(gctx); err != nil {
+		// Shutdown goes through r.Close below, which lets the messages in
+		// flight finish and be acked (see router's drainingSubscriber).
+		if err := r.Run(context.WithoutCancel(gctx)); err != nil {
 			return fmt.Errorf("router: %w", err)
 		}
 		return nil
@@ -232,7 +236,7 @@ func addGauges(m *metrics.Metrics, db *store.DB, js jetstream.JetStream, cfg con
 
 // readiness is ready when the router runs, the database answers, the
 // consumer connection is up and the durable has this process bound to it.
-func readiness(db *store.DB, js jetstream.JetStream, sub *nats.Conn, r *message.Router, cfg configs.Config) func(context.Context) error {
+func readiness(db *store.DB, js jetstream.JetStream, sub *nats.Conn, r *router.Router, cfg configs.Config) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if !r.IsRunning() {
 			return errors.New("router not running")

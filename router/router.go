@@ -30,9 +30,19 @@ type Options struct {
 	Middleware []message.HandlerMiddleware
 }
 
+// Router is the Watermill router with the count of messages in flight.
+type Router struct {
+	*message.Router
+	drain *drainingSubscriber
+}
+
+// InFlight is how many messages are handed to the handler and not yet
+// acked or nacked.
+func (r *Router) InFlight() int { return r.drain.InFlight() }
+
 // New builds the Watermill router: a JetStream subscriber bound to the
 // durable with manual acks, and one handler behind the middleware chain.
-func New(o Options) (*message.Router, error) {
+func New(o Options) (*Router, error) {
 	if o.Conn == nil {
 		return nil, errors.New("router: nil NATS connection")
 	}
@@ -46,7 +56,8 @@ func New(o Options) (*message.Router, error) {
 		// Watermill logs every message at info; keep that at debug.
 		slog.LevelInfo: slog.LevelDebug,
 	})
-	sub, err := NewSubscriber(o.Conn, o.Config, o.Binding, wmLogger)
+	a := &acker{backoff: Backoff{First: o.Config.NakDelay, Max: o.Config.NakDelayMax}, logger: o.Logger}
+	sub, err := newSubscriber(o.Conn, o.Config, o.Binding, a, wmLogger)
 	if err != nil {
 		return nil, err
 	}
@@ -57,30 +68,30 @@ func New(o Options) (*message.Router, error) {
 	for _, m := range o.Middleware {
 		r.AddMiddleware(m)
 	}
-	r.AddConsumerHandler(HandlerName, o.Config.Subject, sub, o.Handle)
-	return r, nil
+	drain := newDrainingSubscriber(sub, a, o.Config.CloseTimeout)
+	r.AddConsumerHandler(HandlerName, o.Config.Subject, drain, o.Handle)
+	return &Router{Router: r, drain: drain}, nil
 }
 
-// NewSubscriber is the watermill-nats JetStream subscriber bound to the
+// newSubscriber is the watermill-nats JetStream subscriber bound to the
 // durable of b. Acks are manual: the client library's automatic ack (after
 // the callback returns) would delete a message from the WorkQueue stream
-// before its command is committed. Watermill acks only after the handler
+// before its command is committed. The acker acks only after the handler
 // returned without error, i.e. after the commit.
-func NewSubscriber(nc *nats.Conn, cfg configs.Config, b Binding, logger watermill.LoggerAdapter) (*wmnats.Subscriber, error) {
+func newSubscriber(nc *nats.Conn, cfg configs.Config, b Binding, a *acker, logger watermill.LoggerAdapter) (*wmnats.Subscriber, error) {
 	count := cfg.Subscribers
 	if b.Queue == "" {
 		// Without a deliver group only one subscription may bind the consumer.
 		count = 1
 	}
 	return wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
-		Unmarshaler:      Unmarshaler{},
+		Unmarshaler:      a,
 		SubscribersCount: count,
-		// Past this, the subscriber stops waiting for our ack and the broker
-		// redelivers after its own ack wait; never an ack without a commit.
+		// How long one subscription waits for the handler before taking the
+		// next message; the acker still settles a late one.
 		AckWaitTimeout:   b.AckWait,
 		CloseTimeout:     cfg.CloseTimeout,
 		SubscribeTimeout: 30 * time.Second,
-		NakDelay:         Backoff{First: cfg.NakDelay, Max: cfg.NakDelayMax},
 		QueueGroupPrefix: b.Queue,
 		JetStream: wmnats.JetStreamConfig{
 			SubscribeOptions: []nats.SubOpt{nats.Bind(b.Stream, b.Durable), nats.ManualAck()},
