@@ -26,8 +26,10 @@ type drainingSubscriber struct {
 	acker   *acker
 	timeout time.Duration
 
-	once     sync.Once
-	draining chan struct{}
+	once       sync.Once
+	draining   chan struct{}
+	forwarders sync.WaitGroup
+	closed     chan struct{} // closed when Close has closed the inner subscriber
 
 	mu       sync.Mutex
 	inflight int
@@ -35,7 +37,8 @@ type drainingSubscriber struct {
 }
 
 func newDrainingSubscriber(inner message.Subscriber, a *acker, timeout time.Duration) *drainingSubscriber {
-	return &drainingSubscriber{inner: inner, acker: a, timeout: timeout, draining: make(chan struct{}), idle: make(chan struct{})}
+	return &drainingSubscriber{inner: inner, acker: a, timeout: timeout,
+		draining: make(chan struct{}), idle: make(chan struct{}), closed: make(chan struct{})}
 }
 
 // Subscribe implements message.Subscriber.
@@ -45,7 +48,9 @@ func (d *drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-cha
 		return nil, err
 	}
 	out := make(chan *message.Message)
+	d.forwarders.Add(1)
 	go func() {
+		defer d.forwarders.Done()
 		defer close(out)
 		for {
 			select {
@@ -116,7 +121,9 @@ func (d *drainingSubscriber) InFlight() int {
 
 // Close implements message.Subscriber.
 func (d *drainingSubscriber) Close() error {
+	first := false
 	d.once.Do(func() {
+		first = true
 		d.mu.Lock()
 		close(d.draining)
 		if d.inflight == 0 {
@@ -124,9 +131,28 @@ func (d *drainingSubscriber) Close() error {
 		}
 		d.mu.Unlock()
 	})
+	if !first {
+		<-d.closed
+		return nil
+	}
+	defer close(d.closed)
+	// The forwarders exit at once; waiting for them orders their last
+	// receive before the inner subscriber closes its channel.
+	d.forwarders.Wait()
 	select {
 	case <-d.idle:
 	case <-time.After(d.timeout):
 	}
 	return d.inner.Close()
+}
+
+// waitClosed blocks until Close has finished (acks settled, the inner
+// subscriber closed), or timeout passes.
+func (d *drainingSubscriber) waitClosed(timeout time.Duration) bool {
+	select {
+	case <-d.closed:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }

@@ -33,12 +33,25 @@ type Options struct {
 // Router is the Watermill router with the count of messages in flight.
 type Router struct {
 	*message.Router
-	drain *drainingSubscriber
+	drain        *drainingSubscriber
+	closeTimeout time.Duration
 }
 
 // InFlight is how many messages are handed to the handler and not yet
 // acked or nacked.
 func (r *Router) InFlight() int { return r.drain.InFlight() }
+
+// Close closes the Watermill router and then waits until the subscriber has
+// settled every in-flight message with the broker and closed: Watermill's
+// own Close returns once the handlers have returned, before their acks are
+// sent, and the caller is about to close the NATS connection.
+func (r *Router) Close() error {
+	err := r.Router.Close()
+	if !r.drain.waitClosed(r.closeTimeout + 5*time.Second) {
+		return errors.Join(err, errors.New("router: subscriber did not close in time"))
+	}
+	return err
+}
 
 // New builds the Watermill router: a JetStream subscriber bound to the
 // durable with manual acks, and one handler behind the middleware chain.
@@ -70,7 +83,7 @@ func New(o Options) (*Router, error) {
 	}
 	drain := newDrainingSubscriber(sub, a, o.Config.CloseTimeout)
 	r.AddConsumerHandler(HandlerName, o.Config.Subject, drain, o.Handle)
-	return &Router{Router: r, drain: drain}, nil
+	return &Router{Router: r, drain: drain, closeTimeout: o.Config.CloseTimeout}, nil
 }
 
 // newSubscriber is the watermill-nats JetStream subscriber bound to the
