@@ -54,6 +54,12 @@ type procOptions struct {
 	httpAddr string
 	// databaseURL overrides the fixture's (e.g. through a proxy).
 	databaseURL string
+	// embeddedListen, when set, runs the router on its embedded NATS
+	// server (NATS_URL empty) listening there, with its store in dataDir.
+	embeddedListen string
+	// dataDir overrides the process's own DATA_DIR (to restart on the same
+	// embedded store).
+	dataDir string
 }
 
 // startRouter starts `user-events-router` (serve) and waits until its
@@ -76,6 +82,13 @@ func (f *fixture) startRouter(t *testing.T, o procOptions) *routerProc {
 		dbURL = o.databaseURL
 	}
 	dataDir := filepath.Join(f.dir, p.name)
+	if o.dataDir != "" {
+		dataDir = o.dataDir
+	}
+	natsEnv := "NATS_URL=" + f.broker.URL
+	if o.embeddedListen != "" {
+		natsEnv = "NATS_LISTEN=" + o.embeddedListen
+	}
 	p.logPath = filepath.Join(f.dir, p.name+".log")
 	logFile, err := os.Create(p.logPath)
 	if err != nil {
@@ -88,7 +101,7 @@ func (f *fixture) startRouter(t *testing.T, o procOptions) *routerProc {
 	// a DATABASE_URL) leaks into the router under test.
 	p.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
-		"NATS_URL=" + f.broker.URL,
+		natsEnv,
 		"DATABASE_URL=" + dbURL,
 		"DATA_DIR=" + dataDir,
 		"HTTP_ADDR=" + p.httpAddr,
