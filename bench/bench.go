@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/store"
+)
+
+// Run performs one benchmark: database, broker, (baseline,) events, router,
+// measurements, checks. The report is returned even when a check fails; an
+// error means the run itself could not be completed.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(progress, "bench: "+format+"\n", args...) }
+
+	tmp, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if o.Keep {
+			say("kept %s (NATS store, router log, SQLite file)", tmp)
+			return
+		}
+		_ = os.RemoveAll(tmp)
+	}()
+
+	bin := o.RouterBin
+	if bin == "" {
+		say("building the router")
+		if bin, err = buildRouter(ctx, tmp); err != nil {
+			return nil, err
+		}
+	}
+	d, err := openDatabase(ctx, o.Backend, o.DatabaseURL, tmp)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close(ctx, o.Keep)
+	b, err := startBroker(ctx, o.NATSURL, filepath.Join(tmp, "nats"))
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close(ctx)
+	if err := b.ensureEmptyStream(ctx); err != nil {
+		return nil, err
+	}
+	defer b.cleanup(ctx, o.Keep)
+
+	rep := newReport(o, d, b, bin)
+	n := o.Events()
+	evs := newEvents(n)
+
+	if o.Baseline {
+		if rep.Baseline, err = runBaseline(ctx, b, d, evs, say); err != nil {
+			return rep, err
+		}
+		say("baseline: %.0f events/s", rep.Baseline.EventsPerSec)
+	}
+	if !o.Paced() {
+		say("publishing a backlog of %d events to %s", n, streamName)
+		start := time.Now()
+		if err := b.publishAll(ctx, createdSubject, evs); err != nil {
+			return rep, err
+		}
+		secs := time.Since(start).Seconds()
+		rep.Publish = &Rate{Seconds: secs, EventsPerSec: float64(n) / secs}
+		if got, err := b.streamMsgs(ctx, streamName); err != nil || got != uint64(n) {
+			return rep, fmt.Errorf("stream %s holds %d messages after publishing %d (%v)", streamName, got, n, err)
+		}
+	}
+	dbBefore, dbBeforeOK := d.counters(ctx)
+
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return rep, err
+	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return rep, err
+	}
+	settings := map[string]string{
+		"NATS_URL":     b.URL,
+		"DATABASE_URL": d.RouterURL,
+		"HTTP_ADDR":    httpAddr,
+		"ADMIN_ADDR":   adminAddr,
+		"LOG_LEVEL":    "warn",
+		"DATA_DIR":     filepath.Join(tmp, "router-data"),
+	}
+	if o.Subscribers > 0 {
+		settings["SUBSCRIBERS"] = strconv.Itoa(o.Subscribers)
+	}
+	if o.MaxAckPending > 0 {
+		settings["NATS_MAX_ACK_PENDING"] = strconv.Itoa(o.MaxAckPending)
+	}
+	cpu0 := sampleCPU(0)
+	proc, err := startRouter(bin, routerEnv(settings, o.Env), adminAddr, filepath.Join(tmp, "router.log"))
+	if err != nil {
+		return rep, err
+	}
+	defer func() {
+		if err := proc.Stop(); err != nil {
+			say("%v", err)
+		}
+	}()
+	cpu0.Router = 0 // the process did not exist before
+	say("router started (pid %d, admin %s, log %s)", proc.Pid(), adminAddr, proc.LogPath)
+	var perf *perfRecorder
+	if o.PerfOut != "" {
+		if perf, err = startPerf(proc.Pid(), o.PerfOut); err != nil {
+			return rep, err
+		}
+	}
+	stopPerf := func() {
+		if perf != nil {
+			if err := perf.Stop(); err != nil {
+				say("%v", err)
+			} else {
+				say("CPU profile of the router in %s (perf report -i %s)", o.PerfOut, o.PerfOut)
+			}
+			perf = nil
+		}
+	}
+	defer stopPerf()
+
+	type ready struct {
+		at  time.Time
+		err error
+	}
+	readyc := make(chan ready, 1)
+	go func() {
+		at, err := proc.waitReady(ctx)
+		readyc <- ready{at, err}
+	}()
+
+	var window float64 // seconds the measurement covers
+	if !o.Paced() {
+		done, err := waitRows(ctx, d, proc, n, o.Timeout, say)
+		if err != nil {
+			return rep, err
+		}
+		r := <-readyc
+		if r.err != nil {
+			return rep, r.err
+		}
+		window = done.Sub(proc.Started).Seconds()
+		fromReady := done.Sub(r.at).Seconds()
+		rep.Drain = &Drain{
+			FromStartS: window, FromReadyS: fromReady, ReadyAfterS: r.at.Sub(proc.Started).Seconds(),
+			EventsPerSecFromStart: float64(n) / window, EventsPerSecFromReady: float64(n) / fromReady,
+		}
+		say("drained in %.2fs (%.0f events/s)", window, rep.Drain.EventsPerSecFromStart)
+	} else {
+		r := <-readyc
+		if r.err != nil {
+			return rep, r.err
+		}
+		say("router ready after %.2fs; publishing %.0f events/s for %v", r.at.Sub(proc.Started).Seconds(), o.PacedRate, o.PacedDuration)
+		cpu0 = sampleCPU(proc.Pid())
+		sent, err := b.publishPaced(ctx, createdSubject, evs, o.PacedRate)
+		if err != nil {
+			return rep, err
+		}
+		last := sent[len(sent)-1]
+		done, err := waitRows(ctx, d, proc, n, o.Timeout, say)
+		if err != nil {
+			return rep, err
+		}
+		window = done.Sub(sent[0]).Seconds()
+		rep.Paced = &Paced{
+			Rate: o.PacedRate, DurationS: o.PacedDuration.Seconds(),
+			AchievedRate: float64(n-1) / last.Sub(sent[0]).Seconds(),
+			TailS:        done.Sub(last).Seconds(),
+		}
+		if err := endToEnd(ctx, d, evs, sent, rep.Paced); err != nil {
+			return rep, err
+		}
+	}
+	cpu1 := sampleCPU(proc.Pid())
+	stopPerf()
+	rep.CPU = cpuBetween(cpu0, cpu1)
+
+	metricsText, err := proc.scrape(ctx)
+	if err != nil {
+		return rep, err
+	}
+	samples := parseMetrics(metricsText)
+	rep.Handler = latencyFrom(histogramOf(samples, handlerHistogram, map[string]string{"handler_name": router.HandlerName, "success": "true"}), window)
+	rep.Counters = Counters{
+		Committed:    sumOf(samples, "user_events_router_events_total", map[string]string{"outcome": "committed"}),
+		Poisoned:     sumOf(samples, "user_events_router_events_total", map[string]string{"outcome": "poisoned"}),
+		Failed:       sumOf(samples, "user_events_router_events_total", map[string]string{"outcome": "failed"}),
+		Redeliveries: sumOf(samples, "user_events_router_redeliveries_total", nil),
+		Retries:      sumOf(samples, "user_events_router_retries_total", nil),
+	}
+	if rep.PeakRSSBytes, err = peakRSS(proc.Pid()); err != nil {
+		say("peak RSS: %v", err)
+	}
+
+	rows, err1 := d.count(ctx, commandsTable)
+	distinct, err2 := d.countDistinctUUID(ctx, commandsTable)
+	left, err3 := b.waitStreamEmpty(ctx, streamName, 30*time.Second)
+	poison, err4 := d.count(ctx, poisonTable)
+	rep.Checks = append(rep.Checks,
+		checkEq("rows = N", rows, n, err1),
+		checkEq("distinct uuids = N", distinct, n, err2),
+		checkEq("stream "+streamName+" empty", int(left), 0, err3),
+		checkEq("poison rows = 0", poison, 0, err4),
+	)
+	if rep.Baseline != nil && rep.Baseline.EventsPerSec > 0 && rep.Drain != nil {
+		rep.RatioToBaseline = rep.Drain.EventsPerSecFromStart / rep.Baseline.EventsPerSec
+	}
+	// The router's database statistics are complete once it has exited.
+	if err := proc.Stop(); err != nil {
+		say("%v", err)
+	}
+	if after, ok := d.countersAfterClose(ctx); ok && dbBeforeOK {
+		tx, _ := d.writeTransactions(ctx, commandsTable)
+		rep.DB = perEvent(dbBefore, after, n, tx, d.Dialect)
+	}
+	return rep, nil
+}
+
+func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
+	rep := &Report{
+		Mode: "backlog", Backend: o.Backend, Database: d.Name, Events: o.Events(),
+		NATS:    "in-process nats-server (JetStream, file store in a temp dir)",
+		Machine: Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg1: loadAverage()},
+		Router: RouterSettings{
+			Binary: bin, Subscribers: "default", MaxAckPending: "default", Env: o.Env,
+		},
+	}
+	if o.Paced() {
+		rep.Mode = "paced"
+	}
+	if b.srv == nil {
+		rep.NATS = configs.RedactURL(b.URL)
+	}
+	defaults := configs.Defaults()
+	rep.Router.Subscribers = "default " + strconv.Itoa(defaults.Subscribers)
+	rep.Router.MaxAckPending = "default " + strconv.Itoa(defaults.MaxAckPending)
+	if o.Subscribers > 0 {
+		rep.Router.Subscribers = strconv.Itoa(o.Subscribers)
+	}
+	if o.MaxAckPending > 0 {
+		rep.Router.MaxAckPending = strconv.Itoa(o.MaxAckPending)
+	}
+	rep.Notes = append(rep.Notes,
+		"handler latency is Watermill's handler_execution_time histogram: the router adds it innermost, so it spans decode → command build → INSERT → COMMIT of one attempt, not the wait in the subscription's buffer before it nor the AckSync after it",
+		"its quantiles are estimated as PromQL histogram_quantile does: linear interpolation inside the bucket holding the rank (buckets 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000 ms), so the true value lies anywhere in the bracketed bucket; the mean is exact",
+	)
+	if !o.Paced() {
+		rep.Notes = append(rep.Notes, "drain ends at the first 100 ms poll that sees COUNT(*) = N in "+commandsTable)
+	}
+	if d.Dialect == store.SQLite {
+		rep.Notes = append(rep.Notes, "SQLite runs inside the router process: its CPU and fsyncs count as the router's")
+	}
+	return rep
+}
+
+// waitRows polls the commands table every 100 ms until it holds n rows.
+func waitRows(ctx context.Context, d *benchDB, proc *routerProc, n int, timeout time.Duration, say func(string, ...any)) (time.Time, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	start, lastSay, lastRows := time.Now(), time.Now(), 0
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-proc.Exited():
+			return time.Time{}, proc.exitError()
+		case <-deadline:
+			return time.Time{}, fmt.Errorf("only %d of %d commands after %v (see %s)", lastRows, n, timeout, proc.LogPath)
+		case now := <-tick.C:
+			rows, err := d.count(ctx, commandsTable)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("count commands: %w", err)
+			}
+			if rows >= n {
+				return now, nil
+			}
+			if now.Sub(lastSay) >= 5*time.Second {
+				say("%d/%d commands after %.0fs (%.0f/s in the last 5s)", rows, n, now.Sub(start).Seconds(), float64(rows-lastRows)/now.Sub(lastSay).Seconds())
+				lastSay, lastRows = now, rows
+			}
+		}
+	}
+}
+
+// endToEnd fills p's publish-to-commit latency from the rows' created_at.
+func endToEnd(ctx context.Context, d *benchDB, evs []event, sent []time.Time, p *Paced) error {
+	times, ok, err := d.commitTimes(ctx)
+	if err != nil {
+		return fmt.Errorf("end-to-end latency: %w", err)
+	}
+	if !ok {
+		p.EndToEndNote = "n/a: " + string(d.Dialect) + " keeps created_at in whole seconds"
+		return nil
+	}
+	lat := make([]float64, 0, len(evs))
+	for i, ev := range evs {
+		if at, found := times[ev.UserID]; found {
+			lat = append(lat, at-float64(sent[i].UnixNano())/1e9)
+		}
+	}
+	p.EndToEnd = quantilesOf(lat)
+	switch d.Dialect {
+	case store.Postgres:
+		p.EndToEndNote = "exact per event: publish call → the row's created_at, which PostgreSQL sets when the insert's transaction begins, so the COMMIT itself is not included"
+	default:
+		p.EndToEndNote = "exact per event at millisecond resolution: publish call → the row's created_at, which SQLite sets during the insert, so the COMMIT itself is not included"
+	}
+	return nil
+}

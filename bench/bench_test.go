@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchCorrectness runs the benchmark end to end on a tiny backlog and a
+// short paced run, against the real router binary, an in-process NATS
+// server and SQLite. It asserts correctness only (every event became one
+// command, the streams are empty, nothing was poisoned), never timings: CI
+// machines are too noisy for those.
+func TestBenchCorrectness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the router binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin, err := buildRouter(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts Options
+	}{
+		{"backlog with baseline", Options{N: 500, Baseline: true}},
+		{"paced", Options{PacedRate: 100, PacedDuration: 2 * time.Second, Subscribers: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := tt.opts
+			o.Backend, o.RouterBin, o.Timeout = "sqlite", bin, 2*time.Minute
+			o.Progress = testWriter{t}
+			rep, err := Run(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if failed := rep.Failed(); len(failed) > 0 {
+				t.Fatalf("checks failed: %v", failed)
+			}
+			n := float64(o.Events())
+			if rep.Counters.Committed != n {
+				t.Errorf("router counted %v committed events, want %v", rep.Counters.Committed, n)
+			}
+			if rep.Handler.Count < n {
+				t.Errorf("handler histogram has %v observations, want at least %v", rep.Handler.Count, n)
+			}
+			if rep.PeakRSSBytes <= 0 {
+				t.Errorf("peak RSS = %d, want > 0", rep.PeakRSSBytes)
+			}
+			if o.Baseline && (rep.Baseline == nil || rep.RatioToBaseline <= 0) {
+				t.Errorf("baseline missing from the report: %+v", rep.Baseline)
+			}
+			if o.Paced() && (rep.Paced == nil || rep.Paced.EndToEnd == nil || rep.Paced.EndToEnd.Samples != int(n)) {
+				t.Errorf("paced end-to-end latency missing: %+v", rep.Paced)
+			}
+			var text strings.Builder
+			rep.WriteText(&text)
+			if err := rep.WriteJSON(&text); err != nil {
+				t.Errorf("WriteJSON: %v", err)
+			}
+		})
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestHistogramQuantile(t *testing.T) {
+	t.Parallel()
+	text := `# TYPE h histogram
+h_bucket{handler_name="user_events",success="true",le="0.001"} 0
+h_bucket{handler_name="user_events",success="true",le="0.01"} 50
+h_bucket{handler_name="user_events",success="true",le="0.1"} 99
+h_bucket{handler_name="user_events",success="true",le="+Inf"} 100
+h_sum{handler_name="user_events",success="true"} 2
+h_count{handler_name="user_events",success="true"} 100
+h_bucket{handler_name="user_events",success="false",le="0.001"} 7
+h_bucket{handler_name="user_events",success="false",le="0.01"} 7
+h_bucket{handler_name="user_events",success="false",le="0.1"} 7
+h_bucket{handler_name="user_events",success="false",le="+Inf"} 7
+h_count{handler_name="user_events",success="false"} 7
+`
+	h := histogramOf(parseMetrics(text), "h", map[string]string{"success": "true"})
+	tests := []struct {
+		q           float64
+		est, lo, hi float64
+		over        bool
+	}{
+		{0.50, 0.01, 0.001, 0.01, false},   // rank 50: the top of the second bucket
+		{0.25, 0.0055, 0.001, 0.01, false}, // rank 25: half-way through it
+		{0.99, 0.1, 0.01, 0.1, false},
+		{0.999, 0.1, 0.1, math.Inf(1), true}, // in +Inf: only "above 100 ms"
+	}
+	for _, tt := range tests {
+		est, lo, hi, over := h.Quantile(tt.q)
+		if math.Abs(est-tt.est) > 1e-9 || lo != tt.lo || hi != tt.hi || over != tt.over {
+			t.Errorf("Quantile(%v) = %v [%v, %v] over=%v, want %v [%v, %v] over=%v", tt.q, est, lo, hi, over, tt.est, tt.lo, tt.hi, tt.over)
+		}
+	}
+	if h.Count != 100 || h.Mean() != 0.02 {
+		t.Errorf("count %v mean %v, want 100 and 0.02", h.Count, h.Mean())
+	}
+}
+
+func TestParseMetricsLabels(t *testing.T) {
+	t.Parallel()
+	s := parseMetrics(`x_total{a="q\"uote",b="c,d"} 3` + "\n" + `plain 4.5` + "\nbroken{a=1} 2\n")
+	if len(s) != 2 {
+		t.Fatalf("got %d samples, want 2: %+v", len(s), s)
+	}
+	if s[0].labels["a"] != `q"uote` || s[0].labels["b"] != "c,d" || s[0].value != 3 {
+		t.Errorf("first sample = %+v", s[0])
+	}
+	if s[1].name != "plain" || s[1].value != 4.5 {
+		t.Errorf("second sample = %+v", s[1])
+	}
+}
+
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string // "" = valid
+	}{
+		{nil, ""},
+		{[]string{"-db", "oracle"}, "-db"},
+		{[]string{"-paced-rate", "1000", "-baseline"}, "-baseline"},
+		{[]string{"-env", "NOEQUALS"}, "-env"},
+		{[]string{"-paced-rate", "1", "-paced-duration", "0s"}, "publishes no event"},
+	}
+	for _, tt := range tests {
+		_, err := parseFlags(tt.args, &strings.Builder{})
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: %v", tt.args, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v: error %v, want one mentioning %q", tt.args, err, tt.want)
+		}
+	}
+}
