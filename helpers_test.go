@@ -54,3 +54,26 @@ func createMonolithDurable(t *testing.T, nc *nats.Conn, js jetstream.JetStream) 
 		return !routertest.ConsumerInfo(t, js, "USER_EVENTS", "social-backend-consumer").PushBound
 	})
 }
+
+// monolithWorld is the broker as the Auth Service and the monolith's old
+// subscriber leave it: the stream created with the Auth Service's settings
+// (through the legacy JetStream API, as they use it) and the monolith's push
+// durable, its subscriber gone.
+func monolithWorld(t *testing.T, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := legacy.AddStream(&nats.StreamConfig{
+		Name: "USER_EVENTS", Subjects: []string{"user.events.*"}, Retention: nats.WorkQueuePolicy,
+		Storage: nats.FileStorage, MaxAge: 7 * 24 * time.Hour, Duplicates: 5 * time.Minute, Replicas: 1,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	createMonolithDurable(t, nc, routertest.JetStream(t, url))
+}

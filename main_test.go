@@ -284,21 +284,7 @@ func TestFailedCommitLeavesEventInStream(t *testing.T) {
 func TestBindsMonolithPushDurable(t *testing.T) {
 	t.Parallel()
 	srv := routertest.StartServer(t)
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	legacy, err := nc.JetStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := legacy.AddStream(&nats.StreamConfig{
-		Name: "USER_EVENTS", Subjects: []string{"user.events.*"}, Retention: nats.WorkQueuePolicy,
-		Storage: nats.FileStorage, MaxAge: 7 * 24 * time.Hour, Duplicates: 5 * time.Minute, Replicas: 1,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	createMonolithDurable(t, nc, routertest.JetStream(t, srv.URL))
+	monolithWorld(t, srv.URL)
 
 	js := routertest.JetStream(t, srv.URL)
 	before := routertest.ConsumerInfo(t, js, "USER_EVENTS", "social-backend-consumer")

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
@@ -20,21 +18,7 @@ import (
 func TestLastDeliveryIsPoisonedNotStranded(t *testing.T) {
 	t.Parallel()
 	srv := routertest.StartServer(t)
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	legacy, err := nc.JetStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := legacy.AddStream(&nats.StreamConfig{
-		Name: "USER_EVENTS", Subjects: []string{"user.events.*"}, Retention: nats.WorkQueuePolicy,
-		Storage: nats.FileStorage, MaxAge: 7 * 24 * time.Hour, Duplicates: 5 * time.Minute, Replicas: 1,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	createMonolithDurable(t, nc, routertest.JetStream(t, srv.URL))
+	monolithWorld(t, srv.URL)
 
 	dbURL := storetest.URL(t, store.SQLite)
 	db := openDB(t, dbURL)

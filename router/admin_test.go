@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router"
@@ -81,30 +79,7 @@ func setupAdmin(t *testing.T, d store.Dialect, s adminSetup) *adminBundle {
 // newReplayer wires the replay pipeline the way the router does.
 func newReplayer(t *testing.T, db *store.DB, logger *slog.Logger) *router.Replayer {
 	t.Helper()
-	publisher, err := db.Publisher(watermill.NopLogger{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), publisher, store.CommandsTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison, err := middleware.NewPoison(db, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := middleware.Chain(middleware.ChainOptions{
-		Logger: logger, Poison: poison, RetryMax: 1,
-		RetryInitialInterval: time.Millisecond, RetryMaxInterval: time.Millisecond, HandlerTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := router.NewPipeline(dispatcher, chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.NewReplayer(db, p)
+	r, err := router.NewReplayer(db, newPipeline(t, db, handlers.DefaultRegistry(), logger))
 	if err != nil {
 		t.Fatal(err)
 	}
