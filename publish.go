@@ -16,19 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/schema"
 )
-
-// authEvent has the field order and shape the real Auth Service sends, so
-// `publish` output is byte-compatible with production traffic.
-type authEvent struct {
-	ID          string `json:"id"`
-	Email       string `json:"email"`
-	Username    string `json:"username"`
-	Action      string `json:"action"`
-	RequestID   string `json:"request_id"`
-	Timestamp   string `json:"timestamp"`
-	ServiceName string `json:"service_name"`
-}
 
 func publishCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
@@ -104,7 +93,7 @@ func publishCommand(ctx context.Context, args []string, getenv func(string) stri
 	}
 	sent := 0
 	for i := 0; i < *count; i++ {
-		u := authEvent{ID: *userID, Email: *email, Username: *username, RequestID: *requestID, ServiceName: "gofiber-auth"}
+		u := schema.ProducerEvent{ID: *userID, Email: *email, Username: *username, RequestID: *requestID, ServiceName: schema.ProducerServiceName}
 		if u.ID == "" {
 			u.ID = uuid.NewString()
 		}

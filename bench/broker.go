@@ -15,6 +15,7 @@ import (
 
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/schema"
 )
 
 // streamName is the Auth Service's stream, which the router consumes with
@@ -151,18 +152,6 @@ func (b *broker) Close(context.Context) {
 	}
 }
 
-// authEvent is the body the real Auth Service publishes, field for field
-// and in its order (see DESIGN.md §2): plain JSON, no headers.
-type authEvent struct {
-	ID          string `json:"id"`
-	Email       string `json:"email"`
-	Username    string `json:"username"`
-	Action      string `json:"action"`
-	RequestID   string `json:"request_id"`
-	Timestamp   string `json:"timestamp"`
-	ServiceName string `json:"service_name"`
-}
-
 // event is one event to publish: the user it is about and its body.
 type event struct {
 	UserID string
@@ -176,9 +165,9 @@ const createdSubject = "user.events.created"
 func newEvent() event {
 	id := uuid.NewString()
 	name := "bench_" + strings.ReplaceAll(id[:13], "-", "")
-	body, _ := json.Marshal(authEvent{
+	body, _ := json.Marshal(schema.ProducerEvent{
 		ID: id, Email: name + "@example.com", Username: name, Action: "created",
-		Timestamp: time.Now().UTC().Format(time.RFC3339), ServiceName: "gofiber-auth",
+		Timestamp: time.Now().UTC().Format(time.RFC3339), ServiceName: schema.ProducerServiceName,
 	})
 	return event{UserID: id, Body: body}
 }

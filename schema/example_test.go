@@ -98,3 +98,14 @@ func ExampleCommand() {
 	//   "bio": ""
 	// }
 }
+
+// The producer's wire shape marshals byte for byte like the Auth Service.
+func ExampleProducerEvent() {
+	b, _ := json.Marshal(schema.ProducerEvent{
+		ID: "78af4bc4-afce-4676-b373-5b802a2dfd2e", Email: "alice@example.com", Username: "alice01",
+		Action: schema.ActionCreated, Timestamp: "2026-11-28T13:28:17Z", ServiceName: schema.ProducerServiceName,
+	})
+	fmt.Println(string(b))
+	// Output:
+	// {"id":"78af4bc4-afce-4676-b373-5b802a2dfd2e","email":"alice@example.com","username":"alice01","action":"created","request_id":"","timestamp":"2026-11-28T13:28:17Z","service_name":"gofiber-auth"}
+}
