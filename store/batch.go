@@ -1,0 +1,256 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// ErrCommitterClosed is returned by GroupCommitter.Publish after Close.
+var ErrCommitterClosed = errors.New("store: group committer is closed")
+
+// GroupOptions tunes a GroupCommitter.
+type GroupOptions struct {
+	// MaxBatch is the most messages one transaction commits.
+	MaxBatch int
+	// MaxWait is how long a worker holding fewer than MaxBatch messages
+	// waits for more before committing. Zero commits at once whatever has
+	// queued up (batches still form while a commit is running).
+	MaxWait time.Duration
+	// Workers is how many transactions may be open at once.
+	Workers int
+	// Timeout bounds one transaction.
+	Timeout time.Duration
+	// Committed, if set, is called after each successful transaction with
+	// the number of messages it held.
+	Committed func(messages int)
+}
+
+// DefaultGroupOptions are the settings the router uses unless told otherwise.
+func DefaultGroupOptions() GroupOptions {
+	return GroupOptions{MaxBatch: 500, MaxWait: time.Millisecond, Workers: 2, Timeout: 10 * time.Second}
+}
+
+// GroupCommitter is a message.Publisher that commits the messages of
+// concurrent Publish calls together: one transaction, one multi-row
+// insert-if-absent per topic (the schema adapter's watermill-sql insert).
+// Each Publish returns only after the transaction holding its messages has
+// committed, so a caller that acks after Publish still acks after the
+// commit. One transaction per message is what limits a router to about a
+// thousand events a second; a transaction of hundreds costs about the same.
+//
+// Within one call the messages are inserted in the order given; calls are
+// inserted in the order they reached the queue. When a batch fails, each
+// call in it is retried on its own, so one bad message fails only its own
+// call. Publish is safe for concurrent use.
+type GroupCommitter struct {
+	db      *DB
+	adapter wmsql.SchemaAdapter
+	opts    GroupOptions
+
+	queue   chan *commitRequest
+	closing chan struct{}
+	once    sync.Once
+	mu      sync.RWMutex // held for reading while a Publish enqueues
+	workers sync.WaitGroup
+}
+
+type commitRequest struct {
+	topic string
+	msgs  []*message.Message
+	done  chan error
+}
+
+// GroupCommitter starts a GroupCommitter on db. Close stops it.
+func (db *DB) GroupCommitter(opts GroupOptions) (*GroupCommitter, error) {
+	if opts.MaxBatch < 1 {
+		return nil, fmt.Errorf("store: group commit batch must hold at least one message, got %d", opts.MaxBatch)
+	}
+	if opts.Workers < 1 {
+		return nil, fmt.Errorf("store: group commit needs at least one worker, got %d", opts.Workers)
+	}
+	if opts.MaxWait < 0 {
+		return nil, fmt.Errorf("store: negative group commit wait %s", opts.MaxWait)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultGroupOptions().Timeout
+	}
+	g := &GroupCommitter{
+		db: db, adapter: db.SchemaAdapter(), opts: opts,
+		queue:   make(chan *commitRequest, opts.MaxBatch*opts.Workers),
+		closing: make(chan struct{}),
+	}
+	for range opts.Workers {
+		g.workers.Add(1)
+		go g.work()
+	}
+	return g, nil
+}
+
+// Publish implements message.Publisher: it returns once msgs are committed
+// to topic's table (or are already there), or with the error that kept
+// them out. If the first message's context ends first, Publish returns its
+// error; the messages may still be committed later, which is harmless
+// because inserts of a stored uuid are no-ops.
+func (g *GroupCommitter) Publish(topic string, msgs ...*message.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ctx := msgs[0].Context()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("waiting to commit: %w", err)
+	}
+	req := &commitRequest{topic: topic, msgs: msgs, done: make(chan error, 1)}
+	g.mu.RLock()
+	select {
+	case <-g.closing:
+		g.mu.RUnlock()
+		return ErrCommitterClosed
+	default:
+	}
+	select {
+	case g.queue <- req:
+		g.mu.RUnlock()
+	case <-ctx.Done():
+		g.mu.RUnlock()
+		return fmt.Errorf("waiting to commit: %w", ctx.Err())
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for commit: %w", ctx.Err())
+	}
+}
+
+// Close stops accepting messages, commits those already queued and returns
+// when the workers are done.
+func (g *GroupCommitter) Close() error {
+	g.once.Do(func() {
+		close(g.closing)
+		// No Publish is between its closing check and its enqueue once
+		// the write lock is held, so closing the queue is safe.
+		g.mu.Lock()
+		close(g.queue)
+		g.mu.Unlock()
+	})
+	g.workers.Wait()
+	return nil
+}
+
+func (g *GroupCommitter) work() {
+	defer g.workers.Done()
+	for first := range g.queue {
+		batch := []*commitRequest{first}
+		rows := len(first.msgs)
+		// Take what is queued already; then, if the batch is not full,
+		// wait up to MaxWait (counted from now, not per arrival) for more.
+		var deadline <-chan time.Time
+		var timer *time.Timer
+	gather:
+		for rows < g.opts.MaxBatch {
+			select {
+			case req, ok := <-g.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, req)
+				rows += len(req.msgs)
+				continue
+			default:
+			}
+			if g.opts.MaxWait == 0 {
+				break
+			}
+			if timer == nil {
+				timer = time.NewTimer(g.opts.MaxWait)
+				deadline = timer.C
+			}
+			select {
+			case req, ok := <-g.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, req)
+				rows += len(req.msgs)
+			case <-deadline:
+				break gather
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		g.commitBatch(batch, rows)
+	}
+}
+
+// commitBatch commits batch in one transaction; if that fails and the batch
+// holds more than one call, each call is committed on its own so that one
+// call's bad message does not fail the others.
+func (g *GroupCommitter) commitBatch(batch []*commitRequest, rows int) {
+	err := g.commit(batch)
+	if err == nil {
+		if g.opts.Committed != nil {
+			g.opts.Committed(rows)
+		}
+		for _, req := range batch {
+			req.done <- nil
+		}
+		return
+	}
+	if len(batch) == 1 {
+		batch[0].done <- err
+		return
+	}
+	for _, req := range batch {
+		err := g.commit([]*commitRequest{req})
+		if err == nil && g.opts.Committed != nil {
+			g.opts.Committed(len(req.msgs))
+		}
+		req.done <- err
+	}
+}
+
+func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.Timeout)
+	defer cancel()
+	// Rows go in queue order, one insert per topic (in practice there is one).
+	var topics []string
+	byTopic := map[string][]*message.Message{}
+	for _, req := range batch {
+		if _, ok := byTopic[req.topic]; !ok {
+			topics = append(topics, req.topic)
+		}
+		byTopic[req.topic] = append(byTopic[req.topic], req.msgs...)
+	}
+	tx, err := g.db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	for _, topic := range topics {
+		// watermill-sql's Publisher would run this same insert, but under
+		// the first message's context: one caller's timeout would fail
+		// everyone's commit. The transaction's own context bounds it here.
+		q, err := g.adapter.InsertQuery(wmsql.InsertQueryParams{Topic: topic, Msgs: byTopic[topic]})
+		if err != nil {
+			return fmt.Errorf("build insert into %s: %w", topic, err)
+		}
+		if _, err := tx.ExecContext(ctx, q.Query, q.Args...); err != nil {
+			return fmt.Errorf("insert %d messages into %s: %w", len(byTopic[topic]), topic, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit %d messages: %w", len(batch), err)
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/social/user-events-router/store"
+	"github.com/social/user-events-router/store/storetest"
+)
+
+func commandMessage(ctx context.Context, i int) *message.Message {
+	msg := message.NewMessage(uuid.NewString(), fmt.Appendf(nil, `{"n":%d}`, i))
+	msg.SetContext(ctx)
+	return msg
+}
+
+// TestGroupCommitterCommitsConcurrentCallsTogether: every message of many
+// concurrent calls is stored exactly once, each call's messages in the
+// order given, and in far fewer transactions than calls.
+func TestGroupCommitterCommitsConcurrentCallsTogether(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+		db := storetest.Open(t, d)
+		var txns, committed atomic.Int64
+		opts := store.DefaultGroupOptions()
+		opts.MaxBatch = 64
+		opts.Committed = func(n int) { txns.Add(1); committed.Add(int64(n)) }
+		g, err := db.GroupCommitter(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Close() })
+
+		const calls, perCall = 200, 3
+		ctx := testContext(t)
+		sent := make([][]string, calls)
+		var wg sync.WaitGroup
+		errs := make(chan error, calls)
+		for c := range calls {
+			msgs := make([]*message.Message, perCall)
+			for i := range msgs {
+				msgs[i] = commandMessage(ctx, c*perCall+i)
+				sent[c] = append(sent[c], msgs[i].UUID)
+			}
+			wg.Go(func() {
+				if err := g.Publish(store.CommandsTopic, msgs...); err != nil {
+					errs <- err
+				}
+				// A repeat is a no-op, batched or not.
+				if err := g.Publish(store.CommandsTopic, msgs[0]); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+
+		stored := uuids(t, db, store.CommandsTopic)
+		if len(stored) != calls*perCall {
+			t.Fatalf("stored %d rows, want %d", len(stored), calls*perCall)
+		}
+		position := map[string]int{}
+		for i, id := range stored {
+			if _, dup := position[id]; dup {
+				t.Fatalf("uuid %s stored twice", id)
+			}
+			position[id] = i
+		}
+		for c, ids := range sent {
+			for i := 1; i < len(ids); i++ {
+				if position[ids[i]] <= position[ids[i-1]] {
+					t.Fatalf("call %d: message %d stored before message %d", c, i, i-1)
+				}
+			}
+		}
+		if n := txns.Load(); n >= 2*calls {
+			t.Errorf("%d transactions for %d calls: nothing was batched", n, 2*calls)
+		}
+		t.Logf("%d calls (%d messages incl. repeats) in %d transactions", 2*calls, committed.Load(), txns.Load())
+	})
+}
+
+// TestGroupCommitterIsolatesAFailingCall: a call that cannot be committed
+// (its table does not exist) fails alone; the calls batched with it commit.
+func TestGroupCommitterIsolatesAFailingCall(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+		db := storetest.Open(t, d)
+		opts := store.DefaultGroupOptions()
+		opts.MaxWait = 50 * time.Millisecond // make sure they share a batch
+		opts.Workers = 1
+		g, err := db.GroupCommitter(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Close() })
+		ctx := testContext(t)
+
+		var wg sync.WaitGroup
+		var good atomic.Int64
+		var badErr error
+		for i := range 20 {
+			wg.Go(func() {
+				if i == 7 {
+					badErr = g.Publish("no_such_topic", commandMessage(ctx, i))
+					return
+				}
+				if err := g.Publish(store.CommandsTopic, commandMessage(ctx, i)); err != nil {
+					t.Errorf("good call %d: %v", i, err)
+					return
+				}
+				good.Add(1)
+			})
+		}
+		wg.Wait()
+		if badErr == nil {
+			t.Fatal("publishing to a missing table succeeded")
+		}
+		if n := len(uuids(t, db, store.CommandsTopic)); n != 19 || good.Load() != 19 {
+			t.Fatalf("stored %d rows, %d calls succeeded; want 19 and 19", n, good.Load())
+		}
+	})
+}
+
+// TestGroupCommitterStopsWaitingWithTheContext: a caller whose context ends
+// gets its error at once, and Close refuses new calls.
+func TestGroupCommitterStopsWaitingWithTheContext(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	g, err := db.GroupCommitter(store.DefaultGroupOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := g.Publish(store.CommandsTopic, commandMessage(ctx, 1)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("publish with a cancelled context: %v, want context.Canceled", err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Publish(store.CommandsTopic, commandMessage(t.Context(), 2)); !errors.Is(err, store.ErrCommitterClosed) {
+		t.Fatalf("publish after Close: %v, want ErrCommitterClosed", err)
+	}
+}
+
+func TestGroupCommitterRejectsBadOptions(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	for name, opts := range map[string]store.GroupOptions{
+		"no batch":      {MaxBatch: 0, Workers: 1},
+		"no workers":    {MaxBatch: 1, Workers: 0},
+		"negative wait": {MaxBatch: 1, Workers: 1, MaxWait: -time.Second},
+	} {
+		if _, err := db.GroupCommitter(opts); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
