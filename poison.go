@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ThreeDotsLabs/watermill"
 	"io"
 	"log/slog"
 	"strconv"
@@ -229,7 +230,13 @@ func poisonDelete(ctx context.Context, args []string, getenv func(string) string
 // router's middleware chain. MaxDeliver is -1 (unlimited): a transient
 // failure during a replay leaves the entry as it was, to be replayed later.
 func newReplayer(cfg configs.Config, db *store.DB, logger *slog.Logger) (*router.Replayer, error) {
-	dispatcher, chain, err := buildHandling(cfg, db, -1, nil, logger)
+	// Replays are few and one at a time: a plain watermill-sql publisher
+	// (a transaction per command) rather than the group committer.
+	publisher, err := db.Publisher(watermill.NewSlogLogger(logger.With("component", "sql-publisher")))
+	if err != nil {
+		return nil, fmt.Errorf("sql publisher: %w", err)
+	}
+	dispatcher, chain, err := buildHandling(cfg, db, publisher, -1, nil, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -85,7 +84,18 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 
 	// The same dispatcher and middleware serve NATS, HTTP and replay.
 	m := metrics.New(slices.Collect(maps.Keys(handlers.DefaultRegistry())))
-	dispatcher, chain, err := buildHandling(cfg, db, binding.MaxDeliver, m, logger)
+	// Commands of concurrent handlers share transactions (group commit).
+	committer, err := db.GroupCommitter(store.GroupOptions{
+		MaxBatch: cfg.CommitBatchMax, MaxWait: cfg.CommitBatchWait, Workers: cfg.CommitWorkers,
+		Timeout: cfg.HandlerTimeout, Committed: m.Committed,
+	})
+	if err != nil {
+		return err
+	}
+	// Deferred before the router is built, so it closes after the router
+	// (and the HTTP servers) have stopped handing it commands.
+	defer committer.Close()
+	dispatcher, chain, err := buildHandling(cfg, db, committer, binding.MaxDeliver, m, logger)
 	if err != nil {
 		return err
 	}
@@ -174,13 +184,9 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 
 // buildHandling is the one dispatcher and middleware chain every event
 // passes through, whichever way it arrived; the order is documented at
-// middleware.Chain. maxDeliver is the durable's (-1 when there is none).
+// middleware.Chain. publisher commits the commands; maxDeliver is the durable's (-1 when there is none).
 // m may be nil (the poison command records no metrics).
-func buildHandling(cfg configs.Config, db *store.DB, maxDeliver int, m *metrics.Metrics, logger *slog.Logger) (*handlers.Dispatcher, []message.HandlerMiddleware, error) {
-	publisher, err := db.Publisher(watermill.NewSlogLogger(logger.With("component", "sql-publisher")))
-	if err != nil {
-		return nil, nil, fmt.Errorf("sql publisher: %w", err)
-	}
+func buildHandling(cfg configs.Config, db *store.DB, publisher message.Publisher, maxDeliver int, m *metrics.Metrics, logger *slog.Logger) (*handlers.Dispatcher, []message.HandlerMiddleware, error) {
 	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), publisher, store.CommandsTopic)
 	if err != nil {
 		return nil, nil, err

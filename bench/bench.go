@@ -99,8 +99,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		"LOG_LEVEL":    "warn",
 		"DATA_DIR":     filepath.Join(tmp, "router-data"),
 	}
-	if o.Subscribers > 0 {
-		settings["SUBSCRIBERS"] = strconv.Itoa(o.Subscribers)
+	if o.MaxInFlight > 0 {
+		settings["MAX_IN_FLIGHT"] = strconv.Itoa(o.MaxInFlight)
 	}
 	if o.MaxAckPending > 0 {
 		settings["NATS_MAX_ACK_PENDING"] = strconv.Itoa(o.MaxAckPending)
@@ -239,7 +239,7 @@ func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 		NATS:    "in-process nats-server (JetStream, file store in a temp dir)",
 		Machine: Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg1: loadAverage()},
 		Router: RouterSettings{
-			Binary: bin, Subscribers: "default", MaxAckPending: "default", Env: o.Env,
+			Binary: bin, MaxInFlight: "default", MaxAckPending: "default", Env: o.Env,
 		},
 	}
 	if o.Paced() {
@@ -249,10 +249,10 @@ func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 		rep.NATS = configs.RedactURL(b.URL)
 	}
 	defaults := configs.Defaults()
-	rep.Router.Subscribers = "default " + strconv.Itoa(defaults.Subscribers)
+	rep.Router.MaxInFlight = "default " + strconv.Itoa(defaults.MaxInFlight)
 	rep.Router.MaxAckPending = "default " + strconv.Itoa(defaults.MaxAckPending)
-	if o.Subscribers > 0 {
-		rep.Router.Subscribers = strconv.Itoa(o.Subscribers)
+	if o.MaxInFlight > 0 {
+		rep.Router.MaxInFlight = strconv.Itoa(o.MaxInFlight)
 	}
 	if o.MaxAckPending > 0 {
 		rep.Router.MaxAckPending = strconv.Itoa(o.MaxAckPending)

@@ -28,7 +28,7 @@ func TestBenchCorrectness(t *testing.T) {
 		opts Options
 	}{
 		{"backlog with baseline", Options{N: 500, Baseline: true}},
-		{"paced", Options{PacedRate: 100, PacedDuration: 2 * time.Second, Subscribers: 2}},
+		{"paced", Options{PacedRate: 100, PacedDuration: 2 * time.Second, MaxInFlight: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

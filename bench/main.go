@@ -61,9 +61,9 @@ type Options struct {
 	// PacedRate and PacedDuration select paced mode when PacedRate > 0.
 	PacedRate     float64
 	PacedDuration time.Duration
-	// Subscribers and MaxAckPending are passed to the router as SUBSCRIBERS
+	// MaxInFlight and MaxAckPending are passed to the router as MAX_IN_FLIGHT
 	// and NATS_MAX_ACK_PENDING when set (0 keeps the router's default).
-	Subscribers   int
+	MaxInFlight   int
 	MaxAckPending int
 	// Env is more router configuration, KEY=VALUE.
 	Env []string
@@ -114,8 +114,8 @@ func (o Options) validate() error {
 	if o.Paced() && o.Baseline {
 		errs = append(errs, errors.New("-baseline: only with a backlog (not with -paced-rate)"))
 	}
-	if o.Subscribers < 0 || o.MaxAckPending < 0 {
-		errs = append(errs, errors.New("-subscribers and -max-ack-pending: must not be negative"))
+	if o.MaxInFlight < 0 || o.MaxAckPending < 0 {
+		errs = append(errs, errors.New("-max-in-flight and -max-ack-pending: must not be negative"))
 	}
 	for _, kv := range o.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
@@ -148,7 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.N, "n", 200000, "backlog size (events published before the router starts)")
 	fs.Float64Var(&o.PacedRate, "paced-rate", 0, "paced mode: publish this many events per second while the router runs")
 	fs.DurationVar(&o.PacedDuration, "paced-duration", 20*time.Second, "paced mode: how long to publish")
-	fs.IntVar(&o.Subscribers, "subscribers", 0, "SUBSCRIBERS for the router (0 = its default)")
+	fs.IntVar(&o.MaxInFlight, "max-in-flight", 0, "MAX_IN_FLIGHT for the router (0 = its default)")
 	fs.IntVar(&o.MaxAckPending, "max-ack-pending", 0, "NATS_MAX_ACK_PENDING for the router (0 = its default)")
 	fs.Var(&env, "env", "more router configuration, KEY=VALUE (repeatable)")
 	fs.BoolVar(&o.Baseline, "baseline", false, "first drain the same backlog with a hand-written pipeline (pull fetch 1,000 → one multi-row insert → commit → ack) and report the ratio")

@@ -42,7 +42,7 @@ type Report struct {
 // RouterSettings are the router's settings that the run chose.
 type RouterSettings struct {
 	Binary        string   `json:"binary"`
-	Subscribers   string   `json:"subscribers"`
+	MaxInFlight   string   `json:"max_in_flight"`
 	MaxAckPending string   `json:"max_ack_pending"`
 	Env           []string `json:"env,omitempty"`
 }
@@ -196,7 +196,7 @@ func (r *Report) WriteText(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("== user-events router benchmark: %s, %s, %d events ==", r.Mode, r.Backend, r.Events)
 	p("machine       %d cores, %s, load average %.1f at start; shared and noisy: compare figures of one run, not across runs", r.Machine.Cores, r.Machine.GoVersion, r.Machine.LoadAvg1)
-	p("router        SUBSCRIBERS=%s NATS_MAX_ACK_PENDING=%s %s", r.Router.Subscribers, r.Router.MaxAckPending, strings.Join(r.Router.Env, " "))
+	p("router        MAX_IN_FLIGHT=%s NATS_MAX_ACK_PENDING=%s %s", r.Router.MaxInFlight, r.Router.MaxAckPending, strings.Join(r.Router.Env, " "))
 	p("nats          %s; database %s", r.NATS, r.Database)
 	if r.Publish != nil {
 		p("publish       %d events in %.2fs (%.0f/s, async, then all acks awaited)", r.Events, r.Publish.Seconds, r.Publish.EventsPerSec)

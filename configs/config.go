@@ -43,8 +43,15 @@ type Config struct {
 	MaxDeliver    int
 	MaxAckPending int
 
-	// Subscribers is how many messages the router handles at once.
-	Subscribers int
+	// MaxInFlight is how many JetStream messages one process holds at
+	// once (received, not yet acked or nacked).
+	MaxInFlight int
+	// Group commit: the commands of concurrent handlers are written
+	// CommitBatchMax at most per transaction; a transaction waits up to
+	// CommitBatchWait for more; CommitWorkers transactions run at once.
+	CommitBatchMax  int
+	CommitBatchWait time.Duration
+	CommitWorkers   int
 
 	// DatabaseURL selects the SQL backend; empty means SQLite under DataDir.
 	DatabaseURL string
@@ -86,7 +93,10 @@ func Defaults() Config {
 		AckWait:              30 * time.Second,
 		MaxDeliver:           -1,
 		MaxAckPending:        1000,
-		Subscribers:          8,
+		MaxInFlight:          1000,
+		CommitBatchMax:       500,
+		CommitBatchWait:      time.Millisecond,
+		CommitWorkers:        2,
 		DataDir:              "./data",
 		HTTPAddr:             ":3000",
 		IngressMaxBody:       64 << 10,
@@ -161,7 +171,10 @@ func fields() []field {
 		{Variable{"NATS_ACK_WAIT", d.AckWait.String(), "ack wait of the durable when the router creates it", false}, dur(func(c *Config) *time.Duration { return &c.AckWait })},
 		{Variable{"NATS_MAX_DELIVER", strconv.Itoa(d.MaxDeliver), "max deliveries of the durable when the router creates it (-1 = unlimited)", false}, integer(func(c *Config) *int { return &c.MaxDeliver })},
 		{Variable{"NATS_MAX_ACK_PENDING", strconv.Itoa(d.MaxAckPending), "max unacknowledged messages of the durable when the router creates it", false}, integer(func(c *Config) *int { return &c.MaxAckPending })},
-		{Variable{"SUBSCRIBERS", strconv.Itoa(d.Subscribers), "messages handled concurrently by one router process", false}, integer(func(c *Config) *int { return &c.Subscribers })},
+		{Variable{"MAX_IN_FLIGHT", strconv.Itoa(d.MaxInFlight), "JetStream messages one router process handles at once (also bounded by the durable's max ack pending)", false}, integer(func(c *Config) *int { return &c.MaxInFlight })},
+		{Variable{"COMMIT_BATCH_MAX", strconv.Itoa(d.CommitBatchMax), "most commands written in one SQL transaction", false}, integer(func(c *Config) *int { return &c.CommitBatchMax })},
+		{Variable{"COMMIT_BATCH_WAIT", d.CommitBatchWait.String(), "how long a transaction that is not full waits for more commands (0 = commit what is queued at once)", false}, dur(func(c *Config) *time.Duration { return &c.CommitBatchWait })},
+		{Variable{"COMMIT_WORKERS", strconv.Itoa(d.CommitWorkers), "SQL transactions writing commands at once", false}, integer(func(c *Config) *int { return &c.CommitWorkers })},
 		{Variable{"DATABASE_URL", "", "postgres://…, mysql://… or sqlite:PATH; empty = sqlite:$DATA_DIR/router.db", true}, str(func(c *Config) *string { return &c.DatabaseURL })},
 		{Variable{"DATA_DIR", d.DataDir, "directory for the embedded NATS store and the default SQLite file", false}, str(func(c *Config) *string { return &c.DataDir })},
 		{Variable{"HTTP_ADDR", d.HTTPAddr, "listen address of the HTTP fallback ingress", false}, str(func(c *Config) *string { return &c.HTTPAddr })},
@@ -208,6 +221,9 @@ func Load(getenv func(string) string) (Config, error) {
 			}
 			errs = append(errs, fmt.Errorf("%s=%q: %w", f.Name, shown, err))
 		}
+	}
+	if v := strings.TrimSpace(getenv("SUBSCRIBERS")); v != "" {
+		errs = append(errs, fmt.Errorf("SUBSCRIBERS=%q: no longer used; the router now handles up to MAX_IN_FLIGHT messages at once (default %d): unset SUBSCRIBERS", v, Defaults().MaxInFlight))
 	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
@@ -267,8 +283,19 @@ func (c Config) Validate() error {
 	if c.MaxAckPending < 1 {
 		bad("NATS_MAX_ACK_PENDING", c.MaxAckPending, "must be at least 1")
 	}
-	if c.Subscribers < 1 || c.Subscribers > 1024 {
-		bad("SUBSCRIBERS", c.Subscribers, "must be between 1 and 1024")
+	if c.MaxInFlight < 1 || c.MaxInFlight > 65536 {
+		bad("MAX_IN_FLIGHT", c.MaxInFlight, "must be between 1 and 65536")
+	}
+	// 10000 rows of 3 values stay under every dialect's limit on
+	// placeholders per statement (SQLite's is the lowest, 32766).
+	if c.CommitBatchMax < 1 || c.CommitBatchMax > 10000 {
+		bad("COMMIT_BATCH_MAX", c.CommitBatchMax, "must be between 1 and 10000")
+	}
+	if c.CommitBatchWait < 0 || c.CommitBatchWait > time.Second {
+		bad("COMMIT_BATCH_WAIT", c.CommitBatchWait, "must be between 0 and 1s")
+	}
+	if c.CommitWorkers < 1 || c.CommitWorkers > 64 {
+		bad("COMMIT_WORKERS", c.CommitWorkers, "must be between 1 and 64")
 	}
 	if c.DatabaseURL != "" && !hasAnyPrefix(c.DatabaseURL, "postgres://", "postgresql://", "mysql://", "sqlite:") {
 		errs = append(errs, errors.New("DATABASE_URL: must start with postgres://, postgresql://, mysql:// or sqlite:"))
@@ -361,7 +388,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("admin_addr", c.AdminAddr),
 		slog.Bool("admin_token_set", c.AdminToken != ""),
 		slog.Bool("ingress_token_set", c.IngressToken != ""),
-		slog.Int("subscribers", c.Subscribers),
+		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Int("commit_batch_max", c.CommitBatchMax),
+		slog.Duration("commit_batch_wait", c.CommitBatchWait),
+		slog.Int("commit_workers", c.CommitWorkers),
 		slog.Duration("handler_timeout", c.HandlerTimeout),
 		slog.Int("retry_max", c.RetryMax),
 		slog.Duration("close_timeout", c.CloseTimeout),

@@ -36,13 +36,13 @@ func TestLoadValues(t *testing.T) {
 		"NATS_DURABLE":  "other",
 		"DATABASE_URL":  "postgres://u:p@db/x",
 		"NATS_ACK_WAIT": "1m",
-		"SUBSCRIBERS":   " 16 ",
+		"MAX_IN_FLIGHT": " 16 ",
 		"LOG_FORMAT":    "text",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NATSURL != "nats://a:4222,nats://b:4222" || c.Durable != "other" || c.AckWait != time.Minute || c.Subscribers != 16 || c.LogFormat != "text" {
+	if c.NATSURL != "nats://a:4222,nats://b:4222" || c.Durable != "other" || c.AckWait != time.Minute || c.MaxInFlight != 16 || c.LogFormat != "text" {
 		t.Errorf("values not applied: %+v", c)
 	}
 }
@@ -54,8 +54,10 @@ func TestLoadErrorsNameEveryVariable(t *testing.T) {
 		want []string
 	}{
 		{map[string]string{"NATS_ACK_WAIT": "soon"}, []string{`NATS_ACK_WAIT="soon": not a duration`}},
-		{map[string]string{"SUBSCRIBERS": "many", "RETRY_MAX": "x"}, []string{`SUBSCRIBERS="many"`, `RETRY_MAX="x"`}},
-		{map[string]string{"SUBSCRIBERS": "0", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml"}, []string{"SUBSCRIBERS=0", `LOG_LEVEL="loud"`, `LOG_FORMAT="xml"`}},
+		{map[string]string{"MAX_IN_FLIGHT": "many", "RETRY_MAX": "x"}, []string{`MAX_IN_FLIGHT="many"`, `RETRY_MAX="x"`}},
+		{map[string]string{"SUBSCRIBERS": "8"}, []string{`SUBSCRIBERS="8": no longer used`, "MAX_IN_FLIGHT"}},
+		{map[string]string{"COMMIT_BATCH_MAX": "0", "COMMIT_BATCH_WAIT": "5s", "COMMIT_WORKERS": "0"}, []string{"COMMIT_BATCH_MAX=0", "COMMIT_BATCH_WAIT=5s", "COMMIT_WORKERS=0"}},
+		{map[string]string{"MAX_IN_FLIGHT": "0", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml"}, []string{"MAX_IN_FLIGHT=0", `LOG_LEVEL="loud"`, `LOG_FORMAT="xml"`}},
 		{map[string]string{"DATABASE_URL": "oracle://x"}, []string{"DATABASE_URL: must start with"}},
 		{map[string]string{"NATS_LISTEN": "4222"}, []string{`NATS_LISTEN="4222": must be host:port`}},
 		{map[string]string{"HTTP_ADDR": "3000"}, []string{`HTTP_ADDR="3000"`}},

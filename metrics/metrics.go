@@ -41,6 +41,7 @@ type Metrics struct {
 	redeliveries    prometheus.Counter
 	ingressRequests *prometheus.CounterVec
 	lag             prometheus.Histogram
+	batch           prometheus.Histogram
 	known           map[string]bool
 }
 
@@ -76,6 +77,11 @@ func New(actions []string) *Metrics {
 			Help:    "Time from the event's timestamp to its command's commit.",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600},
 		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "commit_batch_commands",
+			Help:    "Commands written per SQL transaction (group commit).",
+			Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000},
+		}),
 		known: map[string]bool{},
 	}
 	for _, a := range actions {
@@ -84,7 +90,7 @@ func New(actions []string) *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.events, m.poisonWrites, m.retries, m.redeliveries, m.ingressRequests, m.lag,
+		m.events, m.poisonWrites, m.retries, m.redeliveries, m.ingressRequests, m.lag, m.batch,
 	)
 	return m
 }
@@ -99,6 +105,10 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) AddRouter(r *message.Router) {
 	wmmetrics.NewPrometheusMetricsBuilder(m.Registry, namespace, "watermill").AddPrometheusRouterMetrics(r)
 }
+
+// Committed records one group-commit transaction of n commands (hook for
+// store.GroupOptions.Committed).
+func (m *Metrics) Committed(n int) { m.batch.Observe(float64(n)) }
 
 // Retried counts one in-process retry (hook for the Retry middleware).
 func (m *Metrics) Retried() { m.retries.Inc() }

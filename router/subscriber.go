@@ -1,0 +1,329 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+)
+
+// flight is one JetStream message from its arrival until it is settled.
+type flight struct {
+	nm        *nats.Msg
+	msg       *message.Message
+	key       string // user id, for per-user order
+	seq       uint64 // stream sequence
+	delivered uint64 // delivery count
+	last      bool   // the durable will not deliver it again
+}
+
+// Subscriber is the router's JetStream subscriber, a message.Subscriber
+// for one Watermill handler. It differs from watermill-nats's, which
+// holds each subscription until the handler has acked its message (so a
+// process handles only as many messages as it has subscriptions):
+//
+//   - many messages are in flight at once, up to maxInFlight (and the
+//     durable's MaxAckPending), so the handlers' commits can be grouped
+//     into few transactions;
+//   - one user's messages are handed out one at a time, in stream order
+//     (see sequencer);
+//   - it owns the acks: a message is acked (synchronously, so the broker
+//     has confirmed it) only after the handler returned without error —
+//     after the commit — and NAKed with the backoff delay otherwise;
+//   - Close is graceful: it stops receiving, lets the messages in flight
+//     finish and be settled, hands the ones still waiting back to the
+//     broker, and only then closes the output channel. The messages'
+//     contexts are not cancelled by shutdown; the handler chain's own
+//     per-attempt timeout bounds them.
+type Subscriber struct {
+	nc      *nats.Conn
+	binding Binding
+	backoff Backoff
+	timeout time.Duration // for Close
+	logger  *slog.Logger
+
+	slots chan struct{} // one per message received and not yet settled
+
+	mu       sync.Mutex
+	seq      *sequencer
+	sub      *nats.Subscription
+	out      chan *message.Message
+	closing  chan struct{}
+	senders  sync.WaitGroup // hand-outs not yet sent
+	closed   chan struct{}
+	once     sync.Once
+	subbed   bool
+	inflight int
+	idle     chan struct{} // closed once inflight is 0 while closing
+}
+
+// SubscriberOptions configures a Subscriber.
+type SubscriberOptions struct {
+	Conn    *nats.Conn
+	Binding Binding
+	// MaxInFlight bounds the messages received and not yet settled.
+	MaxInFlight int
+	Backoff     Backoff
+	// CloseTimeout bounds how long Close waits for messages in flight.
+	CloseTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// NewSubscriber checks o and returns a Subscriber that has not subscribed yet.
+func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
+	if o.Conn == nil || o.Logger == nil {
+		return nil, errors.New("router: subscriber needs a NATS connection and a logger")
+	}
+	if o.MaxInFlight < 1 {
+		return nil, fmt.Errorf("router: max in flight must be at least 1, got %d", o.MaxInFlight)
+	}
+	// A message held back for order comes back one first-NAK delay after
+	// the one it waits for; an outstanding one is forgotten an ack wait
+	// after it was due.
+	margin := max(o.Backoff.First, 10*time.Millisecond)
+	grace := o.Binding.AckWait
+	if grace <= 0 {
+		grace = 30 * time.Second
+	}
+	return &Subscriber{
+		nc: o.Conn, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger,
+		slots:   make(chan struct{}, o.MaxInFlight),
+		seq:     newSequencer(margin, grace),
+		out:     make(chan *message.Message),
+		closing: make(chan struct{}),
+		closed:  make(chan struct{}),
+		idle:    make(chan struct{}),
+	}, nil
+}
+
+// InFlight is how many messages are received and not yet acked or nacked.
+func (s *Subscriber) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight
+}
+
+// Subscribe implements message.Subscriber. topic is the durable's filter
+// subject; the subscription is bound to the durable (in its deliver group,
+// if it has one). It may be called once.
+func (s *Subscriber) Subscribe(_ context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subbed {
+		return nil, errors.New("router: subscriber already subscribed")
+	}
+	select {
+	case <-s.closing:
+		return nil, errors.New("router: subscriber closed")
+	default:
+	}
+	js, err := s.nc.JetStream()
+	if err != nil {
+		return nil, err
+	}
+	opts := []nats.SubOpt{nats.Bind(s.binding.Stream, s.binding.Durable), nats.ManualAck()}
+	var sub *nats.Subscription
+	if s.binding.Queue != "" {
+		sub, err = js.QueueSubscribe(topic, s.binding.Queue, s.receive, opts...)
+	} else {
+		sub, err = js.Subscribe(topic, s.receive, opts...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to durable %s of stream %s: %w", s.binding.Durable, s.binding.Stream, err)
+	}
+	// The durable's MaxAckPending bounds what the broker pushes; keep the
+	// client from dropping any of it as a slow consumer.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	s.sub, s.subbed = sub, true
+	return s.out, nil
+}
+
+// receive is the NATS callback: it runs for one message at a time.
+func (s *Subscriber) receive(nm *nats.Msg) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.closing:
+		s.handBack(nm, 0, "shutting down")
+		return
+	}
+	msg, _ := Unmarshaler{}.Unmarshal(nm) // never fails
+	f := &flight{nm: nm, msg: msg, key: orderKey(nm.Data)}
+	if meta, err := nm.Metadata(); err == nil {
+		f.seq, f.delivered = meta.Sequence.Stream, meta.NumDelivered
+		f.last = s.binding.MaxDeliver > 0 && meta.NumDelivered >= uint64(s.binding.MaxDeliver)
+	}
+
+	s.mu.Lock()
+	select {
+	case <-s.closing:
+		s.mu.Unlock()
+		<-s.slots
+		s.handBack(nm, 0, "shutting down")
+		return
+	default:
+	}
+	v, delay := s.seq.arrive(f, time.Now())
+	switch v {
+	case holdBack:
+		s.mu.Unlock()
+		<-s.slots
+		s.handBack(nm, delay, "an earlier event of the same user is being redelivered")
+		return
+	case wait:
+		s.inflight++
+		s.mu.Unlock()
+		return
+	}
+	s.inflight++
+	s.senders.Add(1)
+	s.mu.Unlock()
+	s.handOut(f)
+}
+
+// handOut gives f to the handler (the Watermill router runs each message
+// it receives in its own goroutine) and has it settled when done.
+// The caller has added to s.senders, which counts hand-outs not yet sent:
+// Close may close the output channel only once there are none.
+func (s *Subscriber) handOut(f *flight) {
+	select {
+	case s.out <- f.msg:
+		s.senders.Done()
+	case <-s.closing:
+		s.senders.Done()
+		// The router stopped reading: hand it back at once.
+		s.settle(f, false, 0)
+		return
+	}
+	go s.await(f)
+}
+
+// await settles f once the handler is done with it.
+func (s *Subscriber) await(f *flight) {
+	select {
+	case <-f.msg.Acked():
+		s.settle(f, true, 0)
+	case <-f.msg.Nacked():
+		s.settle(f, false, s.backoff.WaitTime(f.delivered))
+	}
+}
+
+// settle acks f (ok) or hands it back with delay, then lets the user's
+// next message go.
+func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
+	if ok {
+		if err := f.nm.AckSync(); err != nil {
+			// The broker redelivers after its ack wait; the command id
+			// keeps the repeat from being stored twice.
+			s.logger.Warn("ack not confirmed; the message will be redelivered", "message_uuid", f.msg.UUID, "stream_seq", f.seq, "error", err)
+		}
+	} else {
+		s.handBack(f.nm, delay, "handling failed")
+	}
+	now := time.Now()
+	s.mu.Lock()
+	closing := false
+	select {
+	case <-s.closing:
+		closing = true
+	default:
+	}
+	next, holds := s.seq.finish(f, !ok, now.Add(delay), closing, now)
+	s.inflight -= 1 + len(holds)
+	if next != nil {
+		s.senders.Add(1)
+	}
+	if s.inflight == 0 && closing {
+		s.closeIdle()
+	}
+	s.mu.Unlock()
+	for range 1 + len(holds) {
+		<-s.slots
+	}
+	for _, h := range holds {
+		s.handBack(h.f.nm, h.delay, "an earlier event of the same user was handed back")
+	}
+	if next != nil {
+		go s.handOut(next)
+	}
+}
+
+// handBack NAKs nm so the broker redelivers it after delay.
+func (s *Subscriber) handBack(nm *nats.Msg, delay time.Duration, why string) {
+	var err error
+	if delay > 0 {
+		err = nm.NakWithDelay(delay)
+	} else {
+		err = nm.Nak()
+	}
+	if err != nil {
+		s.logger.Warn("nak not sent; the message will be redelivered after the ack wait", "subject", nm.Subject, "reason", why, "error", err)
+		return
+	}
+	s.logger.Debug("message handed back to the broker", "subject", nm.Subject, "reason", why, "delay", delay)
+}
+
+// closeIdle closes idle once; s.mu must be held.
+func (s *Subscriber) closeIdle() {
+	select {
+	case <-s.idle:
+	default:
+		close(s.idle)
+	}
+}
+
+// Close implements message.Subscriber; see Subscriber for what it waits for.
+func (s *Subscriber) Close() error {
+	first := false
+	s.once.Do(func() { first = true })
+	if !first {
+		<-s.closed
+		return nil
+	}
+	defer close(s.closed)
+	s.mu.Lock()
+	close(s.closing)
+	if s.inflight == 0 {
+		s.closeIdle()
+	}
+	sub := s.sub
+	s.mu.Unlock()
+	var errs []error
+	if sub != nil {
+		// Drain rather than unsubscribe: messages the client has buffered
+		// still reach receive, which hands them straight back.
+		if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("drain subscription: %w", err))
+		}
+	}
+	select {
+	case <-s.idle:
+	case <-time.After(s.timeout):
+		errs = append(errs, fmt.Errorf("router: %d messages still in flight after %s; the broker will redeliver them", s.InFlight(), s.timeout))
+	}
+	s.senders.Wait()
+	close(s.out)
+	// NAKs are not confirmed; make sure they have left before the caller
+	// closes the connection.
+	if err := s.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		errs = append(errs, fmt.Errorf("flush: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// waitClosed blocks until Close has finished, or timeout passes.
+func (s *Subscriber) waitClosed(timeout time.Duration) bool {
+	select {
+	case <-s.closed:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
