@@ -352,7 +352,7 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"help"}, code: 0, stdout: "usage:"},
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{args: []string{"serve", "extra"}, code: 2, stderr: "serve takes no arguments"},
-		{args: []string{"serve"}, env: map[string]string{"SUBSCRIBERS": "lots"}, code: 2, stderr: `SUBSCRIBERS="lots"`},
+		{args: []string{"serve"}, env: map[string]string{"MAX_IN_FLIGHT": "lots"}, code: 2, stderr: `MAX_IN_FLIGHT="lots"`},
 		{args: []string{"publish", "-action", "renamed"}, code: 2, stderr: "-action must be"},
 		{args: []string{"publish", "-bogus"}, code: 2, stderr: "flag provided but not defined"},
 		{args: []string{"check"}, env: map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/none?connect_timeout=1"}, code: 1, stderr: "database"},

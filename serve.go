@@ -166,7 +166,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		// Shutdown goes through r.Close below, which lets the messages in
-		// flight finish and be acked (see router's drainingSubscriber).
+		// flight finish and be acked (see router.Subscriber).
 		if err := r.Run(context.WithoutCancel(gctx)); err != nil {
 			return fmt.Errorf("router: %w", err)
 		}

@@ -20,10 +20,9 @@ import (
 // cost half a minute here: the deliveries a killed process held come back
 // only when the durable's ack wait expires. The ack wait must exceed the
 // in-process retry budget, HANDLER_TIMEOUT × (RETRY_MAX+1) + backoff =
-// 1 s × 2 + 30 ms. Max ack pending is cut from 1000 to 64: a router handles
-// SUBSCRIBERS (8) messages at a time and queues the rest of its deliveries,
-// and a delivery queued for longer than the short ack wait would come back
-// while still waiting.
+// 1 s × 2 + 30 ms. Max ack pending is cut from 1000 to 64, so that a killed
+// router leaves few deliveries to wait out the ack wait, and none waits long
+// behind the others of its process.
 const (
 	closeTimeout   = 10 * time.Second
 	handlerTimeout = "1s"

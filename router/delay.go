@@ -9,7 +9,7 @@ type Backoff struct {
 	First, Max time.Duration
 }
 
-// WaitTime implements the watermill-nats Delay.
+// WaitTime is the delay before the delivered-th redelivery.
 func (b Backoff) WaitTime(delivered uint64) time.Duration {
 	d := b.First
 	for i := uint64(1); i < delivered && d < b.Max; i++ {

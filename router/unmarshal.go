@@ -24,7 +24,7 @@ var messageNamespace = uuid.MustParse("0b7e4c0a-2f51-4d8e-9a63-5c1d7e9f2a48")
 // to find and poison, with the original bytes.
 type Unmarshaler struct{}
 
-// Unmarshal implements the watermill-nats Unmarshaler.
+// Unmarshal describes one JetStream message for the handler.
 func (Unmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
 	md := message.Metadata{}
 	for k, v := range m.Header {

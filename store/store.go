@@ -100,8 +100,9 @@ func Open(ctx context.Context, databaseURL string) (*DB, error) {
 	return &DB{SQL: db, Dialect: p.dialect}, nil
 }
 
-// idleConns is how many idle connections the pool keeps: above the default
-// SUBSCRIBERS (8) plus the HTTP ingress and the admin API.
+// idleConns is how many idle connections the pool keeps: enough for the
+// group committer's workers, poison-queue writes, the HTTP ingress and the
+// admin API at once.
 const idleConns = 32
 
 // ParseURL reports the dialect of databaseURL after checking it the way Open

@@ -1,0 +1,134 @@
+package router_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/routertest"
+)
+
+// orderRun consumes a backlog of users × perUser events, published
+// interleaved, through a router whose handler takes a random time and
+// (with failEvery > 0) fails the first delivery of every failEvery-th event.
+// It returns, per user, the event numbers in the order they were "committed"
+// (recorded under a lock when the handler succeeds).
+func orderRun(t *testing.T, users, perUser, failEvery int) map[string][]int {
+	t.Helper()
+	srv := routertest.StartServer(t)
+	js := routertest.JetStream(t, srv.URL)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := configs.Defaults()
+	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 100*time.Millisecond
+	cfg.CloseTimeout = 10 * time.Second
+	cfg.MaxInFlight = 256
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
+		t.Fatal(err)
+	}
+	binding, err := router.EnsureConsumer(ctx, js, cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range perUser {
+		for u := range users {
+			body := fmt.Sprintf(`{"id":"user-%d","n":%d}`, u, i)
+			routertest.Publish(t, js, "user.events.updated", []byte(body))
+		}
+	}
+
+	var mu sync.Mutex
+	committed := map[string][]int{}
+	total := 0
+	handle := func(msg *message.Message) error {
+		var ev struct {
+			ID string `json:"id"`
+			N  int    `json:"n"`
+		}
+		if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+			return err
+		}
+		// Uneven handling times: without ordering, a later event of a
+		// user would often finish first.
+		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+		if failEvery > 0 && ev.N%failEvery == 1 && msg.Metadata.Get(handlers.MetaDeliveryAttempt) == "1" {
+			return errors.New("transient failure on the first delivery")
+		}
+		mu.Lock()
+		committed[ev.ID] = append(committed[ev.ID], ev.N)
+		total++
+		mu.Unlock()
+		return nil
+	}
+	r, err := router.New(router.Options{Config: cfg, Binding: binding, Conn: routertest.Conn(t, srv.URL), Logger: logger, Handle: handle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return total >= users*perUser
+	})
+	routertest.Eventually(t, 10*time.Second, "stream drained (every event acked)", func() bool {
+		return routertest.StreamMsgs(t, js, cfg.Stream) == 0
+	})
+	if err := r.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if total != users*perUser {
+		t.Fatalf("handled %d events successfully, want %d (a duplicate?)", total, users*perUser)
+	}
+	return committed
+}
+
+func checkOrder(t *testing.T, committed map[string][]int, users, perUser int) {
+	t.Helper()
+	if len(committed) != users {
+		t.Fatalf("events of %d users committed, want %d", len(committed), users)
+	}
+	want := make([]int, perUser)
+	for i := range want {
+		want[i] = i
+	}
+	for user, got := range committed {
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: committed in order %v, want stream order 0..%d", user, got, perUser-1)
+		}
+	}
+}
+
+// TestPerUserOrderIsStreamOrder: with hundreds of messages in flight and
+// uneven handling times, each user's events still commit in stream order.
+func TestPerUserOrderIsStreamOrder(t *testing.T) {
+	const users, perUser = 20, 25
+	checkOrder(t, orderRun(t, users, perUser, 0), users, perUser)
+}
+
+// TestPerUserOrderSurvivesRedelivery: an event that fails and is handed back
+// to the broker still commits before the same user's later events.
+func TestPerUserOrderSurvivesRedelivery(t *testing.T) {
+	const users, perUser = 10, 20
+	checkOrder(t, orderRun(t, users, perUser, 6), users, perUser)
+}
