@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -36,7 +38,16 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	logger := newLogger(cfg, stderr)
-	logger.Info("starting", "version", versionString(), "config", cfg)
+	gogc := getenv("GOGC")
+	if gogc == "" {
+		// The live heap is small (tens of MB with MAX_IN_FLIGHT messages in
+		// flight) and every message allocates: at Go's default of 100 the
+		// collector took a fifth of the router's CPU in the benchmark. A
+		// GOGC (or GOMEMLIMIT) in the environment wins.
+		debug.SetGCPercent(defaultGOGC)
+		gogc = strconv.Itoa(defaultGOGC) + " (router default)"
+	}
+	logger.Info("starting", "version", versionString(), "config", cfg, "gogc", gogc)
 	if err := serve(ctx, cfg, logger); err != nil {
 		logger.Error("stopped with error", "error", err)
 		return err
@@ -44,6 +55,10 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 	logger.Info("stopped")
 	return nil
 }
+
+// defaultGOGC is the garbage collector's target the router sets when GOGC
+// is not in the environment.
+const defaultGOGC = 400
 
 // serve runs the router until ctx is cancelled. It reads top to bottom:
 // database → broker → stream and consumer → handlers and middleware →

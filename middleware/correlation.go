@@ -1,13 +1,13 @@
 package middleware
 
 import (
-	"encoding/json"
 	"log/slog"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/schema"
 )
 
 // Correlation makes sure every message has a correlation id before anything
@@ -19,12 +19,23 @@ import (
 func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
-			corr := handlers.ResolveCorrelationID(requestIDOf(msg.Payload), msg.Metadata.Get(handlers.MetaCorrelationID), msg.Payload)
+			_, requestID := schema.Peek(msg.Payload)
+			corr := handlers.ResolveCorrelationID(requestID, msg.Metadata.Get(handlers.MetaCorrelationID), msg.Payload)
 			msg.Metadata.Set(handlers.MetaCorrelationID, corr)
 
 			ctx, start := msg.Context(), time.Now()
 			out, err := h(msg)
 			msg.SetContext(ctx)
+			level := slog.LevelDebug
+			switch {
+			case err != nil:
+				level = slog.LevelWarn
+			case msg.Metadata.Get(MetaPoisonClass) != "":
+				level = slog.LevelError
+			}
+			if !logger.Enabled(ctx, level) {
+				return out, err
+			}
 			attrs := append(LogAttrs(msg), slog.Duration("took", time.Since(start)))
 			switch {
 			case err != nil:
@@ -55,17 +66,4 @@ func LogAttrs(msg *message.Message) []slog.Attr {
 		}
 	}
 	return attrs
-}
-
-// requestIDOf returns the body's request_id when it is a non-empty string,
-// without requiring the rest of the body to be valid.
-func requestIDOf(payload []byte) string {
-	var probe struct {
-		RequestID any `json:"request_id"`
-	}
-	if json.Unmarshal(payload, &probe) != nil {
-		return ""
-	}
-	s, _ := probe.RequestID.(string)
-	return s
 }

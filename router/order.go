@@ -1,8 +1,9 @@
 package router
 
 import (
-	"encoding/json"
 	"time"
+
+	"github.com/social/user-events-router/schema"
 )
 
 // Per-user order. The router handles many messages at once, so two events
@@ -64,13 +65,8 @@ func newSequencer(margin, grace time.Duration) *sequencer {
 // orderKey is the user id of an event body, or "" when it has none (such a
 // message is not ordered; the handler will find what is wrong with it).
 func orderKey(payload []byte) string {
-	var ev struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(payload, &ev) != nil {
-		return ""
-	}
-	return ev.ID
+	id, _ := schema.Peek(payload)
+	return id
 }
 
 func (q *sequencer) lane(key string, now time.Time) *lane {

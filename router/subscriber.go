@@ -32,9 +32,9 @@ type flight struct {
 //     into few transactions;
 //   - one user's messages are handed out one at a time, in stream order
 //     (see sequencer);
-//   - it owns the acks: a message is acked (synchronously, so the broker
-//     has confirmed it) only after the handler returned without error —
-//     after the commit — and NAKed with the backoff delay otherwise;
+//   - it owns the acks: a message is acked only after the handler returned
+//     without error — after the commit — and NAKed with the backoff delay
+//     otherwise;
 //   - Close is graceful: it stops receiving, lets the messages in flight
 //     finish and be settled, hands the ones still waiting back to the
 //     broker, and only then closes the output channel. The messages'
@@ -219,22 +219,28 @@ func (s *Subscriber) await(f *flight) {
 // next message go.
 func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 	if ok {
-		if err := f.nm.AckSync(); err != nil {
+		// While running, the ack is sent without waiting for the broker's
+		// confirmation: an ack lost on the way (the broker crashed) means
+		// one redelivery, which the command id turns into a no-op, and
+		// waiting would cost a round trip per message. When closing, it is
+		// confirmed, so that the process exits only with its acks applied.
+		var err error
+		if s.isClosing() {
+			err = f.nm.AckSync()
+		} else {
+			err = f.nm.Ack()
+		}
+		if err != nil {
 			// The broker redelivers after its ack wait; the command id
 			// keeps the repeat from being stored twice.
-			s.logger.Warn("ack not confirmed; the message will be redelivered", "message_uuid", f.msg.UUID, "stream_seq", f.seq, "error", err)
+			s.logger.Warn("ack failed; the message will be redelivered", "message_uuid", f.msg.UUID, "stream_seq", f.seq, "error", err)
 		}
 	} else {
 		s.handBack(f.nm, delay, "handling failed")
 	}
 	now := time.Now()
 	s.mu.Lock()
-	closing := false
-	select {
-	case <-s.closing:
-		closing = true
-	default:
-	}
+	closing := s.isClosing()
 	next, holds := s.seq.finish(f, !ok, now.Add(delay), closing, now)
 	s.inflight -= 1 + len(holds)
 	if next != nil {
@@ -252,6 +258,15 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 	}
 	if next != nil {
 		go s.handOut(next)
+	}
+}
+
+func (s *Subscriber) isClosing() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
 	}
 }
 

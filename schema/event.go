@@ -61,9 +61,13 @@ func DecodeEvent(subject string, data []byte) (UserEvent, error) {
 	if p, ok := checkBody(data); !ok {
 		return UserEvent{}, &InvalidEventError{Problems: []Problem{p}}
 	}
-	fields, problems, ok := readObject(data)
+	fields, ok := readFlat(data)
+	var problems []Problem
 	if !ok {
-		return UserEvent{}, &InvalidEventError{Problems: problems}
+		fields, problems, ok = readObject(data)
+		if !ok {
+			return UserEvent{}, &InvalidEventError{Problems: problems}
+		}
 	}
 
 	d := eventDecoder{fields: fields, problems: problems}
