@@ -83,6 +83,8 @@ func New(o Options) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Outermost: it acks or NAKs each message with the outcome of the rest.
+	r.AddMiddleware(sub.Middleware)
 	for _, m := range o.Middleware {
 		r.AddMiddleware(m)
 	}
