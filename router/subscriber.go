@@ -47,7 +47,8 @@ type Subscriber struct {
 	timeout time.Duration // for Close
 	logger  *slog.Logger
 
-	slots chan struct{} // one per message received and not yet settled
+	slots   chan struct{} // one per message received and not yet settled
+	workers *workers      // run the handlers (see workers)
 
 	mu       sync.Mutex
 	seq      *sequencer
@@ -93,6 +94,7 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 	return &Subscriber{
 		nc: o.Conn, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger,
 		slots:   make(chan struct{}, o.MaxInFlight),
+		workers: newWorkers(o.MaxInFlight),
 		seq:     newSequencer(margin, grace),
 		out:     make(chan *message.Message),
 		closing: make(chan struct{}),
@@ -231,7 +233,8 @@ func (s *Subscriber) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			}
 			s.settle(f, true, 0)
 		}()
-		return h(msg)
+		s.workers.run(func() { out, err = h(msg) })
+		return out, err
 	}
 }
 
@@ -347,6 +350,7 @@ func (s *Subscriber) Close() error {
 	}
 	s.senders.Wait()
 	close(s.out)
+	s.workers.stop()
 	// NAKs are not confirmed; make sure they have left before the caller
 	// closes the connection.
 	if err := s.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {

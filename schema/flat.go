@@ -15,43 +15,59 @@ import (
 // have passed checkBody (valid UTF-8), so a string without escapes is its
 // own bytes.
 func readFlat(data []byte) (map[string]jsonValue, bool) {
+	fields := make(map[string]jsonValue, 8)
+	ok := scanFlat(data, func(key []byte, kind string, text []byte) bool {
+		k := string(key)
+		if _, dup := fields[k]; dup {
+			return false
+		}
+		fields[k] = jsonValue{kind: kind, text: string(text)}
+		return true
+	})
+	if !ok {
+		return nil, false
+	}
+	return fields, true
+}
+
+// scanFlat walks a clean flat object (see readFlat), calling visit for each
+// field in order with the value's kind and text (a string's content, a
+// number's literal, nothing for the others); it stops and returns false
+// when the body is anything else or visit returns false. key and text are
+// only valid during the call.
+func scanFlat(data []byte, visit func(key []byte, kind string, text []byte) bool) bool {
 	p := flatParser{data: data}
 	p.space()
 	if !p.consume('{') {
-		return nil, false
+		return false
 	}
-	fields := make(map[string]jsonValue, 8)
 	p.space()
 	if p.consume('}') {
-		return fields, p.end()
+		return p.end()
 	}
 	for {
 		p.space()
-		key, ok := p.str()
+		key, ok := p.raw()
 		if !ok {
-			return nil, false
-		}
-		if _, dup := fields[key]; dup {
-			return nil, false
+			return false
 		}
 		p.space()
 		if !p.consume(':') {
-			return nil, false
+			return false
 		}
 		p.space()
-		val, ok := p.value()
-		if !ok {
-			return nil, false
+		kind, text, ok := p.value()
+		if !ok || !visit(key, kind, text) {
+			return false
 		}
-		fields[key] = val
 		p.space()
 		if p.consume(',') {
 			continue
 		}
 		if p.consume('}') {
-			return fields, p.end()
+			return p.end()
 		}
-		return nil, false
+		return false
 	}
 }
 
@@ -85,25 +101,26 @@ func (p *flatParser) end() bool {
 	return p.i == len(p.data)
 }
 
-// str reads a string without escapes or control characters.
-func (p *flatParser) str() (string, bool) {
+// raw reads a string without escapes or control characters and returns
+// its bytes (without the quotes).
+func (p *flatParser) raw() ([]byte, bool) {
 	if !p.consume('"') {
-		return "", false
+		return nil, false
 	}
 	start := p.i
 	for p.i < len(p.data) {
 		c := p.data[p.i]
 		switch {
 		case c == '"':
-			s := string(p.data[start:p.i])
+			b := p.data[start:p.i]
 			p.i++
-			return s, true
+			return b, true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false
 		}
 		p.i++
 	}
-	return "", false
+	return nil, false
 }
 
 func (p *flatParser) literal(word string) bool {
@@ -114,28 +131,29 @@ func (p *flatParser) literal(word string) bool {
 	return false
 }
 
-func (p *flatParser) value() (jsonValue, bool) {
+func (p *flatParser) value() (kind string, text []byte, ok bool) {
 	if p.i >= len(p.data) {
-		return jsonValue{}, false
+		return "", nil, false
 	}
 	switch c := p.data[p.i]; {
 	case c == '"':
-		s, ok := p.str()
-		return jsonValue{kind: kindString, text: s}, ok
+		b, ok := p.raw()
+		return kindString, b, ok
 	case c == 't':
-		return jsonValue{kind: kindBool}, p.literal("true")
+		return kindBool, nil, p.literal("true")
 	case c == 'f':
-		return jsonValue{kind: kindBool}, p.literal("false")
+		return kindBool, nil, p.literal("false")
 	case c == 'n':
-		return jsonValue{kind: kindNull}, p.literal("null")
+		return kindNull, nil, p.literal("null")
 	case c == '-' || ('0' <= c && c <= '9'):
-		return p.number()
+		b, ok := p.number()
+		return kindNumber, b, ok
 	}
-	return jsonValue{}, false // object, array or not JSON: the slow path
+	return "", nil, false // object, array or not JSON: the slow path
 }
 
 // number reads a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-func (p *flatParser) number() (jsonValue, bool) {
+func (p *flatParser) number() ([]byte, bool) {
 	start := p.i
 	p.consume('-')
 	switch {
@@ -143,11 +161,11 @@ func (p *flatParser) number() (jsonValue, bool) {
 	case p.i < len(p.data) && '1' <= p.data[p.i] && p.data[p.i] <= '9':
 		p.digits()
 	default:
-		return jsonValue{}, false
+		return nil, false
 	}
 	if p.consume('.') {
 		if p.digits() == 0 {
-			return jsonValue{}, false
+			return nil, false
 		}
 	}
 	if p.consume('e') || p.consume('E') {
@@ -155,10 +173,10 @@ func (p *flatParser) number() (jsonValue, bool) {
 			p.consume('-')
 		}
 		if p.digits() == 0 {
-			return jsonValue{}, false
+			return nil, false
 		}
 	}
-	return jsonValue{kind: kindNumber, text: string(p.data[start:p.i])}, true
+	return p.data[start:p.i], true
 }
 
 func (p *flatParser) digits() int {
@@ -176,8 +194,18 @@ func (p *flatParser) digits() int {
 // absent, not a string, or the body is not a JSON object.
 func Peek(data []byte) (id, requestID string) {
 	if utf8.Valid(data) {
-		if fields, ok := readFlat(data); ok {
-			return stringField(fields["id"]), stringField(fields["request_id"])
+		// The last of repeated keys wins, as with json.Unmarshal.
+		clean := scanFlat(data, func(key []byte, kind string, text []byte) bool {
+			switch string(key) {
+			case "id":
+				id = stringOf(kind, text)
+			case "request_id":
+				requestID = stringOf(kind, text)
+			}
+			return true
+		})
+		if clean {
+			return id, requestID
 		}
 	}
 	var probe struct {
@@ -192,9 +220,9 @@ func Peek(data []byte) (id, requestID string) {
 	return id, requestID
 }
 
-func stringField(v jsonValue) string {
-	if v.kind != kindString {
+func stringOf(kind string, text []byte) string {
+	if kind != kindString {
 		return ""
 	}
-	return v.text
+	return string(text)
 }

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"maps"
 	"testing"
 )
@@ -73,4 +74,30 @@ func TestPeek(t *testing.T) {
 			t.Errorf("Peek(%s) = %q, %q; want %q, %q", body, id, req, want[0], want[1])
 		}
 	}
+}
+
+// FuzzPeekAgreesWithUnmarshal: Peek's fast path reads id and request_id as
+// encoding/json does.
+func FuzzPeekAgreesWithUnmarshal(f *testing.F) {
+	for _, s := range []string{producerBytes, `{"id":"a","id":7}`, `{"request_id":"r","id":"ü"}`, `{"id":null}`, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, req := Peek(data)
+		var probe struct {
+			ID        any `json:"id"`
+			RequestID any `json:"request_id"`
+		}
+		if json.Unmarshal(data, &probe) != nil {
+			if id != "" || req != "" {
+				t.Fatalf("Peek(%q) = %q, %q; encoding/json rejects it", data, id, req)
+			}
+			return
+		}
+		wantID, _ := probe.ID.(string)
+		wantReq, _ := probe.RequestID.(string)
+		if id != wantID || req != wantReq {
+			t.Fatalf("Peek(%q) = %q, %q; encoding/json reads %q, %q", data, id, req, wantID, wantReq)
+		}
+	})
 }
