@@ -62,6 +62,8 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		`user_events_router_consumer_pending_messages 0`,
 		`user_events_router_consumer_ack_pending_messages 0`,
 		`user_events_router_commit_lag_seconds_count 1`,
+		`user_events_router_commit_batch_commands_count 1`,
+		"user_events_router_receive_to_ack_seconds_count 2", // the poisoned event is acked too
 		`user_events_router_watermill_handler_execution_time_seconds`,
 		`go_goroutines`,
 	} {

@@ -131,6 +131,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 		Logger:     logger,
 		Handle:     dispatcher.Handle,
 		Middleware: chain,
+		OnAck:      m.Acked,
 	})
 	if err != nil {
 		return err

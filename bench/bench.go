@@ -198,6 +198,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	samples := parseMetrics(metricsText)
 	rep.Handler = latencyFrom(histogramOf(samples, handlerHistogram, map[string]string{"handler_name": router.HandlerName, "success": "true"}), window)
+	rep.ReceiveToAck = latencyFrom(histogramOf(samples, receiveToAckHistogram, nil), window)
 	rep.Counters = Counters{
 		Committed:    sumOf(samples, "user_events_router_events_total", map[string]string{"outcome": "committed"}),
 		Poisoned:     sumOf(samples, "user_events_router_events_total", map[string]string{"outcome": "poisoned"}),
@@ -258,8 +259,9 @@ func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 		rep.Router.MaxAckPending = strconv.Itoa(o.MaxAckPending)
 	}
 	rep.Notes = append(rep.Notes,
-		"handler latency is Watermill's handler_execution_time histogram: the router adds it innermost, so it spans decode → command build → INSERT → COMMIT of one attempt, not the wait in the subscription's buffer before it nor the AckSync after it",
-		"its quantiles are estimated as PromQL histogram_quantile does: linear interpolation inside the bucket holding the rank (buckets 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000 ms), so the true value lies anywhere in the bracketed bucket; the mean is exact",
+		"handler latency is Watermill's handler_execution_time histogram: the router adds it innermost, so it spans decode → command build → group commit (INSERT → COMMIT) of one attempt, not the wait before it nor the ack after it",
+		"receive→ack is the router's receive_to_ack_seconds histogram: from the subscriber receiving a message to acking it after its command committed, waiting behind the same user's earlier events and for the group commit included",
+		"quantiles of both histograms are estimated as PromQL histogram_quantile does: linear interpolation inside the bucket holding the rank, so the true value lies anywhere in the bracketed bucket; the mean is exact",
 	)
 	if !o.Paced() {
 		rep.Notes = append(rep.Notes, "drain ends at the first 100 ms poll that sees COUNT(*) = N in "+commandsTable)

@@ -49,6 +49,9 @@ func TestBenchCorrectness(t *testing.T) {
 			if rep.Handler.Count < n {
 				t.Errorf("handler histogram has %v observations, want at least %v", rep.Handler.Count, n)
 			}
+			if rep.ReceiveToAck.Count < n {
+				t.Errorf("receive-to-ack histogram has %v observations, want at least %v", rep.ReceiveToAck.Count, n)
+			}
 			if rep.PeakRSSBytes <= 0 {
 				t.Errorf("peak RSS = %d, want > 0", rep.PeakRSSBytes)
 			}

@@ -11,6 +11,10 @@ import (
 // router under its namespace (metrics.AddRouter).
 const handlerHistogram = "user_events_router_watermill_handler_execution_time_seconds"
 
+// receiveToAckHistogram is the router's time from receiving a JetStream
+// message to acking it (its command committed).
+const receiveToAckHistogram = "user_events_router_receive_to_ack_seconds"
+
 // sample is one line of the Prometheus text exposition format.
 type sample struct {
 	name   string

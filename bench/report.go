@@ -27,6 +27,7 @@ type Report struct {
 	Paced   *Paced `json:"paced,omitempty"`   // paced mode
 
 	Handler      Latency     `json:"handler_latency"`
+	ReceiveToAck Latency     `json:"receive_to_ack_latency"`
 	PeakRSSBytes int64       `json:"peak_rss_bytes"`
 	Counters     Counters    `json:"router_counters"`
 	CPU          CPUUse      `json:"cpu"`
@@ -223,6 +224,16 @@ func (r *Report) WriteText(w io.Writer) {
 			h.P50Ms, h.P50Lo, h.P50Hi, h.P99Ms, h.P99Lo, h.P99Hi, h.MeanMs, h.Count)
 	}
 	p("              mean messages inside the handler at once: %.2f", h.InHandler)
+	if a := r.ReceiveToAck; a.Count > 0 {
+		if a.P99Over {
+			p("receive→ack   p50 ≈ %.2f ms [bucket %g–%g], p99 > %.0f ms (last finite bucket), mean %.2f ms, %.0f messages",
+				a.P50Ms, a.P50Lo, a.P50Hi, a.P99Ms, a.MeanMs, a.Count)
+		} else {
+			p("receive→ack   p50 ≈ %.2f ms [bucket %g–%g], p99 ≈ %.2f ms [bucket %g–%g], mean %.2f ms, %.0f messages",
+				a.P50Ms, a.P50Lo, a.P50Hi, a.P99Ms, a.P99Lo, a.P99Hi, a.MeanMs, a.Count)
+		}
+		p("              mean messages in the router at once: %.2f", a.InHandler)
+	}
 	p("peak RSS      %.1f MB (router VmHWM)", float64(r.PeakRSSBytes)/(1<<20))
 	c := r.CPU
 	p("cpu           over %.1fs: router %.2f cores, bench+NATS %.2f, db server %.2f, everything else %.2f; machine busy %.0f%%, iowait %.0f%%, idle %.0f%% of %d cores",

@@ -42,6 +42,7 @@ type Metrics struct {
 	ingressRequests *prometheus.CounterVec
 	lag             prometheus.Histogram
 	batch           prometheus.Histogram
+	receiveToAck    prometheus.Histogram
 	known           map[string]bool
 }
 
@@ -82,6 +83,11 @@ func New(actions []string) *Metrics {
 			Help:    "Commands written per SQL transaction (group commit).",
 			Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000},
 		}),
+		receiveToAck: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "receive_to_ack_seconds",
+			Help:    "Time from this process receiving a JetStream message to acking it, its command committed (waiting behind the same user's events and the group commit included).",
+			Buckets: []float64{.001, .0025, .005, .01, .015, .02, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
 		known: map[string]bool{},
 	}
 	for _, a := range actions {
@@ -90,7 +96,7 @@ func New(actions []string) *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.events, m.poisonWrites, m.retries, m.redeliveries, m.ingressRequests, m.lag, m.batch,
+		m.events, m.poisonWrites, m.retries, m.redeliveries, m.ingressRequests, m.lag, m.batch, m.receiveToAck,
 	)
 	return m
 }
@@ -109,6 +115,10 @@ func (m *Metrics) AddRouter(r *message.Router) {
 // Committed records one group-commit transaction of n commands (hook for
 // store.GroupOptions.Committed).
 func (m *Metrics) Committed(n int) { m.batch.Observe(float64(n)) }
+
+// Acked records how long an acked JetStream message spent in the router
+// (hook for router.Options.OnAck).
+func (m *Metrics) Acked(d time.Duration) { m.receiveToAck.Observe(d.Seconds()) }
 
 // Retried counts one in-process retry (hook for the Retry middleware).
 func (m *Metrics) Retried() { m.retries.Inc() }

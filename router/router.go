@@ -27,6 +27,8 @@ type Options struct {
 	Handle message.NoPublishHandlerFunc
 	// Middleware wraps Handle, outermost first.
 	Middleware []message.HandlerMiddleware
+	// OnAck, if set, is told how long each acked message was in the process.
+	OnAck func(time.Duration)
 }
 
 // Router is the Watermill router with its JetStream subscriber.
@@ -75,6 +77,7 @@ func New(o Options) (*Router, error) {
 		Backoff:      Backoff{First: o.Config.NakDelay, Max: o.Config.NakDelayMax},
 		CloseTimeout: o.Config.CloseTimeout,
 		Logger:       o.Logger,
+		OnAck:        o.OnAck,
 	})
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 
 // flight is one JetStream message from its arrival until it is settled.
 type flight struct {
+	received  time.Time
 	nm        *nats.Msg
 	msg       *message.Message
 	key       string // user id, for per-user order
@@ -46,6 +47,7 @@ type Subscriber struct {
 	backoff Backoff
 	timeout time.Duration // for Close
 	logger  *slog.Logger
+	onAck   func(time.Duration)
 
 	slots   chan struct{} // one per message received and not yet settled
 	workers *workers      // run the handlers (see workers)
@@ -73,6 +75,9 @@ type SubscriberOptions struct {
 	// CloseTimeout bounds how long Close waits for messages in flight.
 	CloseTimeout time.Duration
 	Logger       *slog.Logger
+	// OnAck, if set, is told how long each acked message was in the
+	// process, from its receipt to its ack.
+	OnAck func(time.Duration)
 }
 
 // NewSubscriber checks o and returns a Subscriber that has not subscribed yet.
@@ -92,7 +97,7 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 		grace = 30 * time.Second
 	}
 	return &Subscriber{
-		nc: o.Conn, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger,
+		nc: o.Conn, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger, onAck: o.OnAck,
 		slots:   make(chan struct{}, o.MaxInFlight),
 		workers: newWorkers(o.MaxInFlight),
 		seq:     newSequencer(margin, grace),
@@ -157,7 +162,7 @@ func (s *Subscriber) receive(nm *nats.Msg) {
 		return
 	}
 	msg, _ := Unmarshaler{}.Unmarshal(nm) // never fails
-	f := &flight{nm: nm, msg: msg, key: orderKey(nm.Data)}
+	f := &flight{received: time.Now(), nm: nm, msg: msg, key: orderKey(nm.Data)}
 	msg.SetContext(context.WithValue(context.Background(), flightKey{}, f))
 	if meta, err := nm.Metadata(); err == nil {
 		f.seq, f.delivered = meta.Sequence.Stream, meta.NumDelivered
@@ -257,6 +262,9 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 			// The broker redelivers after its ack wait; the command id
 			// keeps the repeat from being stored twice.
 			s.logger.Warn("ack failed; the message will be redelivered", "message_uuid", f.msg.UUID, "stream_seq", f.seq, "error", err)
+		}
+		if s.onAck != nil {
+			s.onAck(time.Since(f.received))
 		}
 	} else {
 		s.handBack(f.nm, delay, "handling failed")
