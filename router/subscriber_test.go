@@ -132,3 +132,73 @@ func TestPerUserOrderSurvivesRedelivery(t *testing.T) {
 	const users, perUser = 10, 20
 	checkOrder(t, orderRun(t, users, perUser, 6), users, perUser)
 }
+
+// TestMaxInFlightBoundsConcurrentHandlers: the router hands out up to
+// MAX_IN_FLIGHT messages at once — no more, and (for distinct users) that
+// many, which is what lets their commits share a transaction.
+func TestMaxInFlightBoundsConcurrentHandlers(t *testing.T) {
+	srv := routertest.StartServer(t)
+	js := routertest.JetStream(t, srv.URL)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := configs.Defaults()
+	cfg.MaxInFlight = 5
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
+		t.Fatal(err)
+	}
+	binding, err := router.EnsureConsumer(ctx, js, cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const events = 40
+	for i := range events {
+		routertest.Publish(t, js, "user.events.created", fmt.Appendf(nil, `{"id":"user-%d"}`, i))
+	}
+
+	var mu sync.Mutex
+	inside, peak, done := 0, 0, 0
+	release := make(chan struct{})
+	handle := func(*message.Message) error {
+		mu.Lock()
+		inside++
+		peak = max(peak, inside)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inside--
+		done++
+		mu.Unlock()
+		return nil
+	}
+	r, err := router.New(router.Options{Config: cfg, Binding: binding, Conn: routertest.Conn(t, srv.URL), Logger: logger, Handle: handle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- r.Run(context.Background()) }()
+	routertest.Eventually(t, 10*time.Second, "MAX_IN_FLIGHT handlers running at once", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return inside == cfg.MaxInFlight
+	})
+	if n := r.InFlight(); n != cfg.MaxInFlight {
+		t.Errorf("InFlight() = %d with %d handlers blocked, want %d", n, cfg.MaxInFlight, cfg.MaxInFlight)
+	}
+	close(release)
+	routertest.Eventually(t, 10*time.Second, "every event handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return done == events
+	})
+	routertest.Eventually(t, 10*time.Second, "stream drained", func() bool { return routertest.StreamMsgs(t, js, cfg.Stream) == 0 })
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-runDone; err != nil {
+		t.Fatal(err)
+	}
+	if peak > cfg.MaxInFlight {
+		t.Fatalf("%d handlers ran at once, MAX_IN_FLIGHT is %d", peak, cfg.MaxInFlight)
+	}
+}
