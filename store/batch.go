@@ -61,6 +61,7 @@ type GroupCommitter struct {
 }
 
 type commitRequest struct {
+	ctx   context.Context // the caller's: when it ends, the caller has gone
 	topic string
 	msgs  []*message.Message
 	done  chan error
@@ -105,7 +106,7 @@ func (g *GroupCommitter) Publish(topic string, msgs ...*message.Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("waiting to commit: %w", err)
 	}
-	req := &commitRequest{topic: topic, msgs: msgs, done: make(chan error, 1)}
+	req := &commitRequest{ctx: ctx, topic: topic, msgs: msgs, done: make(chan error, 1)}
 	g.mu.RLock()
 	select {
 	case <-g.closing:
@@ -203,11 +204,21 @@ func (g *GroupCommitter) commitBatch(batch []*commitRequest, rows int) {
 		}
 		return
 	}
-	if len(batch) == 1 {
-		batch[0].done <- err
+	var begin *beginError
+	if len(batch) == 1 || errors.As(err, &begin) {
+		// Nothing to isolate: one call, or no transaction to be had.
+		for _, req := range batch {
+			req.done <- err
+		}
 		return
 	}
 	for _, req := range batch {
+		if cerr := req.ctx.Err(); cerr != nil {
+			// Its caller has given up (and will retry): don't hold the
+			// others up with it.
+			req.done <- fmt.Errorf("%w (and the caller stopped waiting: %w)", err, cerr)
+			continue
+		}
 		err := g.commit([]*commitRequest{req})
 		if err == nil && g.opts.Committed != nil {
 			g.opts.Committed(len(req.msgs))
@@ -230,7 +241,7 @@ func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
 	}
 	tx, err := g.db.SQL.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+		return &beginError{err}
 	}
 	defer func() {
 		if err != nil {
@@ -254,3 +265,10 @@ func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
 	}
 	return nil
 }
+
+// beginError is a failure to start a transaction: the database is not
+// there, whatever the messages.
+type beginError struct{ err error }
+
+func (e *beginError) Error() string { return "begin transaction: " + e.err.Error() }
+func (e *beginError) Unwrap() error { return e.err }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -162,5 +163,40 @@ func TestGroupCommitterRejectsBadOptions(t *testing.T) {
 		if _, err := db.GroupCommitter(opts); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestGroupCommitterFailsEveryCallWithoutADatabase: when no transaction can
+// be started, every call gets the error (the batch is not tried call by call).
+func TestGroupCommitterFailsEveryCallWithoutADatabase(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	var txns atomic.Int64
+	opts := store.DefaultGroupOptions()
+	opts.MaxWait = 50 * time.Millisecond
+	opts.Committed = func(int) { txns.Add(1) }
+	g, err := db.GroupCommitter(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	if err := db.SQL.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range 10 {
+		wg.Go(func() {
+			if err := g.Publish(store.CommandsTopic, commandMessage(ctx, i)); err != nil {
+				if !strings.Contains(err.Error(), "begin transaction") {
+					t.Errorf("error %q does not say the transaction could not begin", err)
+				}
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 10 || txns.Load() != 0 {
+		t.Fatalf("%d of 10 calls failed, %d transactions committed; want 10 and 0", failed.Load(), txns.Load())
 	}
 }
