@@ -271,21 +271,25 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 	}
 	now := time.Now()
 	s.mu.Lock()
-	closing := s.isClosing()
-	next, holds := s.seq.finish(f, !ok, now.Add(delay), closing, now)
-	s.inflight -= 1 + len(holds)
+	next, holds := s.seq.finish(f, !ok, now.Add(delay), s.isClosing(), now)
 	if next != nil {
 		s.senders.Add(1)
 	}
-	if s.inflight == 0 && closing {
+	s.mu.Unlock()
+	// The messages held back are NAKed before they stop counting as in
+	// flight, so that Close, which waits for none to be left, flushes
+	// their NAKs too.
+	for _, h := range holds {
+		s.handBack(h.f.nm, h.delay, "an earlier event of the same user was handed back")
+	}
+	s.mu.Lock()
+	s.inflight -= 1 + len(holds)
+	if s.inflight == 0 && s.isClosing() {
 		s.closeIdle()
 	}
 	s.mu.Unlock()
 	for range 1 + len(holds) {
 		<-s.slots
-	}
-	for _, h := range holds {
-		s.handBack(h.f.nm, h.delay, "an earlier event of the same user was handed back")
 	}
 	if next != nil {
 		// Not in this goroutine: it may be a handler's, which Watermill
