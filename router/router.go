@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 
@@ -66,10 +65,7 @@ func New(o Options) (*Router, error) {
 	if o.Logger == nil {
 		return nil, errors.New("router: nil logger")
 	}
-	wmLogger := watermill.NewSlogLoggerWithLevelMapping(o.Logger.With("component", "watermill"), map[slog.Level]slog.Level{
-		// Watermill logs every message at info; keep that at debug.
-		slog.LevelInfo: slog.LevelDebug,
-	})
+	wmLogger := newWatermillLogger(o.Logger.With("component", "watermill"))
 	sub, err := NewSubscriber(SubscriberOptions{
 		Conn:         o.Conn,
 		Binding:      o.Binding,

@@ -227,18 +227,25 @@ func (s *Subscriber) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if !ok {
 			return h(msg) // not ours
 		}
+		settled := false
 		defer func() {
 			if r := recover(); r != nil {
-				s.settle(f, false, s.backoff.WaitTime(f.delivered))
+				if !settled {
+					s.settle(f, false, s.backoff.WaitTime(f.delivered))
+				}
 				panic(r)
 			}
+		}()
+		// The settling runs on the worker too: its stack is grown already.
+		s.workers.run(func() {
+			out, err = h(msg)
+			settled = true
 			if err != nil {
 				s.settle(f, false, s.backoff.WaitTime(f.delivered))
 				return
 			}
 			s.settle(f, true, 0)
-		}()
-		s.workers.run(func() { out, err = h(msg) })
+		})
 		return out, err
 	}
 }

@@ -1,0 +1,48 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/social/user-events-router/schema"
+)
+
+func canonicalByMarshal(ev schema.UserEvent) []byte {
+	b, _ := json.Marshal([]string{"v1", ev.Action, ev.ID, ev.Email, ev.Username,
+		ev.Timestamp.UTC().Format(time.RFC3339Nano), ev.DisplayName, ev.Avatar})
+	return b
+}
+
+// The canonical bytes name every stored command: the fast path must give
+// exactly what json.Marshal of the list gives.
+func TestCanonicalIsJSONOfTheList(t *testing.T) {
+	ts := time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC)
+	for _, ev := range []schema.UserEvent{
+		{Action: "created", ID: "78af4bc4-afce-4676-b373-5b802a2dfd2e", Email: "alice@example.com", Username: "alice01", Timestamp: ts},
+		{Action: "updated", ID: "u", Email: "a+b@example.com", Username: "Zoë", Timestamp: ts, DisplayName: "<b>&\"\\", Avatar: "\u2028\x01\x7f"},
+		{Action: "deleted", Timestamp: ts.Add(500 * time.Millisecond).In(time.FixedZone("x", 3600))},
+	} {
+		if got, want := canonical(ev), canonicalByMarshal(ev); !bytes.Equal(got, want) {
+			t.Errorf("canonical = %s, json.Marshal = %s", got, want)
+		}
+	}
+	// The id of the producer's example event must never change.
+	ev := schema.UserEvent{Action: "created", ID: "78af4bc4-afce-4676-b373-5b802a2dfd2e", Email: "alice@example.com", Username: "alice01", Timestamp: ts}
+	if id := CommandID(ev); id != "f799e530-f4cb-54d0-a887-0a7fd32729fb" {
+		t.Errorf("command id of the example event = %s, was f799e530-f4cb-54d0-a887-0a7fd32729fb", id)
+	}
+}
+
+func FuzzCanonicalIsJSONOfTheList(f *testing.F) {
+	f.Add("created", "id", "a@example.com", "alice", "", "", int64(0))
+	f.Add("updated", "<&>", "\"\\", "\x00", "\u2028", "\xff", int64(1e9+5))
+	f.Fuzz(func(t *testing.T, action, id, email, username, display, avatar string, nanos int64) {
+		ev := schema.UserEvent{Action: action, ID: id, Email: email, Username: username,
+			DisplayName: display, Avatar: avatar, Timestamp: time.Unix(0, nanos)}
+		if got, want := canonical(ev), canonicalByMarshal(ev); !bytes.Equal(got, want) {
+			t.Fatalf("canonical = %q, json.Marshal = %q", got, want)
+		}
+	})
+}
