@@ -26,7 +26,8 @@ type Unmarshaler struct{}
 
 // Unmarshal describes one JetStream message for the handler.
 func (Unmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
-	md := message.Metadata{}
+	// Sized for what the handler chain adds (action, user, correlation id, …).
+	md := make(message.Metadata, 16)
 	for k, v := range m.Header {
 		if len(v) > 0 && k != nats.MsgIdHdr {
 			md.Set("header_"+k, v[0])
