@@ -215,24 +215,9 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		p("              (%s)", pc.EndToEndNote)
 	}
-	h := r.Handler
-	if h.P99Over {
-		p("handler       p50 ≈ %.2f ms [%g–%g], p99 > %.0f ms (last finite bucket), mean %.2f ms, %.0f observations",
-			h.P50Ms, h.P50Lo, h.P50Hi, h.P99Ms, h.MeanMs, h.Count)
-	} else {
-		p("handler       p50 ≈ %.2f ms [bucket %g–%g], p99 ≈ %.2f ms [bucket %g–%g], mean %.2f ms, %.0f observations",
-			h.P50Ms, h.P50Lo, h.P50Hi, h.P99Ms, h.P99Lo, h.P99Hi, h.MeanMs, h.Count)
-	}
-	p("              mean messages inside the handler at once: %.2f", h.InHandler)
-	if a := r.ReceiveToAck; a.Count > 0 {
-		if a.P99Over {
-			p("receive→ack   p50 ≈ %.2f ms [bucket %g–%g], p99 > %.0f ms (last finite bucket), mean %.2f ms, %.0f messages",
-				a.P50Ms, a.P50Lo, a.P50Hi, a.P99Ms, a.MeanMs, a.Count)
-		} else {
-			p("receive→ack   p50 ≈ %.2f ms [bucket %g–%g], p99 ≈ %.2f ms [bucket %g–%g], mean %.2f ms, %.0f messages",
-				a.P50Ms, a.P50Lo, a.P50Hi, a.P99Ms, a.P99Lo, a.P99Hi, a.MeanMs, a.Count)
-		}
-		p("              mean messages in the router at once: %.2f", a.InHandler)
+	latencyLines(p, "handler      ", r.Handler, "observations", "inside the handler")
+	if r.ReceiveToAck.Count > 0 {
+		latencyLines(p, "receive→ack  ", r.ReceiveToAck, "messages", "in the router")
 	}
 	p("peak RSS      %.1f MB (router VmHWM)", float64(r.PeakRSSBytes)/(1<<20))
 	c := r.CPU
@@ -270,6 +255,19 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, n := range r.Notes {
 		p("note: %s", n)
 	}
+}
+
+// latencyLines prints a latency estimated from a histogram and the mean
+// number of messages it covered at once.
+func latencyLines(p func(string, ...any), label string, l Latency, what, where string) {
+	if l.P99Over {
+		p("%s p50 ≈ %.2f ms [bucket %g–%g], p99 > %.0f ms (last finite bucket), mean %.2f ms, %.0f %s",
+			label, l.P50Ms, l.P50Lo, l.P50Hi, l.P99Ms, l.MeanMs, l.Count, what)
+	} else {
+		p("%s p50 ≈ %.2f ms [bucket %g–%g], p99 ≈ %.2f ms [bucket %g–%g], mean %.2f ms, %.0f %s",
+			label, l.P50Ms, l.P50Lo, l.P50Hi, l.P99Ms, l.P99Lo, l.P99Hi, l.MeanMs, l.Count, what)
+	}
+	p("              mean messages %s at once: %.2f", where, l.InHandler)
 }
 
 // latencyFrom estimates handler latency from the histogram, over a window

@@ -14,12 +14,69 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/routertest"
 )
+
+// routerFixture is a nats-server holding the Auth Service's stream and the
+// router's durable, for a router under test.
+type routerFixture struct {
+	js      jetstream.JetStream
+	url     string
+	cfg     configs.Config
+	binding router.Binding
+	logger  *slog.Logger
+}
+
+func newRouterFixture(t *testing.T, cfg configs.Config) *routerFixture {
+	t.Helper()
+	srv := routertest.StartServer(t)
+	f := &routerFixture{js: routertest.JetStream(t, srv.URL), url: srv.URL, cfg: cfg,
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := router.EnsureStream(ctx, f.js, cfg.Stream, f.logger); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.binding, err = router.EnsureConsumer(ctx, f.js, cfg, f.logger); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// start runs a router with handle; stop closes it and checks that it
+// closed and ran without error.
+func (f *routerFixture) start(t *testing.T, handle message.NoPublishHandlerFunc) (r *router.Router, stop func()) {
+	t.Helper()
+	r, err := router.New(router.Options{Config: f.cfg, Binding: f.binding, Conn: routertest.Conn(t, f.url), Logger: f.logger, Handle: handle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	return r, func() {
+		t.Helper()
+		if err := r.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	}
+}
+
+// drained waits until every event has left the stream (been acked).
+func (f *routerFixture) drained(t *testing.T) {
+	t.Helper()
+	routertest.Eventually(t, 10*time.Second, "stream drained (every event acked)", func() bool {
+		return routertest.StreamMsgs(t, f.js, f.cfg.Stream) == 0
+	})
+}
 
 // orderRun consumes a backlog of users × perUser events, published
 // interleaved, through a router whose handler takes a random time and
@@ -28,27 +85,15 @@ import (
 // (recorded under a lock when the handler succeeds).
 func orderRun(t *testing.T, users, perUser, failEvery int) map[string][]int {
 	t.Helper()
-	srv := routertest.StartServer(t)
-	js := routertest.JetStream(t, srv.URL)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := configs.Defaults()
 	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 100*time.Millisecond
 	cfg.CloseTimeout = 10 * time.Second
 	cfg.MaxInFlight = 256
-
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
-		t.Fatal(err)
-	}
-	binding, err := router.EnsureConsumer(ctx, js, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newRouterFixture(t, cfg)
 	for i := range perUser {
 		for u := range users {
 			body := fmt.Sprintf(`{"id":"user-%d","n":%d}`, u, i)
-			routertest.Publish(t, js, "user.events.updated", []byte(body))
+			routertest.Publish(t, f.js, "user.events.updated", []byte(body))
 		}
 	}
 
@@ -75,26 +120,14 @@ func orderRun(t *testing.T, users, perUser, failEvery int) map[string][]int {
 		mu.Unlock()
 		return nil
 	}
-	r, err := router.New(router.Options{Config: cfg, Binding: binding, Conn: routertest.Conn(t, srv.URL), Logger: logger, Handle: handle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
+	_, stop := f.start(t, handle)
 	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return total >= users*perUser
 	})
-	routertest.Eventually(t, 10*time.Second, "stream drained (every event acked)", func() bool {
-		return routertest.StreamMsgs(t, js, cfg.Stream) == 0
-	})
-	if err := r.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	f.drained(t)
+	stop()
 	mu.Lock()
 	defer mu.Unlock()
 	if total != users*perUser {
@@ -137,23 +170,12 @@ func TestPerUserOrderSurvivesRedelivery(t *testing.T) {
 // MAX_IN_FLIGHT messages at once — no more, and (for distinct users) that
 // many, which is what lets their commits share a transaction.
 func TestMaxInFlightBoundsConcurrentHandlers(t *testing.T) {
-	srv := routertest.StartServer(t)
-	js := routertest.JetStream(t, srv.URL)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := configs.Defaults()
 	cfg.MaxInFlight = 5
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
-		t.Fatal(err)
-	}
-	binding, err := router.EnsureConsumer(ctx, js, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newRouterFixture(t, cfg)
 	const events = 40
 	for i := range events {
-		routertest.Publish(t, js, "user.events.created", fmt.Appendf(nil, `{"id":"user-%d"}`, i))
+		routertest.Publish(t, f.js, "user.events.created", fmt.Appendf(nil, `{"id":"user-%d"}`, i))
 	}
 
 	var mu sync.Mutex
@@ -171,12 +193,7 @@ func TestMaxInFlightBoundsConcurrentHandlers(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}
-	r, err := router.New(router.Options{Config: cfg, Binding: binding, Conn: routertest.Conn(t, srv.URL), Logger: logger, Handle: handle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runDone := make(chan error, 1)
-	go func() { runDone <- r.Run(context.Background()) }()
+	r, stop := f.start(t, handle)
 	routertest.Eventually(t, 10*time.Second, "MAX_IN_FLIGHT handlers running at once", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -191,13 +208,8 @@ func TestMaxInFlightBoundsConcurrentHandlers(t *testing.T) {
 		defer mu.Unlock()
 		return done == events
 	})
-	routertest.Eventually(t, 10*time.Second, "stream drained", func() bool { return routertest.StreamMsgs(t, js, cfg.Stream) == 0 })
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-runDone; err != nil {
-		t.Fatal(err)
-	}
+	f.drained(t)
+	stop()
 	if peak > cfg.MaxInFlight {
 		t.Fatalf("%d handlers ran at once, MAX_IN_FLIGHT is %d", peak, cfg.MaxInFlight)
 	}
