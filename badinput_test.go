@@ -89,63 +89,60 @@ func badInputs() []badInput {
 // command, the router must keep running, and the stream must end empty.
 func TestBadInputCorpus(t *testing.T) {
 	t.Parallel()
-	for _, backend := range storetest.Backends() {
-		t.Run(string(backend), func(t *testing.T) {
-			t.Parallel()
-			srv := routertest.StartServer(t)
-			dbURL := storetest.URL(t, backend)
-			db := openDB(t, dbURL)
-			p := startRouter(t, testEnv(t, srv.URL, dbURL))
-			js := routertest.JetStream(t, srv.URL)
-			waitForConsumer(t, js)
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		srv := routertest.StartServer(t)
+		dbURL := storetest.URL(t, backend)
+		db := openDB(t, dbURL)
+		p := startRouter(t, testEnv(t, srv.URL, dbURL))
+		js := routertest.JetStream(t, srv.URL)
+		waitForConsumer(t, js)
 
-			corpus := badInputs()
-			for i, in := range corpus {
-				routertest.Publish(t, js, in.subject, in.body)
-				id := fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)
-				routertest.Publish(t, js, "user.events.created", good("78af4bc4-afce-4676-b373-5b802a2dfd2e", id))
-			}
-			routertest.Eventually(t, 60*time.Second, "the stream to drain", func() bool {
-				return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0
-			})
-			select {
-			case err := <-p.done:
-				t.Fatalf("the router stopped during the corpus: %v", err)
-			default:
-			}
-			if n := countCommands(t, db); n != len(corpus) {
-				t.Errorf("%d commands, want %d (one per good event)", n, len(corpus))
-			}
-			entries, err := db.ListPoison(t.Context(), store.PoisonFilter{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(entries) != len(corpus) {
-				t.Errorf("%d poison entries, want %d", len(entries), len(corpus))
-			}
-			byID := map[string]store.PoisonEntry{}
-			for _, e := range entries {
-				byID[e.ID] = e
-			}
-			for _, in := range corpus {
-				e, ok := byID[middleware.PoisonID(in.subject, in.body)]
-				if !ok {
-					t.Errorf("%s: not in the poison queue", in.name)
-					continue
-				}
-				if !strings.Contains(e.Reason, in.reason) {
-					t.Errorf("%s: reason %q does not contain %q", in.name, e.Reason, in.reason)
-				}
-				if !bytes.Equal(e.Payload, in.body) {
-					t.Errorf("%s: poison payload differs from the original bytes", in.name)
-				}
-				if e.Class != middleware.ClassPermanent || e.Subject != in.subject || e.StreamSeq == 0 || e.DeliveryCount != 1 ||
-					e.Ingress != "nats" || e.CorrelationID == "" || e.FirstFailure.IsZero() || e.LastFailure.IsZero() {
-					t.Errorf("%s: entry lacks facts: %+v", in.name, withoutPayload(e))
-				}
-			}
+		corpus := badInputs()
+		for i, in := range corpus {
+			routertest.Publish(t, js, in.subject, in.body)
+			id := fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)
+			routertest.Publish(t, js, "user.events.created", good("78af4bc4-afce-4676-b373-5b802a2dfd2e", id))
+		}
+		routertest.Eventually(t, 60*time.Second, "the stream to drain", func() bool {
+			return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0
 		})
-	}
+		select {
+		case err := <-p.done:
+			t.Fatalf("the router stopped during the corpus: %v", err)
+		default:
+		}
+		if n := countCommands(t, db); n != len(corpus) {
+			t.Errorf("%d commands, want %d (one per good event)", n, len(corpus))
+		}
+		entries, err := db.ListPoison(t.Context(), store.PoisonFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != len(corpus) {
+			t.Errorf("%d poison entries, want %d", len(entries), len(corpus))
+		}
+		byID := map[string]store.PoisonEntry{}
+		for _, e := range entries {
+			byID[e.ID] = e
+		}
+		for _, in := range corpus {
+			e, ok := byID[middleware.PoisonID(in.subject, in.body)]
+			if !ok {
+				t.Errorf("%s: not in the poison queue", in.name)
+				continue
+			}
+			if !strings.Contains(e.Reason, in.reason) {
+				t.Errorf("%s: reason %q does not contain %q", in.name, e.Reason, in.reason)
+			}
+			if !bytes.Equal(e.Payload, in.body) {
+				t.Errorf("%s: poison payload differs from the original bytes", in.name)
+			}
+			if e.Class != middleware.ClassPermanent || e.Subject != in.subject || e.StreamSeq == 0 || e.DeliveryCount != 1 ||
+				e.Ingress != "nats" || e.CorrelationID == "" || e.FirstFailure.IsZero() || e.LastFailure.IsZero() {
+				t.Errorf("%s: entry lacks facts: %+v", in.name, withoutPayload(e))
+			}
+		}
+	})
 }
 
 func withoutPayload(e store.PoisonEntry) store.PoisonEntry {

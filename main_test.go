@@ -163,87 +163,84 @@ func eventFor(action, userID string) string {
 
 func TestRouterTurnsEachActionIntoOneCommand(t *testing.T) {
 	t.Parallel()
-	for _, backend := range storetest.Backends() {
-		t.Run(string(backend), func(t *testing.T) {
-			t.Parallel()
-			srv := routertest.StartServer(t)
-			dbURL := storetest.URL(t, backend)
-			db := openDB(t, dbURL) // first: two processes creating one SQLite file race
-			startRouter(t, testEnv(t, srv.URL, dbURL))
-			js := routertest.JetStream(t, srv.URL)
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		srv := routertest.StartServer(t)
+		dbURL := storetest.URL(t, backend)
+		db := openDB(t, dbURL) // first: two processes creating one SQLite file race
+		startRouter(t, testEnv(t, srv.URL, dbURL))
+		js := routertest.JetStream(t, srv.URL)
 
-			// The router creates the stream; wait for it before publishing.
-			routertest.Eventually(t, 20*time.Second, "stream USER_EVENTS", func() bool {
-				_, err := js.Stream(context.Background(), "USER_EVENTS")
-				return err == nil
-			})
-			events := map[string]string{
-				"created": producerPayload,
-				"updated": eventFor("updated", "11111111-1111-4111-8111-111111111111"),
-				"deleted": eventFor("deleted", "22222222-2222-4222-8222-222222222222"),
-			}
-			seqs := map[string]uint64{}
-			for action, body := range events {
-				seqs[action] = routertest.Publish(t, js, "user.events."+action, []byte(body))
-			}
-			routertest.Eventually(t, 20*time.Second, "3 commands", func() bool { return countCommands(t, db) == 3 })
-
-			// The same event again, published anew: still one command per event.
-			routertest.Publish(t, js, "user.events.created", []byte(producerPayload))
-			routertest.Eventually(t, 20*time.Second, "the stream to drain", func() bool {
-				return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0
-			})
-			if n := countCommands(t, db); n != 3 {
-				t.Fatalf("after a duplicate event: %d commands, want 3", n)
-			}
-
-			wantType := map[string]string{"created": "create_profile", "updated": "sync_identity", "deleted": "delete_profile"}
-			byType := map[string]commandRow{}
-			for _, r := range commandRows(t, db) {
-				byType[fmt.Sprint(r.Payload["type"])] = r
-			}
-			for action, body := range events {
-				r, ok := byType[wantType[action]]
-				if !ok {
-					t.Fatalf("no %s command for %s", wantType[action], action)
-				}
-				var ev map[string]any
-				_ = json.Unmarshal([]byte(body), &ev)
-				p := r.Payload
-				if p["command_id"] != r.UUID {
-					t.Errorf("%s: command_id %v differs from the row uuid %s", action, p["command_id"], r.UUID)
-				}
-				for field, want := range map[string]any{
-					"schema_version": float64(1), "user_id": ev["id"], "email": "alice@example.com",
-					"username": "alice01", "occurred_at": "2026-11-28T13:28:17Z",
-				} {
-					if p[field] != want {
-						t.Errorf("%s: %s = %v, want %v", action, field, p[field], want)
-					}
-				}
-				corr, _ := p["correlation_id"].(string)
-				if corr == "" || r.Metadata["correlation_id"] != corr {
-					t.Errorf("%s: correlation_id %q in payload, %q in metadata; want the same non-empty id", action, corr, r.Metadata["correlation_id"])
-				}
-				src, _ := p["source"].(map[string]any)
-				if src["service"] != "gofiber-auth" || src["subject"] != "user.events."+action || src["ingress"] != "nats" ||
-					src["request_id"] != "" || src["delivery_attempt"] != float64(1) {
-					t.Errorf("%s: source = %v", action, src)
-				}
-				if seq, _ := src["stream_sequence"].(float64); uint64(seq) != seqs[action] && action != "created" {
-					t.Errorf("%s: stream_sequence = %v, want %d", action, src["stream_sequence"], seqs[action])
-				}
-				_, hasDisplay := p["display_name"]
-				if action == "created" {
-					if p["display_name"] != "alice01" || p["avatar"] != "" || p["bio"] != "" {
-						t.Errorf("created: profile defaults = %v/%v/%v, want alice01 and empty avatar, bio", p["display_name"], p["avatar"], p["bio"])
-					}
-				} else if hasDisplay {
-					t.Errorf("%s: carries profile defaults: %v", action, p)
-				}
-			}
+		// The router creates the stream; wait for it before publishing.
+		routertest.Eventually(t, 20*time.Second, "stream USER_EVENTS", func() bool {
+			_, err := js.Stream(context.Background(), "USER_EVENTS")
+			return err == nil
 		})
-	}
+		events := map[string]string{
+			"created": producerPayload,
+			"updated": eventFor("updated", "11111111-1111-4111-8111-111111111111"),
+			"deleted": eventFor("deleted", "22222222-2222-4222-8222-222222222222"),
+		}
+		seqs := map[string]uint64{}
+		for action, body := range events {
+			seqs[action] = routertest.Publish(t, js, "user.events."+action, []byte(body))
+		}
+		routertest.Eventually(t, 20*time.Second, "3 commands", func() bool { return countCommands(t, db) == 3 })
+
+		// The same event again, published anew: still one command per event.
+		routertest.Publish(t, js, "user.events.created", []byte(producerPayload))
+		routertest.Eventually(t, 20*time.Second, "the stream to drain", func() bool {
+			return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0
+		})
+		if n := countCommands(t, db); n != 3 {
+			t.Fatalf("after a duplicate event: %d commands, want 3", n)
+		}
+
+		wantType := map[string]string{"created": "create_profile", "updated": "sync_identity", "deleted": "delete_profile"}
+		byType := map[string]commandRow{}
+		for _, r := range commandRows(t, db) {
+			byType[fmt.Sprint(r.Payload["type"])] = r
+		}
+		for action, body := range events {
+			r, ok := byType[wantType[action]]
+			if !ok {
+				t.Fatalf("no %s command for %s", wantType[action], action)
+			}
+			var ev map[string]any
+			_ = json.Unmarshal([]byte(body), &ev)
+			p := r.Payload
+			if p["command_id"] != r.UUID {
+				t.Errorf("%s: command_id %v differs from the row uuid %s", action, p["command_id"], r.UUID)
+			}
+			for field, want := range map[string]any{
+				"schema_version": float64(1), "user_id": ev["id"], "email": "alice@example.com",
+				"username": "alice01", "occurred_at": "2026-11-28T13:28:17Z",
+			} {
+				if p[field] != want {
+					t.Errorf("%s: %s = %v, want %v", action, field, p[field], want)
+				}
+			}
+			corr, _ := p["correlation_id"].(string)
+			if corr == "" || r.Metadata["correlation_id"] != corr {
+				t.Errorf("%s: correlation_id %q in payload, %q in metadata; want the same non-empty id", action, corr, r.Metadata["correlation_id"])
+			}
+			src, _ := p["source"].(map[string]any)
+			if src["service"] != "gofiber-auth" || src["subject"] != "user.events."+action || src["ingress"] != "nats" ||
+				src["request_id"] != "" || src["delivery_attempt"] != float64(1) {
+				t.Errorf("%s: source = %v", action, src)
+			}
+			if seq, _ := src["stream_sequence"].(float64); uint64(seq) != seqs[action] && action != "created" {
+				t.Errorf("%s: stream_sequence = %v, want %d", action, src["stream_sequence"], seqs[action])
+			}
+			_, hasDisplay := p["display_name"]
+			if action == "created" {
+				if p["display_name"] != "alice01" || p["avatar"] != "" || p["bio"] != "" {
+					t.Errorf("created: profile defaults = %v/%v/%v, want alice01 and empty avatar, bio", p["display_name"], p["avatar"], p["bio"])
+				}
+			} else if hasDisplay {
+				t.Errorf("%s: carries profile defaults: %v", action, p)
+			}
+		}
+	})
 }
 
 // TestFailedCommitLeavesEventInStream proves the ack follows the commit: while

@@ -38,61 +38,58 @@ func hostOf(t *testing.T, dbURL string) string {
 // server, loses its commands table instead.
 func TestDatabaseOutageMidStream(t *testing.T) {
 	t.Parallel()
-	for _, backend := range storetest.Backends() {
-		t.Run(string(backend), func(t *testing.T) {
-			t.Parallel()
-			const total = 60
-			srv := routertest.StartServer(t)
-			dbURL := storetest.URL(t, backend)
-			db := openDB(t, dbURL)
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		const total = 60
+		srv := routertest.StartServer(t)
+		dbURL := storetest.URL(t, backend)
+		db := openDB(t, dbURL)
 
-			routerURL, down, up := cuttableDatabase(t, backend, dbURL, db)
-			startRouter(t, testEnv(t, srv.URL, routerURL))
-			js := routertest.JetStream(t, srv.URL)
-			waitForConsumer(t, js)
+		routerURL, down, up := cuttableDatabase(t, backend, dbURL, db)
+		startRouter(t, testEnv(t, srv.URL, routerURL))
+		js := routertest.JetStream(t, srv.URL)
+		waitForConsumer(t, js)
 
-			publish := func(from, to int) {
-				for i := from; i < to; i++ {
-					id := fmt.Sprintf("%08d-0000-4000-8000-%012d", i, i)
-					routertest.Publish(t, js, "user.events.created", good("78af4bc4-afce-4676-b373-5b802a2dfd2e", id))
-				}
+		publish := func(from, to int) {
+			for i := from; i < to; i++ {
+				id := fmt.Sprintf("%08d-0000-4000-8000-%012d", i, i)
+				routertest.Publish(t, js, "user.events.created", good("78af4bc4-afce-4676-b373-5b802a2dfd2e", id))
 			}
-			publish(0, total/2)
-			routertest.Eventually(t, 30*time.Second, "the first half committed", func() bool { return countCommands(t, db) == total/2 })
+		}
+		publish(0, total/2)
+		routertest.Eventually(t, 30*time.Second, "the first half committed", func() bool { return countCommands(t, db) == total/2 })
 
-			down()
-			publish(total/2, total)
-			routertest.Eventually(t, 30*time.Second, "deliveries failing and coming back", func() bool {
-				return routertest.ConsumerInfo(t, js, "USER_EVENTS", "social-backend-consumer").NumRedelivered > 0
-			})
-			if n := routertest.StreamMsgs(t, js, "USER_EVENTS"); n == 0 {
-				t.Fatal("during the outage the stream is empty: events were acked without a commit")
-			}
-			up()
-
-			routertest.Eventually(t, 60*time.Second, "every event committed", func() bool { return countCommands(t, db) == total })
-			routertest.Eventually(t, 30*time.Second, "the stream to drain", func() bool {
-				return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0
-			})
-			if n := countCommands(t, db); n != total {
-				t.Errorf("%d commands, want %d", n, total)
-			}
-			var distinct int
-			if err := db.SQL.QueryRow(`SELECT COUNT(DISTINCT uuid) FROM watermill_profile_sync_commands`).Scan(&distinct); err != nil {
-				t.Fatal(err)
-			}
-			if distinct != total {
-				t.Errorf("%d distinct command ids, want %d", distinct, total)
-			}
-			entries, err := db.ListPoison(t.Context(), store.PoisonFilter{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(entries) != 0 {
-				t.Errorf("a database outage produced %d poison entries, want none: first %+v", len(entries), withoutPayload(entries[0]))
-			}
+		down()
+		publish(total/2, total)
+		routertest.Eventually(t, 30*time.Second, "deliveries failing and coming back", func() bool {
+			return routertest.ConsumerInfo(t, js, "USER_EVENTS", "social-backend-consumer").NumRedelivered > 0
 		})
-	}
+		if n := routertest.StreamMsgs(t, js, "USER_EVENTS"); n == 0 {
+			t.Fatal("during the outage the stream is empty: events were acked without a commit")
+		}
+		up()
+
+		routertest.Eventually(t, 60*time.Second, "every event committed", func() bool { return countCommands(t, db) == total })
+		routertest.Eventually(t, 30*time.Second, "the stream to drain", func() bool {
+			return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0
+		})
+		if n := countCommands(t, db); n != total {
+			t.Errorf("%d commands, want %d", n, total)
+		}
+		var distinct int
+		if err := db.SQL.QueryRow(`SELECT COUNT(DISTINCT uuid) FROM watermill_profile_sync_commands`).Scan(&distinct); err != nil {
+			t.Fatal(err)
+		}
+		if distinct != total {
+			t.Errorf("%d distinct command ids, want %d", distinct, total)
+		}
+		entries, err := db.ListPoison(t.Context(), store.PoisonFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 0 {
+			t.Errorf("a database outage produced %d poison entries, want none: first %+v", len(entries), withoutPayload(entries[0]))
+		}
+	})
 }
 
 // cuttableDatabase gives the router a database the test can take away and

@@ -123,66 +123,63 @@ func idsOf(entries []router.PoisonJSON) []string {
 
 func TestPoisonList(t *testing.T) {
 	t.Parallel()
-	for _, backend := range storetest.Backends() {
-		t.Run(string(backend), func(t *testing.T) {
-			t.Parallel()
-			b := setupPoison(t, backend)
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		b := setupPoison(t, backend)
 
-			out := b.mustPoison(t, "list")
-			lines := strings.Split(strings.TrimSpace(out), "\n")
-			if len(lines) != 6 {
-				t.Fatalf("want a header, 4 rows and a count; got:\n%s", out)
+		out := b.mustPoison(t, "list")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 6 {
+			t.Fatalf("want a header, 4 rows and a count; got:\n%s", out)
+		}
+		if got := strings.Fields(lines[0]); !slices.Equal(got, []string{"ID", "CLASS", "SUBJECT", "FAILURES", "LAST", "FAILURE", "REASON"}) {
+			t.Errorf("header = %q", lines[0])
+		}
+		if lines[5] != "4 entries" {
+			t.Errorf("last line = %q, want %q", lines[5], "4 entries")
+		}
+		// Oldest first; the short id, class, subject, count and time in columns.
+		for i, e := range []store.PoisonEntry{b.garbage, b.invalid, b.valid, b.panicked} {
+			f := strings.Fields(lines[i+1])
+			want := []string{e.ID[:8], e.Class, e.Subject, "1", e.LastFailure.UTC().Format(time.RFC3339)}
+			if !slices.Equal(f[:5], want) {
+				t.Errorf("row %d = %q, want it to start with %q", i+1, lines[i+1], want)
 			}
-			if got := strings.Fields(lines[0]); !slices.Equal(got, []string{"ID", "CLASS", "SUBJECT", "FAILURES", "LAST", "FAILURE", "REASON"}) {
-				t.Errorf("header = %q", lines[0])
-			}
-			if lines[5] != "4 entries" {
-				t.Errorf("last line = %q, want %q", lines[5], "4 entries")
-			}
-			// Oldest first; the short id, class, subject, count and time in columns.
-			for i, e := range []store.PoisonEntry{b.garbage, b.invalid, b.valid, b.panicked} {
-				f := strings.Fields(lines[i+1])
-				want := []string{e.ID[:8], e.Class, e.Subject, "1", e.LastFailure.UTC().Format(time.RFC3339)}
-				if !slices.Equal(f[:5], want) {
-					t.Errorf("row %d = %q, want it to start with %q", i+1, lines[i+1], want)
-				}
-			}
-			if strings.Contains(out, b.garbage.Reason) || !strings.Contains(out, b.garbage.Reason[:59]+"…") {
-				t.Errorf("the long reason is not cut at 60 characters:\n%s", out)
-			}
+		}
+		if strings.Contains(out, b.garbage.Reason) || !strings.Contains(out, b.garbage.Reason[:59]+"…") {
+			t.Errorf("the long reason is not cut at 60 characters:\n%s", out)
+		}
 
-			for _, tt := range []struct {
-				args []string
-				want []store.PoisonEntry
-			}{
-				{nil, []store.PoisonEntry{b.garbage, b.invalid, b.valid, b.panicked}},
-				{[]string{"--class", "permanent"}, []store.PoisonEntry{b.garbage, b.invalid}},
-				{[]string{"--class=transient_exhausted"}, []store.PoisonEntry{b.valid}},
-				{[]string{"--reason", "NOT A UUID"}, []store.PoisonEntry{b.invalid}},
-				{[]string{"--subject", "user.events.created"}, []store.PoisonEntry{b.garbage, b.valid}},
-				{[]string{"--since", "2h"}, []store.PoisonEntry{b.invalid, b.valid, b.panicked}},
-				{[]string{"--since", b.now.Add(-30 * time.Minute).Format(time.RFC3339)}, []store.PoisonEntry{b.valid, b.panicked}},
-				{[]string{"--until", b.now.Add(-2 * time.Hour).Format(time.RFC3339)}, []store.PoisonEntry{b.garbage}},
-				{[]string{"--since", "2h", "--until", "30m"}, []store.PoisonEntry{b.invalid}},
-				{[]string{"--limit", "2"}, []store.PoisonEntry{b.garbage, b.invalid}},
-				{[]string{"--class", "panic", "--subject", "user.events.created"}, nil},
-			} {
-				var want []string
-				for _, e := range tt.want {
-					want = append(want, e.ID)
-				}
-				if got := idsOf(b.listJSON(t, tt.args...)); !slices.Equal(got, want) {
-					t.Errorf("list %q = %v, want %v", tt.args, got, want)
-				}
+		for _, tt := range []struct {
+			args []string
+			want []store.PoisonEntry
+		}{
+			{nil, []store.PoisonEntry{b.garbage, b.invalid, b.valid, b.panicked}},
+			{[]string{"--class", "permanent"}, []store.PoisonEntry{b.garbage, b.invalid}},
+			{[]string{"--class=transient_exhausted"}, []store.PoisonEntry{b.valid}},
+			{[]string{"--reason", "NOT A UUID"}, []store.PoisonEntry{b.invalid}},
+			{[]string{"--subject", "user.events.created"}, []store.PoisonEntry{b.garbage, b.valid}},
+			{[]string{"--since", "2h"}, []store.PoisonEntry{b.invalid, b.valid, b.panicked}},
+			{[]string{"--since", b.now.Add(-30 * time.Minute).Format(time.RFC3339)}, []store.PoisonEntry{b.valid, b.panicked}},
+			{[]string{"--until", b.now.Add(-2 * time.Hour).Format(time.RFC3339)}, []store.PoisonEntry{b.garbage}},
+			{[]string{"--since", "2h", "--until", "30m"}, []store.PoisonEntry{b.invalid}},
+			{[]string{"--limit", "2"}, []store.PoisonEntry{b.garbage, b.invalid}},
+			{[]string{"--class", "panic", "--subject", "user.events.created"}, nil},
+		} {
+			var want []string
+			for _, e := range tt.want {
+				want = append(want, e.ID)
 			}
-			if out := b.mustPoison(t, "list", "--class", "panic", "--subject", "user.events.created"); out != "0 entries\n" {
-				t.Errorf("empty list = %q", out)
+			if got := idsOf(b.listJSON(t, tt.args...)); !slices.Equal(got, want) {
+				t.Errorf("list %q = %v, want %v", tt.args, got, want)
 			}
-			if out := b.mustPoison(t, "list", "--json", "--class", "panic", "--subject", "user.events.created"); strings.TrimSpace(out) != "[]" {
-				t.Errorf("empty list --json = %q, want []", out)
-			}
-		})
-	}
+		}
+		if out := b.mustPoison(t, "list", "--class", "panic", "--subject", "user.events.created"); out != "0 entries\n" {
+			t.Errorf("empty list = %q", out)
+		}
+		if out := b.mustPoison(t, "list", "--json", "--class", "panic", "--subject", "user.events.created"); strings.TrimSpace(out) != "[]" {
+			t.Errorf("empty list --json = %q, want []", out)
+		}
+	})
 }
 
 func TestPoisonListJSON(t *testing.T) {
@@ -279,79 +276,76 @@ func TestPoisonShow(t *testing.T) {
 
 func TestPoisonReplay(t *testing.T) {
 	t.Parallel()
-	for _, backend := range storetest.Backends() {
-		t.Run(string(backend), func(t *testing.T) {
-			t.Parallel()
-			b := setupPoison(t, backend)
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		b := setupPoison(t, backend)
 
-			// A dry run writes nothing, whatever the outcome.
-			out, stderr, code := b.poison(t, "replay", "--dry-run", b.valid.ID, b.invalid.ID[:8])
-			if code != 1 || !strings.Contains(out, b.valid.ID+"  would_commit  create_profile ") ||
-				!strings.Contains(out, b.invalid.ID+"  would_fail") || !strings.Contains(out, "dry run, nothing written: 2 entries: 1 would commit, 1 would fail") ||
-				!strings.Contains(stderr, "1 would fail again") {
-				t.Errorf("replay --dry-run: exit %d\n%s%s", code, out, stderr)
-			}
-			if n := countCommands(t, b.db); n != 0 {
-				t.Errorf("dry run wrote %d commands", n)
-			}
-			if got := idsOf(b.listJSON(t)); len(got) != 4 {
-				t.Errorf("dry run changed the queue: %v", got)
-			}
-			if e, _ := b.db.GetPoison(t.Context(), b.invalid.ID); e.Failures != 1 {
-				t.Errorf("dry run counted a failure: %d", e.Failures)
-			}
+		// A dry run writes nothing, whatever the outcome.
+		out, stderr, code := b.poison(t, "replay", "--dry-run", b.valid.ID, b.invalid.ID[:8])
+		if code != 1 || !strings.Contains(out, b.valid.ID+"  would_commit  create_profile ") ||
+			!strings.Contains(out, b.invalid.ID+"  would_fail") || !strings.Contains(out, "dry run, nothing written: 2 entries: 1 would commit, 1 would fail") ||
+			!strings.Contains(stderr, "1 would fail again") {
+			t.Errorf("replay --dry-run: exit %d\n%s%s", code, out, stderr)
+		}
+		if n := countCommands(t, b.db); n != 0 {
+			t.Errorf("dry run wrote %d commands", n)
+		}
+		if got := idsOf(b.listJSON(t)); len(got) != 4 {
+			t.Errorf("dry run changed the queue: %v", got)
+		}
+		if e, _ := b.db.GetPoison(t.Context(), b.invalid.ID); e.Failures != 1 {
+			t.Errorf("dry run counted a failure: %d", e.Failures)
+		}
 
-			// The valid entry replays into exactly one command and leaves.
-			out = b.mustPoison(t, "replay", b.valid.ID)
-			if !strings.Contains(out, b.valid.ID+"  committed  create_profile ") || !strings.Contains(out, "1 entry: 1 committed") {
-				t.Errorf("replay:\n%s", out)
-			}
-			rows := commandRows(t, b.db)
-			if len(rows) != 1 {
-				t.Fatalf("%d commands after replay, want 1", len(rows))
-			}
-			if src, _ := rows[0].Payload["source"].(map[string]any); rows[0].Payload["type"] != "create_profile" || src["ingress"] != "replay" ||
-				rows[0].Payload["correlation_id"] != "corr-transient_exhausted" || !strings.Contains(out, rows[0].UUID) {
-				t.Errorf("command = %v (replay said %q)", rows[0].Payload, out)
-			}
-			if _, err := b.db.GetPoison(t.Context(), b.valid.ID); !errors.Is(err, store.ErrPoisonNotFound) {
-				t.Errorf("entry still there after replay: %v", err)
-			}
+		// The valid entry replays into exactly one command and leaves.
+		out = b.mustPoison(t, "replay", b.valid.ID)
+		if !strings.Contains(out, b.valid.ID+"  committed  create_profile ") || !strings.Contains(out, "1 entry: 1 committed") {
+			t.Errorf("replay:\n%s", out)
+		}
+		rows := commandRows(t, b.db)
+		if len(rows) != 1 {
+			t.Fatalf("%d commands after replay, want 1", len(rows))
+		}
+		if src, _ := rows[0].Payload["source"].(map[string]any); rows[0].Payload["type"] != "create_profile" || src["ingress"] != "replay" ||
+			rows[0].Payload["correlation_id"] != "corr-transient_exhausted" || !strings.Contains(out, rows[0].UUID) {
+			t.Errorf("command = %v (replay said %q)", rows[0].Payload, out)
+		}
+		if _, err := b.db.GetPoison(t.Context(), b.valid.ID); !errors.Is(err, store.ErrPoisonNotFound) {
+			t.Errorf("entry still there after replay: %v", err)
+		}
 
-			// Again: the entry is gone, and no second command appears.
-			out, stderr, code = b.poison(t, "replay", b.valid.ID)
-			if code != 1 || !strings.Contains(out, "not_found") || !strings.Contains(stderr, "1 not found") {
-				t.Errorf("second replay: exit %d\n%s%s", code, out, stderr)
-			}
-			if n := countCommands(t, b.db); n != 1 {
-				t.Errorf("%d commands after a second replay, want 1", n)
-			}
+		// Again: the entry is gone, and no second command appears.
+		out, stderr, code = b.poison(t, "replay", b.valid.ID)
+		if code != 1 || !strings.Contains(out, "not_found") || !strings.Contains(stderr, "1 not found") {
+			t.Errorf("second replay: exit %d\n%s%s", code, out, stderr)
+		}
+		if n := countCommands(t, b.db); n != 1 {
+			t.Errorf("%d commands after a second replay, want 1", n)
+		}
 
-			// A still-bad entry stays, with the new reason and one more failure.
-			out, stderr, code = b.poison(t, "replay", b.invalid.ID)
-			if code != 1 || !strings.Contains(out, "still_failing") || !strings.Contains(stderr, "1 still failing (kept in the queue with the new reason)") {
-				t.Errorf("replay of a bad entry: exit %d\n%s%s", code, out, stderr)
-			}
-			e, err := b.db.GetPoison(t.Context(), b.invalid.ID)
-			if err != nil || e.Failures != 2 || !strings.Contains(e.Reason, "abc") || e.Class != middleware.ClassPermanent {
-				t.Errorf("bad entry after replay: %+v, %v; want it kept, failures 2", e, err)
-			}
+		// A still-bad entry stays, with the new reason and one more failure.
+		out, stderr, code = b.poison(t, "replay", b.invalid.ID)
+		if code != 1 || !strings.Contains(out, "still_failing") || !strings.Contains(stderr, "1 still failing (kept in the queue with the new reason)") {
+			t.Errorf("replay of a bad entry: exit %d\n%s%s", code, out, stderr)
+		}
+		e, err := b.db.GetPoison(t.Context(), b.invalid.ID)
+		if err != nil || e.Failures != 2 || !strings.Contains(e.Reason, "abc") || e.Class != middleware.ClassPermanent {
+			t.Errorf("bad entry after replay: %+v, %v; want it kept, failures 2", e, err)
+		}
 
-			// --all with a filter, as JSON.
-			out = b.mustPoison(t, "replay", "--all", "--class", "panic", "--json")
-			var results []router.ReplayResult
-			if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != 1 ||
-				results[0].ID != b.panicked.ID || results[0].Result != router.ReplayCommitted || results[0].CommandType != "sync_identity" {
-				t.Errorf("replay --all --class panic --json: %v\n%s", err, out)
-			}
-			if n := countCommands(t, b.db); n != 2 {
-				t.Errorf("%d commands, want 2", n)
-			}
-			if out := b.mustPoison(t, "replay", "--all", "--class", "panic"); out != "0 entries\n" {
-				t.Errorf("replay of an empty selection = %q", out)
-			}
-		})
-	}
+		// --all with a filter, as JSON.
+		out = b.mustPoison(t, "replay", "--all", "--class", "panic", "--json")
+		var results []router.ReplayResult
+		if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != 1 ||
+			results[0].ID != b.panicked.ID || results[0].Result != router.ReplayCommitted || results[0].CommandType != "sync_identity" {
+			t.Errorf("replay --all --class panic --json: %v\n%s", err, out)
+		}
+		if n := countCommands(t, b.db); n != 2 {
+			t.Errorf("%d commands, want 2", n)
+		}
+		if out := b.mustPoison(t, "replay", "--all", "--class", "panic"); out != "0 entries\n" {
+			t.Errorf("replay of an empty selection = %q", out)
+		}
+	})
 }
 
 func TestPoisonReplayRetryLater(t *testing.T) {

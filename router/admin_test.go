@@ -171,81 +171,78 @@ func TestAdminProbes(t *testing.T) {
 
 func TestAdminPoisonAPI(t *testing.T) {
 	t.Parallel()
-	for _, backend := range storetest.Backends() {
-		t.Run(string(backend), func(t *testing.T) {
-			t.Parallel()
-			b := setupAdmin(t, backend, adminSetup{})
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		b := setupAdmin(t, backend, adminSetup{})
 
-			var list []router.PoisonJSON
-			b.do(t, "GET", "/admin/poison", "").want(t, "list", 200, &list)
-			if want := []router.PoisonJSON{router.NewPoisonJSON(b.bad), router.NewPoisonJSON(b.valid)}; !jsonEqual(list, want) {
-				t.Errorf("list = %+v\nwant   %+v", list, want)
-			}
-			b.do(t, "GET", "/admin/poison?class=transient_exhausted&since=2h&subject=user.events.created&reason=FAILURE&limit=5", "").want(t, "filtered list", 200, &list)
-			if len(list) != 1 || list[0].ID != b.valid.ID {
-				t.Errorf("filtered list = %+v, want only the valid entry", list)
-			}
-			b.do(t, "GET", "/admin/poison?class=panic", "").want(t, "empty list", 200, &list)
-			if r := b.do(t, "GET", "/admin/poison?class=panic", ""); strings.TrimSpace(r.body) != "[]" {
-				t.Errorf("empty list body = %q, want []", r.body)
-			}
-			for query, param := range map[string]string{
-				"since=yesterday": "since", "until=soon": "until", "limit=-1": "limit",
-				"class=fatal": "class", "clas=panic": `"clas"`, "since=-1h": "since",
-			} {
-				b.do(t, "GET", "/admin/poison?"+query, "").wantError(t, query, 400, param)
-			}
+		var list []router.PoisonJSON
+		b.do(t, "GET", "/admin/poison", "").want(t, "list", 200, &list)
+		if want := []router.PoisonJSON{router.NewPoisonJSON(b.bad), router.NewPoisonJSON(b.valid)}; !jsonEqual(list, want) {
+			t.Errorf("list = %+v\nwant   %+v", list, want)
+		}
+		b.do(t, "GET", "/admin/poison?class=transient_exhausted&since=2h&subject=user.events.created&reason=FAILURE&limit=5", "").want(t, "filtered list", 200, &list)
+		if len(list) != 1 || list[0].ID != b.valid.ID {
+			t.Errorf("filtered list = %+v, want only the valid entry", list)
+		}
+		b.do(t, "GET", "/admin/poison?class=panic", "").want(t, "empty list", 200, &list)
+		if r := b.do(t, "GET", "/admin/poison?class=panic", ""); strings.TrimSpace(r.body) != "[]" {
+			t.Errorf("empty list body = %q, want []", r.body)
+		}
+		for query, param := range map[string]string{
+			"since=yesterday": "since", "until=soon": "until", "limit=-1": "limit",
+			"class=fatal": "class", "clas=panic": `"clas"`, "since=-1h": "since",
+		} {
+			b.do(t, "GET", "/admin/poison?"+query, "").wantError(t, query, 400, param)
+		}
 
-			var got router.PoisonJSON
-			b.do(t, "GET", "/admin/poison/"+b.valid.ID[:8], "").want(t, "get by prefix", 200, &got)
-			if !jsonEqual(got, router.NewPoisonJSON(b.valid)) || got.Payload == nil || *got.Payload != producerPayload {
-				t.Errorf("get = %+v", got)
+		var got router.PoisonJSON
+		b.do(t, "GET", "/admin/poison/"+b.valid.ID[:8], "").want(t, "get by prefix", 200, &got)
+		if !jsonEqual(got, router.NewPoisonJSON(b.valid)) || got.Payload == nil || *got.Payload != producerPayload {
+			t.Errorf("get = %+v", got)
+		}
+		b.do(t, "GET", "/admin/poison/00000000-0000-4000-8000-000000000000", "").wantError(t, "get unknown", 404, "no such poison entry")
+		for _, id := range []string{"aaaaaaaa-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000002"} {
+			if err := b.db.PutPoison(t.Context(), store.PoisonEntry{ID: id, Payload: []byte("x"), Class: "permanent"}); err != nil {
+				t.Fatal(err)
 			}
-			b.do(t, "GET", "/admin/poison/00000000-0000-4000-8000-000000000000", "").wantError(t, "get unknown", 404, "no such poison entry")
-			for _, id := range []string{"aaaaaaaa-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000002"} {
-				if err := b.db.PutPoison(t.Context(), store.PoisonEntry{ID: id, Payload: []byte("x"), Class: "permanent"}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			b.do(t, "GET", "/admin/poison/aaaaaaaa", "").wantError(t, "ambiguous prefix", 409, "several")
-			b.do(t, "POST", "/admin/poison/aaaaaaaa/replay", "").wantError(t, "replay ambiguous prefix", 409, "several")
+		}
+		b.do(t, "GET", "/admin/poison/aaaaaaaa", "").wantError(t, "ambiguous prefix", 409, "several")
+		b.do(t, "POST", "/admin/poison/aaaaaaaa/replay", "").wantError(t, "replay ambiguous prefix", 409, "several")
 
-			// Replay: a dry run writes nothing; a real one commits once.
-			var res router.ReplayResult
-			b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay?dry_run=true", "").want(t, "dry run", 200, &res)
-			if res.Result != router.ReplayWouldCommit || res.CommandType != "create_profile" || countCommands(t, b.db) != 0 {
-				t.Errorf("dry run = %+v, %d commands", res, countCommands(t, b.db))
-			}
-			b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay?dry_run=maybe", "").wantError(t, "bad dry_run", 400, "dry_run")
-			b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay", "").want(t, "replay", 200, &res)
-			if res.Result != router.ReplayCommitted || res.ID != b.valid.ID || res.CommandID == "" || countCommands(t, b.db) != 1 {
-				t.Errorf("replay = %+v, %d commands", res, countCommands(t, b.db))
-			}
-			b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay", "").wantError(t, "replay again", 404, "no such poison entry")
-			if n := countCommands(t, b.db); n != 1 {
-				t.Errorf("%d commands after replaying twice, want 1", n)
-			}
-			b.do(t, "POST", "/admin/poison/"+b.bad.ID+"/replay", "").want(t, "replay bad", 200, &res)
-			if e, err := b.db.GetPoison(t.Context(), b.bad.ID); res.Result != router.ReplayStillFailing || err != nil || e.Failures != 2 {
-				t.Errorf("replay of a bad entry = %+v; entry %+v, %v", res, e, err)
-			}
+		// Replay: a dry run writes nothing; a real one commits once.
+		var res router.ReplayResult
+		b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay?dry_run=true", "").want(t, "dry run", 200, &res)
+		if res.Result != router.ReplayWouldCommit || res.CommandType != "create_profile" || countCommands(t, b.db) != 0 {
+			t.Errorf("dry run = %+v, %d commands", res, countCommands(t, b.db))
+		}
+		b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay?dry_run=maybe", "").wantError(t, "bad dry_run", 400, "dry_run")
+		b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay", "").want(t, "replay", 200, &res)
+		if res.Result != router.ReplayCommitted || res.ID != b.valid.ID || res.CommandID == "" || countCommands(t, b.db) != 1 {
+			t.Errorf("replay = %+v, %d commands", res, countCommands(t, b.db))
+		}
+		b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay", "").wantError(t, "replay again", 404, "no such poison entry")
+		if n := countCommands(t, b.db); n != 1 {
+			t.Errorf("%d commands after replaying twice, want 1", n)
+		}
+		b.do(t, "POST", "/admin/poison/"+b.bad.ID+"/replay", "").want(t, "replay bad", 200, &res)
+		if e, err := b.db.GetPoison(t.Context(), b.bad.ID); res.Result != router.ReplayStillFailing || err != nil || e.Failures != 2 {
+			t.Errorf("replay of a bad entry = %+v; entry %+v, %v", res, e, err)
+		}
 
-			if r := b.do(t, "GET", "/admin/poison/"+b.bad.ID+"/replay", ""); r.code != 405 {
-				t.Errorf("GET …/replay = %d, want 405", r.code)
-			}
-			if r := b.do(t, "PUT", "/admin/poison", ""); r.code != 405 {
-				t.Errorf("PUT /admin/poison = %d, want 405", r.code)
-			}
+		if r := b.do(t, "GET", "/admin/poison/"+b.bad.ID+"/replay", ""); r.code != 405 {
+			t.Errorf("GET …/replay = %d, want 405", r.code)
+		}
+		if r := b.do(t, "PUT", "/admin/poison", ""); r.code != 405 {
+			t.Errorf("PUT /admin/poison = %d, want 405", r.code)
+		}
 
-			var deleted map[string]string
-			b.do(t, "DELETE", "/admin/poison/"+b.bad.ID[:8], "").want(t, "delete", 200, &deleted)
-			if deleted["deleted"] != b.bad.ID {
-				t.Errorf("delete = %v", deleted)
-			}
-			b.do(t, "GET", "/admin/poison/"+b.bad.ID, "").wantError(t, "get deleted", 404, "no such poison entry")
-			b.do(t, "DELETE", "/admin/poison/"+b.bad.ID, "").wantError(t, "delete again", 404, "no such poison entry")
-		})
-	}
+		var deleted map[string]string
+		b.do(t, "DELETE", "/admin/poison/"+b.bad.ID[:8], "").want(t, "delete", 200, &deleted)
+		if deleted["deleted"] != b.bad.ID {
+			t.Errorf("delete = %v", deleted)
+		}
+		b.do(t, "GET", "/admin/poison/"+b.bad.ID, "").wantError(t, "get deleted", 404, "no such poison entry")
+		b.do(t, "DELETE", "/admin/poison/"+b.bad.ID, "").wantError(t, "delete again", 404, "no such poison entry")
+	})
 }
 
 func TestAdminDatabaseFailure(t *testing.T) {

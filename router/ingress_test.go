@@ -223,68 +223,62 @@ func paddedEvent(t testing.TB, n int) string {
 
 func TestIngressCommits(t *testing.T) {
 	t.Parallel()
-	for _, backend := range storetest.Backends() {
-		t.Run(string(backend), func(t *testing.T) {
-			t.Parallel()
-			b := setupIngress(t, storetest.Open(t, backend), ingressSetup{})
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		b := setupIngress(t, storetest.Open(t, backend), ingressSetup{})
 
-			r := b.post(t, producerPayload, jsonHeader...)
-			rep := r.reply(t, "first post", http.StatusOK)
-			if rep.Status != "ok" || rep.CorrelationID != handlers.MintCorrelationID([]byte(producerPayload)) {
-				t.Errorf("reply %+v, want status ok and the id minted from the body (no request_id, no X-Request-ID)", rep)
-			}
-			cmds := commandPayloads(t, b.db)
-			if len(cmds) != 1 {
-				t.Fatalf("%d commands after 200, want 1", len(cmds))
-			}
-			src, _ := cmds[0]["source"].(map[string]any)
-			if cmds[0]["type"] != "create_profile" || cmds[0]["correlation_id"] != rep.CorrelationID ||
-				src["ingress"] != "http" || src["subject"] != "user.events.created" || src["stream_sequence"] != nil {
-				t.Errorf("command = %v", cmds[0])
-			}
+		r := b.post(t, producerPayload, jsonHeader...)
+		rep := r.reply(t, "first post", http.StatusOK)
+		if rep.Status != "ok" || rep.CorrelationID != handlers.MintCorrelationID([]byte(producerPayload)) {
+			t.Errorf("reply %+v, want status ok and the id minted from the body (no request_id, no X-Request-ID)", rep)
+		}
+		cmds := commandPayloads(t, b.db)
+		if len(cmds) != 1 {
+			t.Fatalf("%d commands after 200, want 1", len(cmds))
+		}
+		src, _ := cmds[0]["source"].(map[string]any)
+		if cmds[0]["type"] != "create_profile" || cmds[0]["correlation_id"] != rep.CorrelationID ||
+			src["ingress"] != "http" || src["subject"] != "user.events.created" || src["stream_sequence"] != nil {
+			t.Errorf("command = %v", cmds[0])
+		}
 
-			// The Auth Service retries after a lost answer: still one command.
-			b.post(t, producerPayload, jsonHeader...).reply(t, "second post", http.StatusOK)
-			if n := countCommands(t, b.db); n != 1 {
-				t.Errorf("%d commands after posting twice, want 1", n)
-			}
-			// A body of exactly the limit is accepted.
-			b.post(t, paddedEvent(t, 4096), jsonHeader...).reply(t, "body of exactly MaxBodyBytes", http.StatusOK)
-			if n := len(poisonEntries(t, b.db)); n != 0 {
-				t.Errorf("%d poison entries, want none", n)
-			}
-		})
-	}
+		// The Auth Service retries after a lost answer: still one command.
+		b.post(t, producerPayload, jsonHeader...).reply(t, "second post", http.StatusOK)
+		if n := countCommands(t, b.db); n != 1 {
+			t.Errorf("%d commands after posting twice, want 1", n)
+		}
+		// A body of exactly the limit is accepted.
+		b.post(t, paddedEvent(t, 4096), jsonHeader...).reply(t, "body of exactly MaxBodyBytes", http.StatusOK)
+		if n := len(poisonEntries(t, b.db)); n != 0 {
+			t.Errorf("%d poison entries, want none", n)
+		}
+	})
 }
 
 func TestIngressInvalidEvent(t *testing.T) {
 	t.Parallel()
-	for _, backend := range storetest.Backends() {
-		t.Run(string(backend), func(t *testing.T) {
-			t.Parallel()
-			b := setupIngress(t, storetest.Open(t, backend), ingressSetup{})
-			for _, tt := range []struct{ name, body, reason string }{
-				{"truncated JSON", producerPayload[:60], "JSON"},
-				{"invalid UUID", event("78af4bc4-afce-4676-b373-5b802a2dfd2e", "not-a-uuid"), "id: not a UUID"},
-				{"unknown action", event(`"created"`, `"renamed"`), `unknown action "renamed"`},
-				{"empty body", "", "empty"},
-				{"binary garbage", "\x00\xff\xfe\x13\x37", "UTF-8"},
-				{"top-level array", "[" + producerPayload + "]", "array"},
-			} {
-				rep := b.post(t, tt.body, jsonHeader...).reply(t, tt.name, http.StatusBadRequest)
-				if !strings.Contains(rep.Error, tt.reason) {
-					t.Errorf("%s: error %q does not name the problem (%q)", tt.name, rep.Error, tt.reason)
-				}
-				e := wantKept(t, b.db, tt.name, rep, []byte(tt.body), middleware.ClassPermanent)
-				if e.Reason != rep.Error {
-					t.Errorf("%s: entry reason %q, reply error %q; want the same", tt.name, e.Reason, rep.Error)
-				}
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		b := setupIngress(t, storetest.Open(t, backend), ingressSetup{})
+		for _, tt := range []struct{ name, body, reason string }{
+			{"truncated JSON", producerPayload[:60], "JSON"},
+			{"invalid UUID", event("78af4bc4-afce-4676-b373-5b802a2dfd2e", "not-a-uuid"), "id: not a UUID"},
+			{"unknown action", event(`"created"`, `"renamed"`), `unknown action "renamed"`},
+			{"empty body", "", "empty"},
+			{"binary garbage", "\x00\xff\xfe\x13\x37", "UTF-8"},
+			{"top-level array", "[" + producerPayload + "]", "array"},
+		} {
+			rep := b.post(t, tt.body, jsonHeader...).reply(t, tt.name, http.StatusBadRequest)
+			if !strings.Contains(rep.Error, tt.reason) {
+				t.Errorf("%s: error %q does not name the problem (%q)", tt.name, rep.Error, tt.reason)
 			}
-			if n := countCommands(t, b.db); n != 0 {
-				t.Errorf("%d commands after invalid events, want 0", n)
+			e := wantKept(t, b.db, tt.name, rep, []byte(tt.body), middleware.ClassPermanent)
+			if e.Reason != rep.Error {
+				t.Errorf("%s: entry reason %q, reply error %q; want the same", tt.name, e.Reason, rep.Error)
 			}
-		})
-	}
+		}
+		if n := countCommands(t, b.db); n != 0 {
+			t.Errorf("%d commands after invalid events, want 0", n)
+		}
+	})
 }
 
 func TestIngressToken(t *testing.T) {

@@ -27,7 +27,7 @@ func commandMessage(ctx context.Context, i int) *message.Message {
 // concurrent calls is stored exactly once, each call's messages in the
 // order given, and in far fewer transactions than calls.
 func TestGroupCommitterCommitsConcurrentCallsTogether(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
 		var txns, committed atomic.Int64
 		opts := store.DefaultGroupOptions()
@@ -94,7 +94,7 @@ func TestGroupCommitterCommitsConcurrentCallsTogether(t *testing.T) {
 // TestGroupCommitterIsolatesAFailingCall: a call that cannot be committed
 // (its table does not exist) fails alone; the calls batched with it commit.
 func TestGroupCommitterIsolatesAFailingCall(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
 		opts := store.DefaultGroupOptions()
 		opts.MaxWait = 50 * time.Millisecond // make sure they share a batch

@@ -31,17 +31,6 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// forEachBackend runs fn as a parallel subtest on every configured backend.
-func forEachBackend(t *testing.T, fn func(t *testing.T, d store.Dialect)) {
-	t.Helper()
-	for _, d := range storetest.Backends() {
-		t.Run(string(d), func(t *testing.T) {
-			t.Parallel()
-			fn(t, d)
-		})
-	}
-}
-
 func TestOpenURLForms(t *testing.T) {
 	t.Parallel()
 
@@ -226,7 +215,7 @@ func TestParseURLDialects(t *testing.T) {
 
 func TestInitSchemaIsIdempotent(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		ctx := testContext(t)
 		db := storetest.Open(t, d) // already initialised once
 		for range 2 {
@@ -241,7 +230,7 @@ func TestInitSchemaIsIdempotent(t *testing.T) {
 // once, as several router replicas starting together would.
 func TestInitSchemaConcurrently(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		ctx := testContext(t)
 		databaseURL := storetest.URL(t, d)
 		const processes = 4
@@ -270,7 +259,7 @@ func TestInitSchemaConcurrently(t *testing.T) {
 
 func TestInitSchemaRejectsBadTopics(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		ctx := testContext(t)
 		db := storetest.Open(t, d)
 		for _, topic := range []string{"", "drop table;", `a"b`, "a`b"} {
@@ -292,7 +281,7 @@ func TestInitSchemaRejectsBadTopics(t *testing.T) {
 // an error.
 func TestPublishIsIdempotent(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		for _, topic := range []string{store.CommandsTopic, store.PoisonTopic} {
 			t.Run(topic, func(t *testing.T) {
 				t.Parallel()
@@ -351,7 +340,7 @@ func quoteIdent(d store.Dialect, name string) string {
 // event, and that may be anything but JSON.
 func TestPoisonPayloadIsKeptByteForByte(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
 		pub, err := db.Publisher(watermill.NopLogger{})
 		if err != nil {
@@ -386,7 +375,7 @@ func TestTableLayout(t *testing.T) {
 		store.MySQL:    {"consumer_group", "offset_acked", "offset_consumed"},
 		store.SQLite:   {"consumer_group", "offset_acked", "offset_consumed"},
 	}
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
 		tables := []string{
 			"watermill_profile_sync_commands", "watermill_offsets_profile_sync_commands",
@@ -480,7 +469,7 @@ func queryStrings(t *testing.T, db *store.DB, query string, args ...any) []strin
 // our own CREATE TABLE cannot drift from the standard layout.
 func TestColumnsMatchWatermillSQL(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		if d == store.SQLite {
 			t.Skip("watermill-sql has no SQLite schema to compare with")
 		}
@@ -544,7 +533,7 @@ func columnDefinitions(t *testing.T, db *store.DB, table string) []string {
 // before the router): InitSchema must still make uuid unique.
 func TestInitSchemaAddsUUIDKeyToPlainTable(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		if d == store.SQLite {
 			t.Skip("watermill-sql has no SQLite schema that could create the table first")
 		}
@@ -576,7 +565,7 @@ func TestInitSchemaAddsUUIDKeyToPlainTable(t *testing.T) {
 // that a consumer group does not get acked messages again.
 func TestSubscriberReadsPublished(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		ctx := testContext(t)
 		db := storetest.Open(t, d)
 		pub, err := db.Publisher(watermill.NopLogger{})
@@ -686,7 +675,7 @@ func waitCommitted(ctx context.Context, t *testing.T, db *store.DB, consumerGrou
 // shorten the poll interval.
 func TestSubscriberConstructor(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
 		sub, err := db.Subscriber("monolith", watermill.NopLogger{})
 		if err != nil {
@@ -700,7 +689,7 @@ func TestSubscriberConstructor(t *testing.T) {
 
 func TestStoretestIsolatesDatabases(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		a, b := storetest.URL(t, d), storetest.URL(t, d)
 		if a == b {
 			t.Fatalf("two calls returned the same database %s", store.Redact(a))
@@ -723,7 +712,7 @@ func TestStoretestIsolatesDatabases(t *testing.T) {
 // delivery.
 func TestConsumerGroupSharesWorkWithoutDuplicates(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		ctx := testContext(t)
 		databaseURL := storetest.URL(t, d)
 		db, err := store.Open(ctx, databaseURL)
@@ -813,7 +802,7 @@ func TestConsumerGroupSharesWorkWithoutDuplicates(t *testing.T) {
 // TIMESTAMP column the driver parses).
 func TestCreatedAtScansAsTime(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, d store.Dialect) {
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
 		pub, err := db.Publisher(watermill.NopLogger{})
 		if err != nil {

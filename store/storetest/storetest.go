@@ -49,6 +49,18 @@ func Backends() []store.Dialect {
 	return backends
 }
 
+// EachBackend runs fn as a parallel subtest, named after the dialect, on
+// every backend Backends returns.
+func EachBackend(t *testing.T, fn func(t *testing.T, backend store.Dialect)) {
+	t.Helper()
+	for _, backend := range Backends() {
+		t.Run(string(backend), func(t *testing.T) {
+			t.Parallel()
+			fn(t, backend)
+		})
+	}
+}
+
 // Open returns a *store.DB on a fresh database of dialect d (see URL) with
 // the tables for store.CommandsTopic and store.PoisonTopic created. It is
 // closed, and the database dropped, when the test ends. The test is skipped
