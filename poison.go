@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/ThreeDotsLabs/watermill"
 	"io"
 	"log/slog"
 	"strconv"
@@ -149,10 +148,11 @@ func poisonReplay(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer db.Close()
-	replayer, err := newReplayer(cfg, db, newLogger(cfg, stderr))
+	replayer, closeReplayer, err := newReplayer(cfg, db, newLogger(cfg, stderr))
 	if err != nil {
 		return err
 	}
+	defer closeReplayer()
 	ids, err := sel.resolve(ctx, db)
 	if err != nil {
 		return err
@@ -226,25 +226,34 @@ func poisonDelete(ctx context.Context, args []string, getenv func(string) string
 }
 
 // newReplayer builds the replayer over the pipeline every event passes
-// through: dispatcher committing to the SQL commands table, behind the
-// router's middleware chain. MaxDeliver is -1 (unlimited): a transient
-// failure during a replay leaves the entry as it was, to be replayed later.
-func newReplayer(cfg configs.Config, db *store.DB, logger *slog.Logger) (*router.Replayer, error) {
-	// Replays are few and one at a time: a plain watermill-sql publisher
-	// (a transaction per command) rather than the group committer.
-	publisher, err := db.Publisher(watermill.NewSlogLogger(logger.With("component", "sql-publisher")))
+// through: dispatcher committing to the SQL commands table with the users'
+// ledger, behind the router's middleware chain. MaxDeliver is -1
+// (unlimited): a transient failure during a replay leaves the entry as it
+// was, to be replayed later. The returned func releases the committer.
+func newReplayer(cfg configs.Config, db *store.DB, logger *slog.Logger) (*router.Replayer, func(), error) {
+	// Replays are few and one at a time: one committer worker, no waiting
+	// for a batch to fill.
+	committer, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 1, Workers: 1, Timeout: cfg.HandlerTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("sql publisher: %w", err)
+		return nil, nil, err
 	}
-	dispatcher, chain, err := buildHandling(cfg, db, publisher, -1, nil, logger)
+	closeFunc := func() { _ = committer.Close() }
+	dispatcher, chain, err := buildHandling(cfg, db, committer, -1, nil, logger)
 	if err != nil {
-		return nil, err
+		closeFunc()
+		return nil, nil, err
 	}
 	pipeline, err := router.NewPipeline(dispatcher, chain)
 	if err != nil {
-		return nil, err
+		closeFunc()
+		return nil, nil, err
 	}
-	return router.NewReplayer(db, pipeline)
+	replayer, err := router.NewReplayer(db, pipeline)
+	if err != nil {
+		closeFunc()
+		return nil, nil, err
+	}
+	return replayer, closeFunc, nil
 }
 
 func openPoisonStore(ctx context.Context, getenv func(string) string) (configs.Config, *store.DB, error) {

@@ -202,10 +202,10 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 
 // buildHandling is the one dispatcher and middleware chain every event
 // passes through, whichever way it arrived; the order is documented at
-// middleware.Chain. publisher commits the commands; maxDeliver is the durable's (-1 when there is none).
+// middleware.Chain. committer commits the commands with the users' ledger; maxDeliver is the durable's (-1 when there is none).
 // m may be nil (the poison command records no metrics).
-func buildHandling(cfg configs.Config, db *store.DB, publisher message.Publisher, maxDeliver int, m *metrics.Metrics, logger *slog.Logger) (*handlers.Dispatcher, []message.HandlerMiddleware, error) {
-	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), publisher, store.CommandsTopic)
+func buildHandling(cfg configs.Config, db *store.DB, committer handlers.Committer, maxDeliver int, m *metrics.Metrics, logger *slog.Logger) (*handlers.Dispatcher, []message.HandlerMiddleware, error) {
+	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), committer, store.CommandsTopic)
 	if err != nil {
 		return nil, nil, err
 	}

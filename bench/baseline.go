@@ -150,8 +150,8 @@ func createBaselineTable(ctx context.Context, d *benchDB) error {
 	return err
 }
 
-// baselineRow decodes one event and builds its command exactly as the
-// router's handlers do; it returns the row's uuid, payload and metadata.
+// baselineRow decodes one event and builds its command as the router's
+// handlers do; it returns the row's uuid, payload and metadata.
 func baselineRow(registry handlers.Registry, msg jetstream.Msg) ([]any, error) {
 	subject := strings.TrimPrefix(msg.Subject(), baselinePrefix)
 	ev, err := schema.DecodeEvent(subject, msg.Data())
@@ -173,6 +173,10 @@ func baselineRow(registry handlers.Registry, msg jetstream.Msg) ([]any, error) {
 		DeliveryAttempt: meta.NumDelivered,
 		CorrelationID:   handlers.ResolveCorrelationID(ev.RequestID, "", msg.Data()),
 	})
+	// Every benchmark event is a new user's first: the ledger would number
+	// it 1 of generation 1. The baseline neither reads nor writes the
+	// ledger, which the router does in each transaction.
+	cmd.CommandID, cmd.Generation, cmd.UserSequence = handlers.CommandID(ev.ID, 1), 1, 1
 	payload, err := json.Marshal(cmd)
 	if err != nil {
 		return nil, err

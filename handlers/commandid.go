@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,8 +17,10 @@ var (
 	correlationNamespace = uuid.MustParse("b3a1e7c4-5d2f-4e8a-a6c9-1f0e2d3c4b5a")
 )
 
-// canonical is the part of an event that decides its command: the same
-// values always give the same bytes, whichever path the event came by.
+// canonical is the part of an event that decides its effect: the same
+// values always give the same bytes, whichever path the event came by. Its
+// hash (ContentHash) tells the ledger two arrivals of one event apart from
+// two events. (Before the ledger, a command's id was UUIDv5 of these bytes.)
 // request_id, service_name and sequence are left out on purpose: they
 // describe the delivery, not the change.
 func canonical(ev schema.UserEvent) []byte {
@@ -68,9 +71,11 @@ func plainJSON(s string) bool {
 	return true
 }
 
-// CommandID is the deterministic id of the command an event yields.
-func CommandID(ev schema.UserEvent) string {
-	return uuid.NewSHA1(commandNamespace, canonical(ev)).String()
+// CommandID is the id of the command the ledger numbered seq for userID:
+// the same decision always gives the same id, so a command committed twice
+// (a retried batch, a second replica deciding after a failover) is one row.
+func CommandID(userID string, seq uint64) string {
+	return uuid.NewSHA1(commandNamespace, []byte("v2/"+userID+"/"+strconv.FormatUint(seq, 10))).String()
 }
 
 // MintCorrelationID gives an event without request_id a correlation id that

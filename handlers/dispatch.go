@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,17 +13,31 @@ import (
 	"github.com/social/user-events-router/schema"
 )
 
+// Committer commits the command an event yields together with the user's
+// ledger, in one transaction that holds the user's ledger locked
+// (store.GroupCommitter is the one the router uses).
+type Committer interface {
+	// CommitState commits to topic the messages fn decides from key's
+	// stored state (nil when none), with the state fn returns.
+	CommitState(ctx context.Context, topic, key string, fn func(state []byte) (next []byte, msgs []*message.Message, err error)) error
+	// LoadState reads key's stored state without locking or writing it.
+	LoadState(ctx context.Context, key string) ([]byte, error)
+}
+
 // Dispatcher decodes an incoming event, picks the handler of its action,
-// and commits the command it builds. It returns only after the command is
-// durably written, so the caller may ack (NATS) or answer 200 (HTTP).
+// asks the user's ledger whether the event is new, and commits the command
+// it builds together with the ledger. It returns only after both are
+// durably written (or the event is found already carried), so the caller
+// may ack (NATS) or answer 200 (HTTP).
 type Dispatcher struct {
 	registry  Registry
-	publisher message.Publisher
+	committer Committer
 	topic     string
 }
 
-// NewDispatcher validates its dependencies; publisher writes commands to topic.
-func NewDispatcher(registry Registry, publisher message.Publisher, topic string) (*Dispatcher, error) {
+// NewDispatcher validates its dependencies; committer writes commands to
+// topic.
+func NewDispatcher(registry Registry, committer Committer, topic string) (*Dispatcher, error) {
 	if len(registry) == 0 {
 		return nil, errors.New("handlers: empty registry")
 	}
@@ -31,68 +46,161 @@ func NewDispatcher(registry Registry, publisher message.Publisher, topic string)
 			return nil, fmt.Errorf("handlers: registration for action %q is incomplete or mismatched", action)
 		}
 	}
-	if publisher == nil {
-		return nil, errors.New("handlers: nil publisher")
+	if committer == nil {
+		return nil, errors.New("handlers: nil committer")
 	}
 	if topic == "" {
 		return nil, errors.New("handlers: empty command topic")
 	}
-	return &Dispatcher{registry: registry, publisher: publisher, topic: topic}, nil
+	return &Dispatcher{registry: registry, committer: committer, topic: topic}, nil
 }
 
-// Handle is a message.NoPublishHandlerFunc: it builds and commits the
-// command for msg, or returns why it could not. Decoding failures are
-// permanent (errors.Is schema.ErrInvalidEvent); commit failures are not.
+// Handle is a message.NoPublishHandlerFunc: it commits the command for msg
+// (or finds the event already carried), or returns why it could not.
+// Decoding failures are permanent (errors.Is schema.ErrInvalidEvent);
+// commit failures are not. On success msg's metadata says what was decided
+// (MetaVerdict, and MetaCommandID / MetaCommandType when a command was
+// written).
 func (d *Dispatcher) Handle(msg *message.Message) error {
-	cmd, err := d.Build(msg)
+	e, err := d.prepare(msg)
 	if err != nil {
 		return err
 	}
-	payload, err := json.Marshal(cmd)
+	var verdict Verdict
+	var cmd schema.Command
+	err = d.committer.CommitState(msg.Context(), d.topic, e.ev.ID, func(state []byte) ([]byte, []*message.Message, error) {
+		l, err := ParseLedger(state)
+		if err != nil {
+			return nil, nil, err
+		}
+		verdict = l.Decide(e.arrival)
+		if !verdict.Write {
+			return l.Bytes(), nil, nil
+		}
+		cmd = e.command(verdict)
+		out, err := commandMessage(cmd)
+		if err != nil {
+			return nil, nil, err
+		}
+		out.SetContext(msg.Context())
+		return l.Bytes(), []*message.Message{out}, nil
+	})
 	if err != nil {
-		return Permanent(fmt.Errorf("encode command: %w", err))
+		return fmt.Errorf("commit command: %w", err)
 	}
-	out := message.NewMessage(cmd.CommandID, payload)
-	out.Metadata.Set(MetaCorrelationID, cmd.CorrelationID)
-	out.Metadata.Set(MetaCommandType, string(cmd.Type))
-	out.SetContext(msg.Context())
-	if err := d.publisher.Publish(d.topic, out); err != nil {
-		return fmt.Errorf("commit command %s: %w", cmd.CommandID, err)
-	}
+	record(msg, verdict, cmd)
 	return nil
 }
 
-// Build decodes msg and returns its command without committing it. It also
-// records the handler name and correlation id in msg's metadata for logs.
-func (d *Dispatcher) Build(msg *message.Message) (schema.Command, error) {
+// Preview decodes msg and says what Handle would do with it now, writing
+// nothing: the command it would commit (zero when the ledger finds the
+// event already carried) and the verdict. For dry runs.
+func (d *Dispatcher) Preview(msg *message.Message) (schema.Command, Verdict, error) {
+	e, err := d.prepare(msg)
+	if err != nil {
+		return schema.Command{}, Verdict{}, err
+	}
+	state, err := d.committer.LoadState(msg.Context(), e.ev.ID)
+	if err != nil {
+		return schema.Command{}, Verdict{}, err
+	}
+	l, err := ParseLedger(state)
+	if err != nil {
+		return schema.Command{}, Verdict{}, err
+	}
+	v := l.Decide(e.arrival)
+	if !v.Write {
+		return schema.Command{}, v, nil
+	}
+	return e.command(v), v, nil
+}
+
+// prepared is one decoded event with the command it yields if the ledger
+// finds it new. The handler builds it here, on the caller's goroutine, so
+// that a panicking handler is recovered by the middleware like any other.
+type prepared struct {
+	ev      schema.UserEvent
+	cmd     schema.Command
+	arrival Arrival
+}
+
+// command is the event's command with the ledger's order.
+func (p prepared) command(v Verdict) schema.Command {
+	cmd := p.cmd
+	cmd.CommandID = CommandID(p.ev.ID, v.Sequence)
+	cmd.Generation = v.Generation
+	cmd.UserSequence = v.Sequence
+	return cmd
+}
+
+// prepare decodes msg and picks its handler. It also records the handler
+// name and correlation id in msg's metadata for logs.
+func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 	subject := msg.Metadata.Get(MetaSubject)
 	ev, err := schema.DecodeEvent(subject, msg.Payload)
 	if err != nil {
-		return schema.Command{}, fmt.Errorf("decode %s: %w", orHTTP(subject), err)
+		return prepared{}, fmt.Errorf("decode %s: %w", orHTTP(subject), err)
 	}
 	msg.Metadata.Set(MetaAction, ev.Action)
 	msg.Metadata.Set(MetaUserID, ev.ID)
 	msg.Metadata.Set(MetaOccurredAt, ev.Timestamp.UTC().Format(time.RFC3339Nano))
 	h, ok := d.registry[ev.Action]
 	if !ok {
-		return schema.Command{}, Permanent(fmt.Errorf("no handler for action %q", ev.Action))
+		return prepared{}, Permanent(fmt.Errorf("no handler for action %q", ev.Action))
 	}
 	msg.Metadata.Set(MetaHandler, h.Name)
-
 	corr := ResolveCorrelationID(ev.RequestID, msg.Metadata.Get(MetaCorrelationID), msg.Payload)
 	msg.Metadata.Set(MetaCorrelationID, corr)
-
 	ingress := msg.Metadata.Get(MetaIngress)
 	if ingress == "" {
 		ingress = schema.IngressNATS
 	}
-	return h.Build(ev, Delivery{
-		Subject:         subjectOf(subject, ev.Action),
-		Ingress:         ingress,
-		StreamSequence:  parseUint(msg.Metadata.Get(MetaStreamSeq)),
-		DeliveryAttempt: parseUint(msg.Metadata.Get(MetaDeliveryAttempt)),
-		CorrelationID:   corr,
-	}), nil
+	seq := parseUint(msg.Metadata.Get(MetaStreamSeq))
+	return prepared{
+		ev: ev,
+		cmd: h.Build(ev, Delivery{
+			Subject:         subjectOf(subject, ev.Action),
+			Ingress:         ingress,
+			StreamSequence:  seq,
+			DeliveryAttempt: parseUint(msg.Metadata.Get(MetaDeliveryAttempt)),
+			CorrelationID:   corr,
+		}),
+		arrival: Arrival{Action: ev.Action, At: ev.Timestamp, Hash: ContentHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq},
+	}, nil
+}
+
+// pathOf names the path an arrival took for the ledger: a replayed entry
+// counts as the path it first came by (JetStream when it has a stream
+// sequence).
+func pathOf(ingress string, streamSeq uint64) string {
+	switch {
+	case ingress == schema.IngressHTTP:
+		return PathHTTP
+	case ingress == schema.IngressReplay && streamSeq == 0:
+		return PathHTTP
+	}
+	return PathNATS
+}
+
+// commandMessage is the commands-table row of cmd.
+func commandMessage(cmd schema.Command) (*message.Message, error) {
+	payload, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, Permanent(fmt.Errorf("encode command: %w", err))
+	}
+	out := message.NewMessage(cmd.CommandID, payload)
+	out.Metadata.Set(MetaCorrelationID, cmd.CorrelationID)
+	out.Metadata.Set(MetaCommandType, string(cmd.Type))
+	return out, nil
+}
+
+// record notes on msg what became of it.
+func record(msg *message.Message, v Verdict, cmd schema.Command) {
+	msg.Metadata.Set(MetaVerdict, v.Why)
+	if v.Write {
+		msg.Metadata.Set(MetaCommandID, cmd.CommandID)
+		msg.Metadata.Set(MetaCommandType, string(cmd.Type))
+	}
 }
 
 // subjectOf names the subject an event belongs on; HTTP arrivals have none,

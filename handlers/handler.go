@@ -38,10 +38,10 @@ func DefaultRegistry() Registry {
 	}
 }
 
-// newCommand fills the fields every command type shares.
+// newCommand fills the fields every command type shares but the ledger's:
+// the dispatcher adds command_id, generation and user_sequence.
 func newCommand(t schema.CommandType, ev schema.UserEvent, d Delivery) schema.Command {
 	return schema.Command{
-		CommandID:     CommandID(ev),
 		Type:          t,
 		SchemaVersion: schema.CommandSchemaVersion,
 		UserID:        ev.ID,

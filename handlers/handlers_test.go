@@ -43,11 +43,11 @@ func incoming(subject, body string, md map[string]string) *message.Message {
 
 func build(t *testing.T, msg *message.Message) schema.Command {
 	t.Helper()
-	d, err := NewDispatcher(DefaultRegistry(), &recorder{}, "profile_sync_commands")
+	d, err := NewDispatcher(DefaultRegistry(), NewMemoryCommitter(&recorder{}), "profile_sync_commands")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, err := d.Build(msg)
+	cmd, _, err := d.Preview(msg)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
@@ -107,34 +107,53 @@ func TestCreatedProfileDefaults(t *testing.T) {
 	}
 }
 
-func TestCommandIDIsDeterministic(t *testing.T) {
+// One dispatcher sees every arrival of a user's events, as the router does:
+// copies of one event yield one command, distinct events one each.
+func TestOneCommandPerEvent(t *testing.T) {
 	t.Parallel()
-	viaNATS := build(t, incoming("user.events.created", producerPayload, map[string]string{MetaStreamSeq: "1"}))
-	again := build(t, incoming("user.events.created", producerPayload, map[string]string{MetaStreamSeq: "9", MetaDeliveryAttempt: "3"}))
-	viaHTTP := build(t, incoming("", producerPayload, map[string]string{MetaIngress: "http", MetaCorrelationID: "from-header"}))
-	withRequestID := build(t, incoming("user.events.created", strings.Replace(producerPayload, `"request_id":""`, `"request_id":"req-9"`, 1), nil))
-	otherZone := build(t, incoming("user.events.created", strings.Replace(producerPayload, `2026-11-28T13:28:17Z`, `2026-11-28T15:28:17+02:00`, 1), nil))
-	for name, c := range map[string]schema.Command{"redelivery": again, "http": viaHTTP, "request_id": withRequestID, "time zone": otherZone} {
-		if c.CommandID != viaNATS.CommandID {
-			t.Errorf("%s: command_id %s, want %s", name, c.CommandID, viaNATS.CommandID)
+	rec := &recorder{}
+	d, err := NewDispatcher(DefaultRegistry(), NewMemoryCommitter(rec), "profile_sync_commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle := func(subject, body string, md map[string]string) {
+		t.Helper()
+		if err := d.Handle(incoming(subject, body, md)); err != nil {
+			t.Fatalf("Handle: %v", err)
 		}
 	}
-	if viaHTTP.Source.Ingress != "http" || viaHTTP.Source.Subject != "user.events.created" {
-		t.Errorf("http source = %+v", viaHTTP.Source)
+	retry := strings.Replace(producerPayload, "13:28:17Z", "13:28:23Z", 1)
+	handle("user.events.created", producerPayload, map[string]string{MetaStreamSeq: "1"})
+	handle("user.events.created", producerPayload, map[string]string{MetaStreamSeq: "1", MetaDeliveryAttempt: "3"})              // redelivery
+	handle("", producerPayload, map[string]string{MetaIngress: "http", MetaCorrelationID: "from-header"})                        // HTTP copy
+	handle("", retry, map[string]string{MetaIngress: "http"})                                                                    // the producer's retry
+	handle("user.events.created", strings.Replace(producerPayload, `"request_id":""`, `"request_id":"req-9"`, 1), nil)           // another try
+	handle("user.events.created", strings.Replace(producerPayload, `2026-11-28T13:28:17Z`, `2026-11-28T15:28:17+02:00`, 1), nil) // another zone
+	if len(rec.msgs) != 1 {
+		t.Fatalf("one registration gave %d commands, want 1", len(rec.msgs))
 	}
-	for name, body := range map[string]string{
-		"other action":    strings.Replace(producerPayload, `"created"`, `"updated"`, 1),
-		"other email":     strings.Replace(producerPayload, "alice@example.com", "alice@example.org", 1),
-		"other username":  strings.Replace(producerPayload, `"alice01"`, `"alice02"`, 1),
-		"other timestamp": strings.Replace(producerPayload, "13:28:17Z", "13:28:18Z", 1),
-	} {
-		subject := "user.events.created"
-		if name == "other action" {
-			subject = "user.events.updated"
+	// A → B → A within one second: three real changes.
+	updated := func(email string, seq string) {
+		handle("user.events.updated", strings.NewReplacer(`"created"`, `"updated"`, "13:28:17Z", "13:29:00Z", "alice@example.com", email).Replace(producerPayload),
+			map[string]string{MetaStreamSeq: seq})
+	}
+	updated("a@example.com", "10")
+	updated("b@example.com", "11")
+	updated("a@example.com", "12")
+	updated("a@example.com", "12") // a redelivery of the third
+	if len(rec.msgs) != 4 {
+		t.Fatalf("A → B → A gave %d commands in all, want 1 + 3", len(rec.msgs))
+	}
+	ids := map[string]bool{}
+	for i, m := range rec.msgs {
+		var cmd schema.Command
+		if err := json.Unmarshal(m.Payload, &cmd); err != nil {
+			t.Fatal(err)
 		}
-		if c := build(t, incoming(subject, body, nil)); c.CommandID == viaNATS.CommandID {
-			t.Errorf("%s: same command_id as the original event", name)
+		if cmd.UserSequence != uint64(i+1) || cmd.Generation != 1 || ids[cmd.CommandID] || m.UUID != cmd.CommandID {
+			t.Errorf("command %d: sequence %d, generation %d, id %s (seen before: %v)", i, cmd.UserSequence, cmd.Generation, cmd.CommandID, ids[cmd.CommandID])
 		}
+		ids[cmd.CommandID] = true
 	}
 }
 
@@ -161,7 +180,7 @@ func TestCorrelationID(t *testing.T) {
 func TestHandleCommitsOrFails(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	d, err := NewDispatcher(DefaultRegistry(), rec, "profile_sync_commands")
+	d, err := NewDispatcher(DefaultRegistry(), NewMemoryCommitter(rec), "profile_sync_commands")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +204,8 @@ func TestHandleCommitsOrFails(t *testing.T) {
 		t.Errorf("subject/action mismatch: err = %v, want a permanent error naming it", err)
 	}
 	rec.err = errors.New("database is down")
-	err = d.Handle(incoming("user.events.created", producerPayload, nil))
+	other := strings.Replace(producerPayload, "78af4bc4-afce-4676-b373-5b802a2dfd2e", "0a6b3c1e-2f4d-4e5a-8b9c-7d6e5f4a3b2c", 1)
+	err = d.Handle(incoming("user.events.created", other, nil))
 	if err == nil || IsPermanent(err) {
 		t.Errorf("commit failure: err = %v, want a transient error", err)
 	}
@@ -193,13 +213,13 @@ func TestHandleCommitsOrFails(t *testing.T) {
 
 func TestNewDispatcherValidates(t *testing.T) {
 	t.Parallel()
-	if _, err := NewDispatcher(nil, &recorder{}, "t"); err == nil {
+	if _, err := NewDispatcher(nil, NewMemoryCommitter(&recorder{}), "t"); err == nil {
 		t.Error("empty registry accepted")
 	}
-	if _, err := NewDispatcher(Registry{"created": Updated}, &recorder{}, "t"); err == nil {
+	if _, err := NewDispatcher(Registry{"created": Updated}, NewMemoryCommitter(&recorder{}), "t"); err == nil {
 		t.Error("mismatched registration accepted")
 	}
 	if _, err := NewDispatcher(DefaultRegistry(), nil, "t"); err == nil {
-		t.Error("nil publisher accepted")
+		t.Error("nil committer accepted")
 	}
 }

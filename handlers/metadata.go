@@ -15,4 +15,8 @@ const (
 	MetaAction     = "action"
 	MetaUserID     = "user_id"
 	MetaOccurredAt = "occurred_at"
+	// Set by the dispatcher once the event is handled: the ledger's verdict
+	// (VerdictNew, VerdictCopy, …) and, when a command was written, its id.
+	MetaVerdict   = "verdict"
+	MetaCommandID = "command_id"
 )

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router"
@@ -71,11 +69,12 @@ func setupIngress(t testing.TB, db *store.DB, s ingressSetup) *ingressBundle {
 // poison queue, with quick in-process retries.
 func newPipeline(t testing.TB, db *store.DB, registry handlers.Registry, logger *slog.Logger) *router.Pipeline {
 	t.Helper()
-	publisher, err := db.Publisher(watermill.NopLogger{})
+	committer, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 64, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dispatcher, err := handlers.NewDispatcher(registry, publisher, store.CommandsTopic)
+	t.Cleanup(func() { _ = committer.Close() })
+	dispatcher, err := handlers.NewDispatcher(registry, committer, store.CommandsTopic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -18,8 +19,8 @@ import (
 // Watermill router uses, for the paths that do not come from NATS: the HTTP
 // fallback and poison replay.
 type Pipeline struct {
-	handle message.HandlerFunc
-	build  func(*message.Message) (schema.Command, error)
+	handle  message.HandlerFunc
+	preview func(*message.Message) (schema.Command, handlers.Verdict, error)
 }
 
 // NewPipeline wraps the dispatcher in chain (outermost first).
@@ -28,8 +29,8 @@ func NewPipeline(d *handlers.Dispatcher, chain []message.HandlerMiddleware) (*Pi
 		return nil, errors.New("router: nil dispatcher")
 	}
 	return &Pipeline{
-		handle: middleware.Wrap(func(m *message.Message) ([]*message.Message, error) { return nil, d.Handle(m) }, chain),
-		build:  d.Build,
+		handle:  middleware.Wrap(func(m *message.Message) ([]*message.Message, error) { return nil, d.Handle(m) }, chain),
+		preview: d.Preview,
 	}, nil
 }
 
@@ -105,12 +106,18 @@ func (r *Replayer) Replay(ctx context.Context, id string, dryRun bool) (ReplayRe
 	res := ReplayResult{ID: e.ID}
 	msg := replayMessage(e)
 	if dryRun {
-		cmd, err := r.pipeline.build(msg)
-		if err != nil {
+		msg.SetContext(ctx)
+		cmd, v, err := r.pipeline.preview(msg)
+		switch {
+		case err != nil && !handlers.IsPermanent(err):
+			res.Result, res.Reason = ReplayRetryLater, err.Error()
+		case err != nil:
 			res.Result, res.Reason = ReplayWouldFail, err.Error()
-			return res, nil
+		case !v.Write:
+			res.Result, res.Reason = ReplayWouldCommit, alreadyCarried(v.Why)
+		default:
+			res.Result, res.CommandID, res.CommandType = ReplayWouldCommit, cmd.CommandID, string(cmd.Type)
 		}
-		res.Result, res.CommandID, res.CommandType = ReplayWouldCommit, cmd.CommandID, string(cmd.Type)
 		return res, nil
 	}
 	o := r.pipeline.Run(ctx, msg)
@@ -124,11 +131,19 @@ func (r *Replayer) Replay(ctx context.Context, id string, dryRun bool) (ReplayRe
 			return res, fmt.Errorf("replayed %s but could not delete the entry: %w", e.ID, err)
 		}
 		res.Result = ReplayCommitted
-		if cmd, err := r.pipeline.build(replayMessage(e)); err == nil {
-			res.CommandID, res.CommandType = cmd.CommandID, string(cmd.Type)
+		res.CommandID = msg.Metadata.Get(handlers.MetaCommandID)
+		res.CommandType = msg.Metadata.Get(handlers.MetaCommandType)
+		if why := msg.Metadata.Get(handlers.MetaVerdict); why != handlers.VerdictNew {
+			res.Reason = alreadyCarried(why)
 		}
 	}
 	return res, nil
+}
+
+// alreadyCarried explains a replay that writes no command because the
+// ledger finds the event carried (or superseded) already.
+func alreadyCarried(why string) string {
+	return "no new command: the event is already carried (" + why + ")"
 }
 
 // replayMessage rebuilds the message of a poison entry: original bytes,
@@ -139,6 +154,11 @@ func replayMessage(e store.PoisonEntry) *message.Message {
 	msg.Metadata.Set(handlers.MetaIngress, schema.IngressReplay)
 	if e.CorrelationID != "" {
 		msg.Metadata.Set(handlers.MetaCorrelationID, e.CorrelationID)
+	}
+	if e.StreamSeq > 0 {
+		// The ledger tells a replay of a JetStream message from a new event
+		// by its stream sequence.
+		msg.Metadata.Set(handlers.MetaStreamSeq, strconv.FormatUint(e.StreamSeq, 10))
 	}
 	msg.Metadata.Set("replayed_at", time.Now().UTC().Format(time.RFC3339))
 	return msg

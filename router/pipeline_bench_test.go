@@ -29,7 +29,7 @@ func (discardPublisher) Close() error                              { return nil 
 // recoverer, decode, build, encode), without the database and the broker.
 func BenchmarkHandlingChain(b *testing.B) {
 	db := storetest.Open(b, store.SQLite)
-	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), discardPublisher{}, store.CommandsTopic)
+	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), handlers.NewMemoryCommitter(discardPublisher{}), store.CommandsTopic)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -48,15 +48,22 @@ type ProfileDefaults struct {
 // Monolith applies to its copy of a user. It carries identity only, never
 // the Auth Service's role, isActive or permissions.
 type Command struct {
-	CommandID     string      `json:"command_id"` // deterministic per event
+	CommandID     string      `json:"command_id"` // deterministic: UUIDv5 of user id and UserSequence
 	Type          CommandType `json:"type"`
 	SchemaVersion int         `json:"schema_version"` // CommandSchemaVersion
 	UserID        string      `json:"user_id"`
 	Email         string      `json:"email"`
 	Username      string      `json:"username"`
 	OccurredAt    time.Time   `json:"occurred_at"` // the event's timestamp
-	CorrelationID string      `json:"correlation_id"`
-	Source        Source      `json:"source"`
+	// Generation counts the user's registrations, from 1: a created after
+	// the user's deletion starts the next one.
+	Generation int `json:"generation"`
+	// UserSequence numbers the user's commands, from 1, in the order the
+	// router committed them. A consumer orders a user's commands by
+	// (Generation, OccurredAt, UserSequence).
+	UserSequence  uint64 `json:"user_sequence"`
+	CorrelationID string `json:"correlation_id"`
+	Source        Source `json:"source"`
 	// *ProfileDefaults is set for create_profile only.
 	*ProfileDefaults
 }

@@ -10,7 +10,7 @@ import (
 
 func TestCommandJSONShape(t *testing.T) {
 	t.Parallel()
-	common := []string{"command_id", "type", "schema_version", "user_id", "email", "username", "occurred_at", "correlation_id", "source"}
+	common := []string{"command_id", "type", "schema_version", "user_id", "email", "username", "occurred_at", "generation", "user_sequence", "correlation_id", "source"}
 	defaults := []string{"display_name", "avatar", "bio"}
 	tests := []struct {
 		name       string

@@ -59,6 +59,8 @@ func ExampleCommand() {
 		Email:         "alice@example.com",
 		Username:      "alice01",
 		OccurredAt:    time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC),
+		Generation:    1,
+		UserSequence:  1,
 		CorrelationID: "5b1e0c8e-8f0a-4b9e-a0d4-2f4f3c2a1b00",
 		Source: schema.Source{
 			Service:         "gofiber-auth",
@@ -84,6 +86,8 @@ func ExampleCommand() {
 	//   "email": "alice@example.com",
 	//   "username": "alice01",
 	//   "occurred_at": "2026-11-28T13:28:17Z",
+	//   "generation": 1,
+	//   "user_sequence": 1,
 	//   "correlation_id": "5b1e0c8e-8f0a-4b9e-a0d4-2f4f3c2a1b00",
 	//   "source": {
 	//     "service": "gofiber-auth",

@@ -92,6 +92,8 @@ func sampleCommand(typ schema.CommandType, ingress string) schema.Command {
 		Email:         "alice@example.com",
 		Username:      "alice01",
 		OccurredAt:    time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC),
+		Generation:    1,
+		UserSequence:  1,
 		CorrelationID: "5b1e0c8e-8f0a-4b9e-a0d4-2f4f3c2a1b00",
 		Source: schema.Source{
 			Service:   "gofiber-auth",

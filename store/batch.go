@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,6 +67,10 @@ type commitRequest struct {
 	ctx   context.Context // the caller's: when it ends, the caller has gone
 	topic string
 	msgs  []*message.Message
+	// key and state, when state is set, make the messages depend on the
+	// key's stored state (CommitState); msgs is then empty.
+	key   string
+	state StateFunc
 	done  chan error
 }
 
@@ -102,11 +109,38 @@ func (g *GroupCommitter) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	ctx := msgs[0].Context()
+	return g.submit(&commitRequest{ctx: msgs[0].Context(), topic: topic, msgs: msgs})
+}
+
+// CommitState commits to topic the messages fn decides from key's state in
+// the ledger, together with key's next state, in one transaction that holds
+// key's row locked: concurrent calls for one key, from this process or
+// another, see each other's states in commit order. It returns once both
+// are committed, or with the error that kept them out; when ctx ends first
+// they may still be committed later (fn then decides again from the state it
+// finds, so nothing is written twice).
+func (g *GroupCommitter) CommitState(ctx context.Context, topic, key string, fn StateFunc) error {
+	if key == "" || fn == nil {
+		return errors.New("store: CommitState needs a key and a state function")
+	}
+	return g.submit(&commitRequest{ctx: ctx, topic: topic, key: key, state: fn})
+}
+
+// size is what a request counts against MaxBatch: its messages, or one for
+// a CommitState call (which decides at most a few).
+func (r *commitRequest) size() int {
+	if r.state != nil {
+		return 1
+	}
+	return len(r.msgs)
+}
+
+func (g *GroupCommitter) submit(req *commitRequest) error {
+	ctx := req.ctx
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("waiting to commit: %w", err)
 	}
-	req := &commitRequest{ctx: ctx, topic: topic, msgs: msgs, done: make(chan error, 1)}
+	req.done = make(chan error, 1)
 	g.mu.RLock()
 	select {
 	case <-g.closing:
@@ -148,7 +182,7 @@ func (g *GroupCommitter) work() {
 	defer g.workers.Done()
 	for first := range g.queue {
 		batch := []*commitRequest{first}
-		rows := len(first.msgs)
+		rows := first.size()
 		// Take what is queued already; then, if the batch is not full,
 		// wait up to MaxWait (counted from now, not per arrival) for more.
 		var deadline <-chan time.Time
@@ -161,7 +195,7 @@ func (g *GroupCommitter) work() {
 					break gather
 				}
 				batch = append(batch, req)
-				rows += len(req.msgs)
+				rows += req.size()
 				continue
 			default:
 			}
@@ -178,7 +212,7 @@ func (g *GroupCommitter) work() {
 					break gather
 				}
 				batch = append(batch, req)
-				rows += len(req.msgs)
+				rows += req.size()
 			case <-deadline:
 				break gather
 			}
@@ -194,7 +228,7 @@ func (g *GroupCommitter) work() {
 // holds more than one call, each call is committed on its own so that one
 // call's bad message does not fail the others.
 func (g *GroupCommitter) commitBatch(batch []*commitRequest, rows int) {
-	err := g.commit(batch)
+	err := g.commitRaced(batch)
 	if err == nil {
 		if g.opts.Committed != nil {
 			g.opts.Committed(rows)
@@ -219,27 +253,35 @@ func (g *GroupCommitter) commitBatch(batch []*commitRequest, rows int) {
 			req.done <- fmt.Errorf("%w (and the caller stopped waiting: %w)", err, cerr)
 			continue
 		}
-		err := g.commit([]*commitRequest{req})
+		err := g.commitRaced([]*commitRequest{req})
 		if err == nil && g.opts.Committed != nil {
-			g.opts.Committed(len(req.msgs))
+			g.opts.Committed(req.size())
 		}
 		req.done <- err
+	}
+}
+
+// maxLedgerRaces is how often a transaction is tried again after losing
+// the race to insert a new user's ledger row; each try finds more rows
+// stored, and locks them.
+const maxLedgerRaces = 3
+
+// commitRaced commits batch, trying again when another transaction inserted
+// one of its new ledger rows first.
+func (g *GroupCommitter) commitRaced(batch []*commitRequest) error {
+	for try := 1; ; try++ {
+		err := g.commit(batch)
+		var race *ledgerRaceError
+		if !errors.As(err, &race) || try == maxLedgerRaces {
+			return err
+		}
 	}
 }
 
 func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.Timeout)
 	defer cancel()
-	// Rows go in queue order, one insert per topic (in practice there is one).
-	var topics []string
-	byTopic := map[string][]*message.Message{}
-	for _, req := range batch {
-		if _, ok := byTopic[req.topic]; !ok {
-			topics = append(topics, req.topic)
-		}
-		byTopic[req.topic] = append(byTopic[req.topic], req.msgs...)
-	}
-	tx, err := g.db.SQL.BeginTx(ctx, nil)
+	tx, err := g.db.SQL.BeginTx(ctx, g.db.beginOptions())
 	if err != nil {
 		return &beginError{err}
 	}
@@ -248,6 +290,22 @@ func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
 			_ = tx.Rollback()
 		}
 	}()
+	msgsOf, err := g.decide(ctx, tx, batch)
+	if err != nil {
+		return err
+	}
+	// Rows go in queue order, one insert per topic (in practice there is one).
+	var topics []string
+	byTopic := map[string][]*message.Message{}
+	for i, req := range batch {
+		if len(msgsOf[i]) == 0 {
+			continue
+		}
+		if _, ok := byTopic[req.topic]; !ok {
+			topics = append(topics, req.topic)
+		}
+		byTopic[req.topic] = append(byTopic[req.topic], msgsOf[i]...)
+	}
 	for _, topic := range topics {
 		// watermill-sql's Publisher would run this same insert, but under
 		// the first message's context: one caller's timeout would fail
@@ -266,9 +324,81 @@ func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
 	return nil
 }
 
+// decide returns the messages of each request of batch: a Publish call's
+// own, or those a CommitState call's function decides from its key's
+// state. The keys' rows are locked for the rest of tx and their new states
+// written in it. Requests for one key see each other's states in queue
+// order.
+func (g *GroupCommitter) decide(ctx context.Context, tx *sql.Tx, batch []*commitRequest) ([][]*message.Message, error) {
+	msgsOf := make([][]*message.Message, len(batch))
+	var keys []string
+	for i, req := range batch {
+		msgsOf[i] = req.msgs
+		if req.state != nil && !slices.Contains(keys, req.key) {
+			keys = append(keys, req.key)
+		}
+	}
+	if len(keys) == 0 {
+		return msgsOf, nil
+	}
+	slices.Sort(keys)
+	states, err := g.db.lockStates(ctx, tx, keys)
+	if err != nil {
+		return nil, err
+	}
+	stored := make(map[string]bool, len(states))
+	for k := range states {
+		stored[k] = true
+	}
+	changed := map[string]bool{}
+	for i, req := range batch {
+		if req.state == nil {
+			continue
+		}
+		next, msgs, err := runState(req.state, states[req.key])
+		if err != nil {
+			return nil, fmt.Errorf("decide %s: %w", req.key, err)
+		}
+		if !bytes.Equal(next, states[req.key]) {
+			states[req.key] = next
+			changed[req.key] = true
+		}
+		msgsOf[i] = msgs
+	}
+	var inserted, updated []string
+	for k := range changed {
+		if stored[k] {
+			updated = append(updated, k)
+		} else {
+			inserted = append(inserted, k)
+		}
+	}
+	if err := g.db.writeStates(ctx, tx, states, inserted, updated); err != nil {
+		return nil, err
+	}
+	return msgsOf, nil
+}
+
 // beginError is a failure to start a transaction: the database is not
 // there, whatever the messages.
 type beginError struct{ err error }
 
 func (e *beginError) Error() string { return "begin transaction: " + e.err.Error() }
 func (e *beginError) Unwrap() error { return e.err }
+
+// LoadState reads key's stored state without locking or writing it (see
+// DB.LoadState).
+func (g *GroupCommitter) LoadState(ctx context.Context, key string) ([]byte, error) {
+	return g.db.LoadState(ctx, key)
+}
+
+// runState runs fn, turning a panic into an error: fn runs on a committer
+// worker, where a panic would take the process down.
+func runState(fn StateFunc, state []byte) (next []byte, msgs []*message.Message, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("state function panicked: %v", p)
+		}
+	}()
+	return fn(state)
+}

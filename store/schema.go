@@ -184,7 +184,8 @@ func (db *DB) OffsetsAdapter() wmsql.OffsetsAdapter {
 var validTopic = regexp.MustCompile(`^[A-Za-z0-9\-$:._]+$`)
 
 // InitSchema creates, if absent, the messages and offsets tables for each
-// topic, and makes sure the messages table has its unique uuid index.
+// topic, and makes sure the messages table has its unique uuid index. With
+// CommandsTopic it also creates the ledger (LedgerTable).
 //
 // It runs the adapters' queries the way watermill-sql does, in one
 // transaction where the schema adapter asks for it (PostgreSQL, behind an
@@ -194,6 +195,12 @@ func (db *DB) InitSchema(ctx context.Context, topics ...string) error {
 	for _, topic := range topics {
 		if err := db.initTopic(ctx, topic); err != nil {
 			return fmt.Errorf("init schema for topic %q: %w", topic, err)
+		}
+		// The commands come with the ledger that decides them.
+		if topic == CommandsTopic {
+			if err := db.initLedger(ctx); err != nil {
+				return fmt.Errorf("init schema for topic %q: %w", topic, err)
+			}
 		}
 	}
 	return nil

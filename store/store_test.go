@@ -362,7 +362,8 @@ func TestPoisonPayloadIsKeptByteForByte(t *testing.T) {
 }
 
 // TestTableLayout pins the outside contract: table and column names are
-// watermill-sql's standard ones, and uuid is unique.
+// watermill-sql's standard ones, and uuid is unique; beside them, the
+// router's own ledger.
 func TestTableLayout(t *testing.T) {
 	t.Parallel()
 	wantColumns := map[store.Dialect][]string{
@@ -379,6 +380,7 @@ func TestTableLayout(t *testing.T) {
 		db := storetest.Open(t, d)
 		tables := []string{
 			"watermill_profile_sync_commands", "watermill_offsets_profile_sync_commands",
+			store.LedgerTable,
 			"watermill_user_events_poison", "watermill_offsets_user_events_poison",
 		}
 		if got := tableNames(t, db); !slices.Equal(got, tables) {
@@ -386,8 +388,11 @@ func TestTableLayout(t *testing.T) {
 		}
 		for _, table := range tables {
 			want := wantColumns[d]
-			if strings.HasPrefix(table, "watermill_offsets_") {
+			switch {
+			case strings.HasPrefix(table, "watermill_offsets_"):
 				want = wantOffsetColumns[d]
+			case table == store.LedgerTable:
+				want = []string{"user_id", "state", "updated_at"}
 			}
 			if got := columnNames(t, db, table); !slices.Equal(got, want) {
 				t.Errorf("%s columns = %v, want %v", table, got, want)

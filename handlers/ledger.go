@@ -1,0 +1,247 @@
+package handlers
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/social/user-events-router/schema"
+)
+
+// Ledger is what the router remembers of one user, to tell a new event from
+// a copy of one it has already carried (DESIGN §3, "When two events are the
+// same"). The producer gives no event id and re-stamps every retry, so
+// content alone cannot decide: a registration tried three times arrives as
+// three created events with three timestamps, and A → B → A within one
+// second arrives as two byte-identical events that are both real. The
+// ledger decides instead from what it has seen of the user:
+//
+//   - created: one create_profile per registration. The user id is the
+//     registration's identity; a created newer than the user's deletion
+//     opens a new registration (Generation + 1).
+//   - deleted: one delete_profile per registration.
+//   - updated: one sync_identity per event that is newer than, or as new as,
+//     the newest event carried for the user. An older one (a buffered copy
+//     arriving after a newer event) is stale: the consumer would ignore it,
+//     so it is not written. Within the newest second, a byte-identical
+//     event by the other path (HTTP for NATS, NATS for HTTP) is taken as
+//     the same event; by the same path it is a new one.
+//   - any action: a JetStream redelivery (same stream sequence, same bytes)
+//     is the same event.
+//
+// Each command it lets through gets the user's next Sequence, which with
+// Generation and occurred_at orders the user's commands for a consumer.
+// The ledger is stored per user in the router's database and updated in
+// the transaction that writes the command it decides (store.CommitState).
+type Ledger struct {
+	// Generation counts the user's registrations; 0 = never seen.
+	Generation int `json:"g,omitempty"`
+	// Created: a create_profile was written for Generation.
+	Created bool `json:"c,omitempty"`
+	// Deleted: a delete_profile was written for Generation.
+	Deleted bool `json:"d,omitempty"`
+	// Sequence counts the commands written for the user, all generations.
+	Sequence uint64 `json:"s,omitempty"`
+	// Newest is the newest occurred_at of a command written for the user.
+	Newest time.Time `json:"t,omitzero"`
+	// Recent holds the arrivals carried at exactly Newest (bounded by
+	// maxRecent), for telling copies and redeliveries within one second.
+	Recent []Arrival `json:"r,omitempty"`
+}
+
+// maxRecent bounds Ledger.Recent: the events of one user carried within one
+// second. Past it the oldest are forgotten, and a redelivery of one of those
+// would be written again; no real user produces 32 events in a second.
+const maxRecent = 32
+
+// Paths an arrival can take, as the ledger tells them apart.
+const (
+	PathNATS = "n"
+	PathHTTP = "h"
+)
+
+// Arrival is one arrival of an event, as the ledger sees it.
+type Arrival struct {
+	Action string    `json:"-"`
+	At     time.Time `json:"-"`
+	// Hash is the hash of the event's canonical content (ContentHash).
+	Hash uint64 `json:"h"`
+	// Path is PathNATS or PathHTTP. A replay counts as the path its entry
+	// first came by.
+	Path string `json:"p"`
+	// StreamSeq is the JetStream stream sequence (0 when unknown).
+	StreamSeq uint64 `json:"q,omitempty"`
+}
+
+// Why the ledger decided as it did; also the outcome label of a message
+// that wrote nothing.
+const (
+	VerdictNew          = "new"
+	VerdictRedelivery   = "redelivery"         // the same JetStream message again
+	VerdictCopy         = "copy"               // the same event by the other path
+	VerdictRegistered   = "already_registered" // another try of a carried registration
+	VerdictDeleted      = "already_deleted"    // the user's deletion is carried
+	VerdictStale        = "stale"              // older than the newest event carried for the user
+	VerdictAfterDeleted = "after_deletion"     // an update of a deleted user
+)
+
+// Verdict is what the ledger decided for one arrival.
+type Verdict struct {
+	// Write: the arrival yields a command, with these Generation and
+	// Sequence. Otherwise it is already carried (or superseded) and Why
+	// says how.
+	Write      bool
+	Why        string
+	Generation int
+	Sequence   uint64
+}
+
+// ParseLedger reads a stored ledger; nil or empty is a user never seen.
+func ParseLedger(state []byte) (Ledger, error) {
+	var l Ledger
+	if len(state) == 0 {
+		return l, nil
+	}
+	if err := json.Unmarshal(state, &l); err != nil {
+		return Ledger{}, fmt.Errorf("read ledger: %w", err)
+	}
+	return l, nil
+}
+
+// Bytes is the ledger as stored.
+func (l Ledger) Bytes() []byte {
+	b, _ := json.Marshal(l) // plain fields only: cannot fail
+	return b
+}
+
+// Decide records a and says whether it yields a command. It is pure: the
+// same ledger and arrival always give the same verdict and the same ledger.
+func (l *Ledger) Decide(a Arrival) Verdict {
+	atNewest := a.At.Equal(l.Newest)
+	if atNewest && a.Path == PathNATS && a.StreamSeq != 0 && l.has(a) {
+		return Verdict{Why: VerdictRedelivery}
+	}
+	switch a.Action {
+	case schema.ActionCreated:
+		switch {
+		case l.Generation == 0:
+			return l.open(a)
+		case l.Deleted && a.At.Before(l.Newest):
+			// A try of the deleted registration, arriving late.
+			return Verdict{Why: VerdictStale}
+		case l.Deleted && atNewest && !l.Created:
+			// Deleted in this very second, and its registration never came:
+			// this is that registration, late. (With the registration
+			// carried, a created in the second of the deletion is taken as a
+			// new registration, as DESIGN §3 decides.)
+			return Verdict{Why: VerdictStale}
+		case l.Deleted:
+			return l.open(a)
+		case l.Created:
+			return Verdict{Why: VerdictRegistered}
+		default:
+			// The identity came first (sync_identity); its profile now.
+			l.Created = true
+			return l.write(a)
+		}
+	case schema.ActionDeleted:
+		switch {
+		case l.Generation == 0:
+			v := l.open(a)
+			l.Deleted = true
+			return v
+		case l.Deleted:
+			return Verdict{Why: VerdictDeleted}
+		case a.At.Before(l.Newest):
+			// Older than an event of the living registration: the deletion
+			// of an earlier one, arriving late.
+			return Verdict{Why: VerdictStale}
+		case atNewest && l.copyByOtherPath(a):
+			l.note(a)
+			return Verdict{Why: VerdictCopy}
+		}
+		l.Deleted = true
+		return l.write(a)
+	default: // updated, and any action that only changes identity
+		switch {
+		case l.Generation == 0:
+			// Its created never came (the producer gives up after three
+			// tries): the identity starts here.
+			return l.open(a)
+		case l.Deleted:
+			return Verdict{Why: VerdictAfterDeleted}
+		case a.At.Before(l.Newest):
+			return Verdict{Why: VerdictStale}
+		case atNewest && l.copyByOtherPath(a):
+			l.note(a)
+			return Verdict{Why: VerdictCopy}
+		}
+		return l.write(a)
+	}
+}
+
+// open starts a new registration with a.
+func (l *Ledger) open(a Arrival) Verdict {
+	l.Generation++
+	l.Created = a.Action == schema.ActionCreated
+	l.Deleted = false
+	return l.write(a)
+}
+
+// write gives a the user's next sequence number.
+func (l *Ledger) write(a Arrival) Verdict {
+	l.Sequence++
+	if a.At.After(l.Newest) {
+		l.Newest = a.At
+		l.Recent = nil
+	}
+	if a.At.Equal(l.Newest) {
+		l.note(a)
+	}
+	return Verdict{Write: true, Why: VerdictNew, Generation: l.Generation, Sequence: l.Sequence}
+}
+
+func (l *Ledger) note(a Arrival) {
+	if len(l.Recent) == maxRecent {
+		l.Recent = append(l.Recent[:0], l.Recent[1:]...)
+	}
+	l.Recent = append(l.Recent, Arrival{Hash: a.Hash, Path: a.Path, StreamSeq: a.StreamSeq})
+}
+
+// has reports whether the JetStream message a was carried already.
+func (l *Ledger) has(a Arrival) bool {
+	for _, r := range l.Recent {
+		if r.Path == PathNATS && r.StreamSeq == a.StreamSeq && r.Hash == a.Hash {
+			return true
+		}
+	}
+	return false
+}
+
+// copyByOtherPath reports whether a pairs with an arrival of the same
+// content by the other path that has no partner yet: the k-th HTTP arrival
+// of some bytes is the same event as their k-th JetStream arrival.
+func (l *Ledger) copyByOtherPath(a Arrival) bool {
+	same, other := 0, 0
+	for _, r := range l.Recent {
+		if r.Hash != a.Hash {
+			continue
+		}
+		if r.Path == a.Path {
+			same++
+		} else {
+			other++
+		}
+	}
+	return same < other
+}
+
+// ContentHash hashes what decides an event's effect: its canonical
+// content (action, identity, timestamp, profile defaults), not how it
+// travelled.
+func ContentHash(ev schema.UserEvent) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(canonical(ev))
+	return h.Sum64()
+}

@@ -1,0 +1,181 @@
+package handlers
+
+import (
+	"testing"
+	"time"
+
+	"github.com/social/user-events-router/schema"
+)
+
+// step is one arrival and what the ledger must decide for it.
+type step struct {
+	action string
+	at     int    // seconds after t0
+	body   string // stands for the content: same body = byte-identical event
+	path   string
+	seq    uint64
+	want   string
+}
+
+var t0 = time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC)
+
+func (s step) arrival() Arrival {
+	h := uint64(0xcbf29ce484222325)
+	for _, c := range s.action + "|" + s.body + "|" + time.Duration(s.at).String() {
+		h = (h ^ uint64(c)) * 0x100000001b3
+	}
+	return Arrival{Action: s.action, At: t0.Add(time.Duration(s.at) * time.Second), Hash: h, Path: s.path, StreamSeq: s.seq}
+}
+
+const (
+	c = schema.ActionCreated
+	u = schema.ActionUpdated
+	d = schema.ActionDeleted
+	n = PathNATS
+	w = PathHTTP // web
+)
+
+func TestLedgerDecides(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		steps []step
+		// gen is the generation the user ends in; writes the number of
+		// commands written.
+		gen, writes int
+		deleted     bool
+	}{
+		{"registration tried three times by both paths, buffered copy last", []step{
+			{c, 0, "reg", w, 0, VerdictNew},        // try 1: NATS timed out, HTTP answered 200
+			{c, 6, "reg", n, 2, VerdictRegistered}, // try 2 (a 503 answered mid-commit): new timestamp
+			{c, 6, "reg", w, 0, VerdictRegistered},
+			{c, 0, "reg", n, 1, VerdictRegistered}, // try 1's buffered NATS copy, minutes later
+			{c, 0, "reg", n, 1, VerdictRegistered}, // and its redelivery
+		}, 1, 1, false},
+		{"deletion retried", []step{
+			{c, 0, "reg", n, 1, VerdictNew},
+			{d, 10, "del", w, 0, VerdictNew},
+			{d, 10, "del", n, 2, VerdictDeleted},
+			{d, 13, "del", n, 3, VerdictDeleted},
+		}, 1, 2, true},
+		{"A → B → A in one second, then copies of each by HTTP", []step{
+			{c, 0, "reg", n, 1, VerdictNew},
+			{u, 5, "A", n, 2, VerdictNew},
+			{u, 5, "B", n, 3, VerdictNew},
+			{u, 5, "A", n, 4, VerdictNew}, // byte-identical to seq 2, and real
+			{u, 5, "A", n, 4, VerdictRedelivery},
+			{u, 5, "A", w, 0, VerdictCopy},
+			{u, 5, "B", w, 0, VerdictCopy},
+			{u, 5, "A", w, 0, VerdictCopy},
+			{u, 5, "A", w, 0, VerdictNew}, // a third A by HTTP pairs with nothing
+		}, 1, 5, false},
+		{"HTTP first, its NATS copy later", []step{
+			{u, 5, "A", w, 0, VerdictNew},
+			{u, 5, "A", n, 7, VerdictCopy},
+			{u, 5, "A", n, 7, VerdictRedelivery},
+		}, 1, 1, false},
+		{"a late copy of an earlier update is stale", []step{
+			{c, 0, "reg", n, 1, VerdictNew},
+			{u, 5, "A", w, 0, VerdictNew},
+			{u, 7, "B", n, 3, VerdictNew},
+			{u, 5, "A", n, 2, VerdictStale}, // A's buffered copy, after B
+		}, 1, 3, false},
+		{"created → deleted → created in one second", []step{
+			{c, 0, "reg", n, 1, VerdictNew},
+			{d, 0, "del", n, 2, VerdictNew},
+			{c, 0, "reg", n, 3, VerdictNew}, // a new registration
+			{d, 0, "del", n, 2, VerdictRedelivery},
+			{c, 0, "reg", n, 1, VerdictRedelivery},
+			{d, 0, "del", w, 0, VerdictCopy}, // the HTTP copy of seq 2
+		}, 2, 3, false},
+		{"the identity before its registration", []step{
+			{u, 5, "A", n, 2, VerdictNew},   // its created was dropped after three tries…
+			{c, 3, "reg", n, 1, VerdictNew}, // …or arrives late: the profile is still created
+			{c, 3, "reg", w, 0, VerdictRegistered},
+			{u, 4, "older", n, 3, VerdictStale},
+		}, 1, 2, false},
+		{"a deletion before its registration", []step{
+			{d, 5, "del", n, 2, VerdictNew},
+			{c, 5, "reg", n, 1, VerdictStale}, // the same second, never registered: that registration, late
+			{c, 2, "reg", w, 0, VerdictStale},
+			{u, 6, "A", n, 3, VerdictAfterDeleted},
+		}, 1, 1, true},
+		{"re-registration after a deletion", []step{
+			{c, 0, "reg", n, 1, VerdictNew},
+			{d, 5, "del", n, 2, VerdictNew},
+			{u, 6, "A", n, 3, VerdictAfterDeleted},
+			{c, 9, "reg2", n, 4, VerdictNew},
+			{u, 4, "old", w, 0, VerdictStale},
+			{d, 5, "del", w, 0, VerdictStale}, // the old deletion's HTTP copy
+			{u, 10, "B", n, 5, VerdictNew},
+		}, 2, 4, false},
+		{"a deletion older than the living registration's newest event", []step{
+			{c, 0, "reg", n, 1, VerdictNew},
+			{u, 5, "A", n, 2, VerdictNew},
+			{d, 3, "del", n, 3, VerdictStale},
+		}, 1, 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var state []byte
+			writes := 0
+			for i, s := range tt.steps {
+				// Each step starts from the stored bytes, as in the database.
+				l, err := ParseLedger(state)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v := l.Decide(s.arrival())
+				if v.Why != s.want {
+					t.Errorf("step %d (%s %s at +%ds by %s seq %d): %s, want %s", i, s.action, s.body, s.at, s.path, s.seq, v.Why, s.want)
+				}
+				if v.Write {
+					writes++
+					if v.Sequence != uint64(writes) || v.Generation != l.Generation {
+						t.Errorf("step %d: sequence %d generation %d, want %d and %d", i, v.Sequence, v.Generation, writes, l.Generation)
+					}
+				}
+				state = l.Bytes()
+			}
+			l, _ := ParseLedger(state)
+			if l.Generation != tt.gen || writes != tt.writes || l.Deleted != tt.deleted {
+				t.Errorf("ended at generation %d, %d commands, deleted %v; want %d, %d, %v", l.Generation, writes, l.Deleted, tt.gen, tt.writes, tt.deleted)
+			}
+		})
+	}
+}
+
+// A verdict that writes nothing leaves the stored bytes as they were, so a
+// redelivery costs no write.
+func TestLedgerRepeatChangesNothing(t *testing.T) {
+	t.Parallel()
+	l := Ledger{}
+	a := step{c, 0, "reg", n, 1, ""}.arrival()
+	l.Decide(a)
+	before := string(l.Bytes())
+	if v := l.Decide(a); v.Write || string(l.Bytes()) != before {
+		t.Errorf("repeat: %+v, ledger %s → %s", v, before, l.Bytes())
+	}
+}
+
+func TestLedgerRecentIsBounded(t *testing.T) {
+	t.Parallel()
+	l := Ledger{}
+	for i := range 3 * maxRecent {
+		l.Decide(step{u, 0, string(rune('a' + i%26)), n, uint64(i + 1), ""}.arrival())
+	}
+	if len(l.Recent) != maxRecent {
+		t.Errorf("recent holds %d arrivals, want the bound %d", len(l.Recent), maxRecent)
+	}
+	if len(l.Bytes()) > 4096 {
+		t.Errorf("a full ledger is %d bytes", len(l.Bytes()))
+	}
+}
+
+func TestParseLedgerRefusesGarbage(t *testing.T) {
+	t.Parallel()
+	if _, err := ParseLedger([]byte("{not json")); err == nil {
+		t.Error("garbage ledger accepted")
+	}
+}

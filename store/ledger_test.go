@@ -1,0 +1,129 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/social/user-events-router/store"
+	"github.com/social/user-events-router/store/storetest"
+)
+
+// counting is a state function that counts its calls for key in the state
+// and writes one message per call, named after the count.
+func counting(key string) store.StateFunc {
+	return func(state []byte) ([]byte, []*message.Message, error) {
+		n := 0
+		if len(state) > 0 {
+			var err error
+			if n, err = strconv.Atoi(string(state)); err != nil {
+				return nil, nil, err
+			}
+		}
+		n++
+		id := uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%s/%d", key, n)).String()
+		return []byte(strconv.Itoa(n)), []*message.Message{message.NewMessage(id, []byte(`{}`))}, nil
+	}
+}
+
+// Two committers on one database stand for two router replicas: calls for
+// the same keys, some of them new, race through both. Each key's state must
+// count every call once, and every call's message be written once: no
+// decision is made on a stale state, and none is lost to a lost race.
+func TestCommitStateSerialisesEachKey(t *testing.T) {
+	t.Parallel()
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
+		db := storetest.Open(t, d)
+		var committers []*store.GroupCommitter
+		for range 2 {
+			g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, MaxWait: time.Millisecond, Workers: 2, Timeout: 30 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = g.Close() })
+			committers = append(committers, g)
+		}
+		keys := []string{"7d0c1f3a-0000-4000-8000-000000000001", "7d0c1f3a-0000-4000-8000-000000000002", "7d0c1f3a-0000-4000-8000-000000000003"}
+		const callers, calls = 6, 20
+		var wg sync.WaitGroup
+		errs := make(chan error, callers*calls)
+		for c := range callers {
+			wg.Go(func() {
+				for i := range calls {
+					key := keys[(c+i)%len(keys)]
+					if err := committers[c%2].CommitState(t.Context(), store.CommandsTopic, key, counting(key)); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("CommitState: %v", err)
+		}
+		total := 0
+		for _, key := range keys {
+			state, err := db.LoadState(t.Context(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, _ := strconv.Atoi(string(state))
+			total += n
+		}
+		if total != callers*calls {
+			t.Errorf("states count %d calls, want %d", total, callers*calls)
+		}
+		var rows, distinct int
+		q := "SELECT count(*), count(DISTINCT uuid) FROM " + quoteIdent(d, "watermill_"+store.CommandsTopic)
+		if err := db.SQL.QueryRowContext(t.Context(), q).Scan(&rows, &distinct); err != nil {
+			t.Fatal(err)
+		}
+		if rows != callers*calls || distinct != rows {
+			t.Errorf("commands: %d rows, %d distinct, want %d each", rows, distinct, callers*calls)
+		}
+	})
+}
+
+// A state function that panics fails its own call, not the process, and
+// the committer goes on; one that changes nothing and writes nothing
+// succeeds.
+func TestCommitStateSurvivesItsFunction(t *testing.T) {
+	t.Parallel()
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
+		db := storetest.Open(t, d)
+		g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 8, Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		key := "7d0c1f3a-0000-4000-8000-00000000000a"
+		err = g.CommitState(ctx, store.CommandsTopic, key, func([]byte) ([]byte, []*message.Message, error) { panic("boom") })
+		if err == nil {
+			t.Error("a panicking state function succeeded")
+		}
+		if err := g.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
+			t.Fatalf("after the panic: %v", err)
+		}
+		same := func(state []byte) ([]byte, []*message.Message, error) { return state, nil, nil }
+		if err := g.CommitState(ctx, store.CommandsTopic, key, same); err != nil {
+			t.Errorf("a repeat that writes nothing: %v", err)
+		}
+		wantErr := errors.New("no")
+		if err := g.CommitState(ctx, store.CommandsTopic, key, func([]byte) ([]byte, []*message.Message, error) { return nil, nil, wantErr }); !errors.Is(err, wantErr) {
+			t.Errorf("failing state function: err = %v, want it wrapped", err)
+		}
+		if state, _ := db.LoadState(ctx, key); string(state) != "1" {
+			t.Errorf("state = %q, want 1", state)
+		}
+	})
+}
