@@ -29,6 +29,9 @@ const (
 	OutcomeCommitted = "committed" // its command is committed
 	OutcomePoisoned  = "poisoned"  // it went to the poison queue
 	OutcomeFailed    = "failed"    // neither: handed back for redelivery (NATS) or 503 (HTTP)
+	// OutcomeCarried: the user's ledger found it carried already (a copy, a
+	// redelivery, another try) or superseded (stale); nothing was written.
+	OutcomeCarried = "already_carried"
 )
 
 // Metrics holds the registry and the router's collectors.
@@ -141,6 +144,8 @@ func (m *Metrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		case msg.Metadata.Get(middleware.MetaPoisonClass) != "":
 			outcome = OutcomePoisoned
 			m.poisonWrites.WithLabelValues(msg.Metadata.Get(middleware.MetaPoisonClass)).Inc()
+		case msg.Metadata.Get(handlers.MetaVerdict) != "" && msg.Metadata.Get(handlers.MetaVerdict) != handlers.VerdictNew:
+			outcome = OutcomeCarried
 		default:
 			if at, perr := time.Parse(time.RFC3339Nano, msg.Metadata.Get(handlers.MetaOccurredAt)); perr == nil {
 				m.lag.Observe(time.Since(at).Seconds())

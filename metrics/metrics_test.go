@@ -101,6 +101,13 @@ func TestMiddlewareRecordsOutcome(t *testing.T) {
 			absent:  []string{events + `{action="banned"`},
 		},
 		{
+			name:    "a copy the ledger found carried writes nothing",
+			md:      map[string]string{handlers.MetaAction: "updated", handlers.MetaIngress: "http", handlers.MetaVerdict: handlers.VerdictCopy},
+			handler: ok,
+			want:    []string{events + `{action="updated",ingress="http",outcome="already_carried"} 1`},
+			absent:  []string{events + `{action="updated",ingress="http",outcome="committed"}`},
+		},
+		{
 			name:    "no action is undecodable",
 			md:      map[string]string{handlers.MetaIngress: "nats"},
 			handler: poisoned,
