@@ -326,7 +326,7 @@ func openStore(ctx context.Context, cfg configs.Config) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.InitSchema(ctx, store.CommandsTopic, store.PoisonTopic); err != nil {
+	if err := db.InitSchema(ctx, store.Topics()...); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create tables: %w", err)
 	}
