@@ -110,3 +110,35 @@ func (db *DB) probe(ctx context.Context, t writtenTable) (began bool, err error)
 	}
 	return true, nil
 }
+
+// AbsentTables names the tables the router writes that do not exist (yet):
+// `serve` creates them when it starts, so before its first start they are
+// expected, and later they are a problem only for a router already
+// running. It only reads the catalog.
+func (db *DB) AbsentTables(ctx context.Context) ([]string, error) {
+	var query string
+	switch db.Dialect {
+	case Postgres:
+		// The table the search_path resolves, as the router's inserts do.
+		query = `SELECT count(*) FROM (SELECT to_regclass($1) AS t) AS r WHERE r.t IS NOT NULL`
+	case MySQL:
+		query = `SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?`
+	default:
+		query = `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`
+	}
+	var absent []string
+	for _, t := range db.writtenTables() {
+		arg := t.name
+		if db.Dialect == Postgres {
+			arg = quoteStandard(t.name)
+		}
+		var n int
+		if err := db.SQL.QueryRowContext(ctx, query, arg).Scan(&n); err != nil {
+			return nil, fmt.Errorf("look up table %s: %w", t.name, err)
+		}
+		if n == 0 {
+			absent = append(absent, t.name)
+		}
+	}
+	return absent, nil
+}

@@ -40,9 +40,15 @@ func TestProbeWritable(t *testing.T) {
 			t.Errorf("the probe left poison rows behind: %v", got)
 		}
 
+		if absent, err := db.AbsentTables(ctx); err != nil || len(absent) != 0 {
+			t.Errorf("AbsentTables with every table there = %v, %v", absent, err)
+		}
 		commands := quoteIdent(d, "watermill_profile_sync_commands")
 		parked := quoteIdent(d, "parked_commands")
 		mustExecDB(t, db, `ALTER TABLE `+commands+` RENAME TO `+parked)
+		if absent, err := db.AbsentTables(ctx); err != nil || !slices.Equal(absent, []string{"watermill_profile_sync_commands"}) {
+			t.Errorf("AbsentTables with the commands table renamed away = %v, %v", absent, err)
+		}
 		if err := db.Ping(ctx); err != nil {
 			t.Fatalf("Ping with the table renamed away: %v", err)
 		}
