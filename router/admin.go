@@ -162,7 +162,8 @@ type AdminOptions struct {
 	DB       *store.DB
 	Replayer *Replayer
 	// Token, when set, is required as "Authorization: Bearer <token>" on
-	// every /admin/ route. See AdminNeedsToken for when it must be set.
+	// every /admin/ route and on /status. See AdminNeedsToken for when it
+	// must be set.
 	Token  string
 	Logger *slog.Logger
 	// ReadyFunc reports whether the router can take events (see
