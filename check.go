@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,8 +15,10 @@ import (
 )
 
 // checkCommand is the deployment's pre-flight: it validates the
-// configuration, reaches the database and (when NATS_URL is set) the broker,
-// and reports the stream and consumer it would use. It changes nothing.
+// configuration, reaches the database and proves its tables writable the
+// way /readyz does, reaches the broker (when NATS_URL is set), and reports
+// the stream and consumer it would use. It changes no data: the write
+// probe is rolled back (see store.DB.ProbeWritable for what that costs).
 func checkCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		return usagef("check takes no arguments, got %q", args[0])
@@ -33,7 +36,10 @@ func checkCommand(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("database: %w", err)
 	}
 	defer db.Close()
-	fmt.Fprintf(stdout, "database: ok (%s, %s)\n", db.Dialect, configs.RedactURL(cfg.DatabaseURLOrDefault()))
+	fmt.Fprintf(stdout, "database: reachable (%s, %s)\n", db.Dialect, configs.RedactURL(cfg.DatabaseURLOrDefault()))
+	if err := checkTables(ctx, db, stdout); err != nil {
+		return err
+	}
 
 	if cfg.NATSURL == "" {
 		fmt.Fprintf(stdout, "nats: embedded server on %s (started by serve)\n", cfg.NATSListen)
@@ -61,5 +67,24 @@ func checkCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	ci := c.CachedInfo()
 	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, ack wait %v\n", cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.AckWait)
+	return nil
+}
+
+// checkTables reports the tables serve writes. Absent ones are no problem
+// for a pre-flight (serve creates them when it starts); present ones must
+// take the router's inserts, which is what /readyz asks of them too.
+func checkTables(ctx context.Context, db *store.DB, stdout io.Writer) error {
+	absent, err := db.AbsentTables(ctx)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if len(absent) > 0 {
+		fmt.Fprintf(stdout, "tables: %s absent (serve creates them when it starts; a router already running answers /readyz 503 until it restarts)\n", strings.Join(absent, ", "))
+		return nil
+	}
+	if err := db.ProbeWritable(ctx); err != nil {
+		return fmt.Errorf("database: not writable: %w", err)
+	}
+	fmt.Fprintf(stdout, "tables: writable (%s; probe inserts rolled back)\n", strings.Join(db.WrittenTables(), ", "))
 	return nil
 }

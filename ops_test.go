@@ -50,6 +50,14 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0
 	})
 
+	// The consumer's figures are the broker's last answer, read every few
+	// seconds, so they catch up with the drained stream a little later.
+	routertest.Eventually(t, 20*time.Second, "the consumer gauges to show the drained durable", func() bool {
+		_, body := httpGet(t, "http://"+admin+"/metrics")
+		return strings.Contains(body, "\nuser_events_router_consumer_pending_messages 0\n") &&
+			strings.Contains(body, "\nuser_events_router_consumer_ack_pending_messages 0\n") &&
+			strings.Contains(body, "\nuser_events_router_consumer_up 1\n")
+	})
 	code, body := httpGet(t, "http://"+admin+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics = %d", code)
@@ -61,6 +69,8 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		`user_events_router_poison_queue_depth 1`,
 		`user_events_router_consumer_pending_messages 0`,
 		`user_events_router_consumer_ack_pending_messages 0`,
+		`user_events_router_consumer_info_age_seconds`,
+		`user_events_router_ready 1`,
 		`user_events_router_commit_lag_seconds_count 1`,
 		`user_events_router_commit_batch_commands_count 1`,
 		"user_events_router_receive_to_ack_seconds_count 2", // the poisoned event is acked too

@@ -240,7 +240,7 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 			db := openDB(t, dbURL)
 			env, adminAddr := b.routerEnv(t, dbURL)
 			p := startRouter(t, env)
-			routertest.Eventually(t, 20*time.Second, "/readyz to answer 200 (durable bound)", func() bool {
+			routertest.Eventually(t, 20*time.Second, "/readyz to answer 200 (stream and durable made)", func() bool {
 				code, _ := httpGet(t, "http://"+adminAddr+"/readyz")
 				return code == http.StatusOK
 			})

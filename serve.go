@@ -72,11 +72,13 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	}
 	defer db.Close()
 
-	natsURL, stopNATS, err := brokerURL(cfg, logger)
+	natsURL, embedded, err := brokerURL(cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer stopNATS()
+	if embedded != nil {
+		defer embedded.Shutdown()
+	}
 
 	// One connection manages JetStream resources; the subscriber gets its
 	// own, because closing the Watermill subscriber drains its connection.
@@ -136,10 +138,6 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	m.AddRouter(r.Router)
-	addGauges(m, db, js, cfg, logger)
-	m.AddGauge("messages_in_flight", "JetStream messages being handled by this process (handed out, not yet acked or nacked).",
-		func(context.Context) (float64, error) { return float64(r.InFlight()), nil }, logger)
 
 	// Listeners open up front: a taken port fails the start, not later.
 	ingressLn, err := listen("HTTP_ADDR", cfg.HTTPAddr)
@@ -153,6 +151,21 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	}
 	defer adminLn.Close()
 
+	// Readiness, /status and the consumer's gauges come from background
+	// checks, so a NATS outage neither fails /readyz (the HTTP fallback
+	// is needed then) nor slows a scrape.
+	health, err := router.NewHealth(router.HealthOptions{
+		DB: db, JetStream: js, Binding: binding, ConsumerConn: subConn, Router: r,
+		Embedded: embedded, IngressAddr: ingressLn.Addr().String(), Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	m.AddRouter(r.Router)
+	addGauges(m, db, health, logger)
+	m.AddGauge("messages_in_flight", "JetStream messages being handled by this process (handed out, not yet acked or nacked).",
+		func(context.Context) (float64, error) { return float64(r.InFlight()), nil }, logger)
+
 	ingress, err := router.NewIngressHandler(router.IngressOptions{
 		Pipeline:     pipeline,
 		Poison:       db,
@@ -164,12 +177,13 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 		return err
 	}
 	admin, err := router.NewAdminHandler(router.AdminOptions{
-		DB:        db,
-		Replayer:  replayer,
-		Token:     cfg.AdminToken,
-		Logger:    logger,
-		ReadyFunc: readiness(db, js, subConn, r, cfg),
-		Metrics:   m.Handler(),
+		DB:         db,
+		Replayer:   replayer,
+		Token:      cfg.AdminToken,
+		Logger:     logger,
+		ReadyFunc:  health.Ready,
+		StatusFunc: health.Status,
+		Metrics:    m.Handler(),
 	})
 	if err != nil {
 		return err
@@ -182,6 +196,10 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 		"stream", binding.Stream, "durable", binding.Durable, "max_deliver", binding.MaxDeliver)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		health.Run(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		// Shutdown goes through r.Close below, which lets the messages in
 		// flight finish and be acked (see router.Subscriber).
@@ -229,61 +247,43 @@ func buildHandling(cfg configs.Config, db *store.DB, committer handlers.Committe
 }
 
 // addGauges registers the values read at scrape time: the poison queue's
-// depth and the durable's pending and ack-pending counts.
-func addGauges(m *metrics.Metrics, db *store.DB, js jetstream.JetStream, cfg configs.Config, logger *slog.Logger) {
+// depth (a COUNT query), and readiness and the consumer's state as health
+// last checked them (no broker request at scrape time, so the consumer
+// gauges stay, with their age, through a NATS outage).
+func addGauges(m *metrics.Metrics, db *store.DB, health *router.Health, logger *slog.Logger) {
 	m.AddGauge("poison_queue_depth", "Entries in the poison queue.", func(ctx context.Context) (float64, error) {
 		n, err := db.CountPoison(ctx)
 		return float64(n), err
 	}, logger)
-	consumerInfo := func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-		c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
-		if err != nil {
-			return nil, err
+	m.AddGauge("ready", "1 while /readyz answers 200: the database takes inserts into every table the router writes (NATS not included).",
+		func(ctx context.Context) (float64, error) { return boolGauge(health.Ready(ctx) == nil), nil }, logger)
+	m.AddGauge("consumer_up", "1 while the consumer connection is up and the durable, as last read (consumer_info_age_seconds ago), has a bound subscriber.",
+		func(context.Context) (float64, error) {
+			return boolGauge(health.Consumer().State == router.StateOK), nil
+		}, logger)
+	// The durable's own figures, from the broker's last answer.
+	durable := func(read func(*router.DurableInfo) float64) metrics.GaugeSource {
+		return func(context.Context) (float64, error) {
+			info := health.Consumer().Info
+			if info == nil {
+				return 0, metrics.ErrNoValue
+			}
+			return read(info), nil
 		}
-		return c.Info(ctx)
 	}
-	m.AddGauge("consumer_pending_messages", "Messages in the stream not yet delivered to the durable.", func(ctx context.Context) (float64, error) {
-		info, err := consumerInfo(ctx)
-		if err != nil {
-			return 0, err
-		}
-		return float64(info.NumPending), nil
-	}, logger)
-	m.AddGauge("consumer_ack_pending_messages", "Messages delivered to the durable and not yet acknowledged.", func(ctx context.Context) (float64, error) {
-		info, err := consumerInfo(ctx)
-		if err != nil {
-			return 0, err
-		}
-		return float64(info.NumAckPending), nil
-	}, logger)
+	m.AddGauge("consumer_info_age_seconds", fmt.Sprintf("Age of the consumer_* figures: seconds since the broker last described the durable (asked every %v; more means it does not answer).", router.DefaultCheckInterval),
+		durable(func(i *router.DurableInfo) float64 { return i.AgeSeconds }), logger)
+	m.AddGauge("consumer_pending_messages", "Messages in the stream not yet delivered to the durable (as of consumer_info_age_seconds ago).",
+		durable(func(i *router.DurableInfo) float64 { return float64(i.Pending) }), logger)
+	m.AddGauge("consumer_ack_pending_messages", "Messages delivered to the durable and not yet acknowledged (as of consumer_info_age_seconds ago).",
+		durable(func(i *router.DurableInfo) float64 { return float64(i.AckPending) }), logger)
 }
 
-// readiness is ready when the router runs, the database answers, the
-// consumer connection is up and the durable has this process bound to it.
-func readiness(db *store.DB, js jetstream.JetStream, sub *nats.Conn, r *router.Router, cfg configs.Config) func(context.Context) error {
-	return func(ctx context.Context) error {
-		if !r.IsRunning() {
-			return errors.New("router not running")
-		}
-		if err := db.Ping(ctx); err != nil {
-			return fmt.Errorf("database: %w", err)
-		}
-		if !sub.IsConnected() {
-			return fmt.Errorf("nats: consumer connection %s", sub.Status())
-		}
-		c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
-		if err != nil {
-			return fmt.Errorf("nats: consumer %s: %w", cfg.Durable, err)
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("nats: consumer %s: %w", cfg.Durable, err)
-		}
-		if !info.PushBound {
-			return fmt.Errorf("nats: consumer %s has no bound subscriber", cfg.Durable)
-		}
-		return nil
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
 	}
+	return 0
 }
 
 func listen(name, addr string) (net.Listener, error) {
@@ -326,17 +326,18 @@ func openStore(ctx context.Context, cfg configs.Config) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.InitSchema(ctx, store.CommandsTopic, store.PoisonTopic); err != nil {
+	if err := db.InitSchema(ctx, store.Topics()...); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create tables: %w", err)
 	}
 	return db, nil
 }
 
-// brokerURL is NATS_URL, or the URL of an embedded server started here.
-func brokerURL(cfg configs.Config, logger *slog.Logger) (string, func(), error) {
+// brokerURL is NATS_URL, or the URL of an embedded server started here
+// (then returned too; nil with NATS_URL).
+func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.EmbeddedServer, error) {
 	if cfg.NATSURL != "" {
-		return cfg.NATSURL, func() {}, nil
+		return cfg.NATSURL, nil, nil
 	}
 	dir := filepath.Join(cfg.DataDir, "nats")
 	srv, err := router.StartEmbedded(cfg.NATSListen, dir, logger)
@@ -344,7 +345,7 @@ func brokerURL(cfg configs.Config, logger *slog.Logger) (string, func(), error) 
 		return "", nil, err
 	}
 	logger.Info("embedded NATS server started", "url", srv.ClientURL(), "store_dir", dir)
-	return srv.ClientURL(), srv.Shutdown, nil
+	return srv.ClientURL(), srv, nil
 }
 
 func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (router.Binding, error) {

@@ -7,9 +7,11 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	wmmetrics "github.com/ThreeDotsLabs/watermill/components/metrics"
@@ -172,16 +174,24 @@ func (m *Metrics) InstrumentIngress(h http.Handler) http.Handler {
 	return promhttp.InstrumentHandlerCounter(m.ingressRequests, h)
 }
 
-// GaugeSource reports values at scrape time.
+// GaugeSource reports values at scrape time. A source that reads a
+// backend makes the scrape wait for it; one that serves a value kept by a
+// background check (router.Health) answers at once, outages included.
 type GaugeSource func(ctx context.Context) (float64, error)
 
+// ErrNoValue is what a GaugeSource returns when it has no value yet (say,
+// before the first background check): the sample is skipped, silently.
+var ErrNoValue = errors.New("no value yet")
+
 // AddGauge registers a gauge whose value is read at scrape time, bounded
-// by a short timeout; a failing read is logged and its sample skipped.
+// by a short timeout. A failing read skips its sample; the failure is
+// logged when it starts and when it ends, not on every scrape.
 func (m *Metrics) AddGauge(name, help string, read GaugeSource, logger *slog.Logger) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	m.Registry.MustRegister(&scrapeGauge{
+		name:   prometheus.BuildFQName(namespace, "", name),
 		desc:   prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, nil, nil),
 		read:   read,
 		logger: logger,
@@ -189,9 +199,11 @@ func (m *Metrics) AddGauge(name, help string, read GaugeSource, logger *slog.Log
 }
 
 type scrapeGauge struct {
-	desc   *prometheus.Desc
-	read   GaugeSource
-	logger *slog.Logger
+	name    string
+	desc    *prometheus.Desc
+	read    GaugeSource
+	logger  *slog.Logger
+	failing atomic.Bool
 }
 
 func (g *scrapeGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
@@ -200,9 +212,17 @@ func (g *scrapeGauge) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	v, err := g.read(ctx)
-	if err != nil {
-		g.logger.Warn("metric not collected", "metric", g.desc.String(), "error", err)
+	if errors.Is(err, ErrNoValue) {
 		return
+	}
+	if err != nil {
+		if !g.failing.Swap(true) {
+			g.logger.Warn("metric not collected; logged again only once it is back", "metric", g.name, "error", err)
+		}
+		return
+	}
+	if g.failing.Swap(false) {
+		g.logger.Info("metric collected again", "metric", g.name)
 	}
 	ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v)
 }

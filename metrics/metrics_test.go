@@ -274,3 +274,41 @@ func TestAddGauge(t *testing.T) {
 		t.Errorf("failing gauge not logged: %s", logs.String())
 	}
 }
+
+// TestAddGaugeLogsChangesOnly: a source failing on every scrape (a broker
+// outage) is logged when it starts failing and when it is back, not on
+// every scrape; a source with no value yet is skipped without a word.
+func TestAddGaugeLogsChangesOnly(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	m := metrics.New(actions)
+	var failing atomic.Bool
+	failing.Store(true)
+	m.AddGauge("consumer_pending_messages", "Pending.", func(context.Context) (float64, error) {
+		if failing.Load() {
+			return 0, errors.New("nats: timeout")
+		}
+		return 5, nil
+	}, logger)
+	m.AddGauge("consumer_info_age_seconds", "Not polled yet.", func(context.Context) (float64, error) {
+		return 0, metrics.ErrNoValue
+	}, logger)
+
+	for range 3 {
+		checkLines(t, scrape(t, m), nil, []string{"user_events_router_consumer_pending_messages", "user_events_router_consumer_info_age_seconds"})
+	}
+	if n := strings.Count(logs.String(), "metric not collected"); n != 1 {
+		t.Errorf("3 failing scrapes logged %d warnings, want 1:\n%s", n, logs.String())
+	}
+	failing.Store(false)
+	for range 2 {
+		checkLines(t, scrape(t, m), []string{"user_events_router_consumer_pending_messages 5"}, nil)
+	}
+	if n := strings.Count(logs.String(), "metric collected again"); n != 1 {
+		t.Errorf("recovery logged %d times, want 1:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "consumer_info_age_seconds") {
+		t.Errorf("a gauge without a value yet was logged:\n%s", logs.String())
+	}
+}

@@ -162,12 +162,17 @@ type AdminOptions struct {
 	DB       *store.DB
 	Replayer *Replayer
 	// Token, when set, is required as "Authorization: Bearer <token>" on
-	// every /admin/ route. See AdminNeedsToken for when it must be set.
+	// every /admin/ route and on /status. See AdminNeedsToken for when it
+	// must be set.
 	Token  string
 	Logger *slog.Logger
-	// ReadyFunc reports whether the router can do its work (broker
-	// consumer bound, database reachable); its error is the /readyz body.
+	// ReadyFunc reports whether the router can take events (see
+	// Health.Ready); its error is the /readyz body. It should answer at
+	// once: /readyz gives it readyTimeout at most.
 	ReadyFunc func(context.Context) error
+	// StatusFunc reports every component for /status (see Health.Status);
+	// nil answers 404.
+	StatusFunc func() Status
 	// Metrics serves /metrics; nil answers 404.
 	Metrics http.Handler
 	// NowFunc is the clock relative filters count back from (default time.Now).
@@ -181,7 +186,8 @@ const readyTimeout = 5 * time.Second
 // NewAdminHandler serves the operator's endpoints:
 //
 //	GET    /healthz                     200 "ok" while the process runs
-//	GET    /readyz                      200, or 503 with why not
+//	GET    /readyz                      200 while it can take events, or 503 with why not
+//	GET    /status                      every component's state and reason (JSON)
 //	GET    /metrics                     Prometheus metrics
 //	GET    /admin/poison                entries; ?reason ?class ?subject ?since ?until ?limit
 //	GET    /admin/poison/{id}           one entry (id or a unique prefix of 8+ characters)
@@ -190,7 +196,9 @@ const readyTimeout = 5 * time.Second
 //
 // /admin/ answers JSON, errors as {"error": "..."}. The probes and metrics
 // need no token, so orchestrators and scrapers work unchanged; the poison
-// API can read and destroy data, so it is behind the token when one is set.
+// API can read and destroy data, so it is behind the token when one is set,
+// and so is /status, which tells more about the deployment than a probe
+// needs (addresses, error texts).
 func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 	var missing []string
 	if o.DB == nil {
@@ -224,6 +232,9 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 	mux.HandleFunc("GET /readyz", a.ready)
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
+	}
+	if o.StatusFunc != nil {
+		mux.Handle("GET /status", a.authenticate(http.HandlerFunc(a.status)))
 	}
 	// Authentication wraps the whole subtree, so unknown paths and wrong
 	// methods under /admin/ tell nothing to a caller without the token.
@@ -270,6 +281,12 @@ func (a *admin) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeText(w, http.StatusOK, "ok")
+}
+
+// status answers 200 whatever the components' states: it is a report,
+// and its "ready" field says what /readyz says.
+func (a *admin) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.StatusFunc())
 }
 
 func (a *admin) list(w http.ResponseWriter, r *http.Request) {

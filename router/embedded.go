@@ -71,6 +71,10 @@ func StartEmbedded(listen, storeDir string, logger *slog.Logger) (*EmbeddedServe
 // ClientURL is the URL clients use to reach the server.
 func (e *EmbeddedServer) ClientURL() string { return e.srv.ClientURL() }
 
+// Running reports whether the server runs with JetStream, as the router
+// needs it.
+func (e *EmbeddedServer) Running() bool { return e.srv.Running() && e.srv.JetStreamEnabled() }
+
 // Shutdown stops the server and waits until it has stopped.
 func (e *EmbeddedServer) Shutdown() {
 	e.srv.Shutdown()

@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -35,6 +36,24 @@ type Router struct {
 	*message.Router
 	sub          *Subscriber
 	closeTimeout time.Duration
+	onAck        func(time.Duration)
+	lastAck      atomic.Int64 // Unix nanoseconds; 0 before the first ack
+}
+
+// LastAck is when this process last acked a JetStream message (after its
+// command was committed); the zero time before the first.
+func (r *Router) LastAck() time.Time {
+	if n := r.lastAck.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+func (r *Router) acked(d time.Duration) {
+	r.lastAck.Store(time.Now().UnixNano())
+	if r.onAck != nil {
+		r.onAck(d)
+	}
 }
 
 // InFlight is how many JetStream messages this process has received and
@@ -66,6 +85,7 @@ func New(o Options) (*Router, error) {
 		return nil, errors.New("router: nil logger")
 	}
 	wmLogger := newWatermillLogger(o.Logger.With("component", "watermill"))
+	rt := &Router{closeTimeout: o.Config.CloseTimeout, onAck: o.OnAck}
 	sub, err := NewSubscriber(SubscriberOptions{
 		Conn:         o.Conn,
 		Binding:      o.Binding,
@@ -73,7 +93,7 @@ func New(o Options) (*Router, error) {
 		Backoff:      Backoff{First: o.Config.NakDelay, Max: o.Config.NakDelayMax},
 		CloseTimeout: o.Config.CloseTimeout,
 		Logger:       o.Logger,
-		OnAck:        o.OnAck,
+		OnAck:        rt.acked,
 	})
 	if err != nil {
 		return nil, err
@@ -88,5 +108,6 @@ func New(o Options) (*Router, error) {
 		r.AddMiddleware(m)
 	}
 	r.AddConsumerHandler(HandlerName, o.Config.Subject, sub, o.Handle)
-	return &Router{Router: r, sub: sub, closeTimeout: o.Config.CloseTimeout}, nil
+	rt.Router, rt.sub = r, sub
+	return rt, nil
 }

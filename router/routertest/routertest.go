@@ -17,8 +17,9 @@ import (
 // Server is an in-process NATS server for one test.
 type Server struct {
 	*server.Server
-	URL string
-	dir string
+	URL  string
+	dir  string
+	port int
 }
 
 // StartServer starts a JetStream-enabled server on a random loopback port
@@ -51,6 +52,7 @@ func (s *Server) start(t testing.TB, port int) {
 	}
 	s.Server = srv
 	s.URL = srv.ClientURL()
+	s.port = srv.Addr().(*net.TCPAddr).Port
 }
 
 // Stop shuts the server down (idempotent).
@@ -65,9 +67,15 @@ func (s *Server) Stop() {
 // same store: what a broker restart looks like to clients.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	port := s.Server.Addr().(*net.TCPAddr).Port
 	s.Stop()
-	s.start(t, port)
+	s.start(t, s.port)
+}
+
+// Start starts a stopped server again on its port with its store: the end
+// of a broker outage that began with Stop.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	s.start(t, s.port)
 }
 
 // Conn connects a plain client, closed when the test ends.

@@ -80,7 +80,7 @@ func Open(t testing.TB, d store.Dialect) *store.DB {
 			t.Errorf("storetest: close %s database: %v", d, err)
 		}
 	})
-	if err := db.InitSchema(ctx, store.CommandsTopic, store.PoisonTopic); err != nil {
+	if err := db.InitSchema(ctx, store.Topics()...); err != nil {
 		t.Fatalf("storetest: %v", err)
 	}
 	return db
