@@ -47,6 +47,8 @@ const usage = `usage: user-events-router [command] [flags]
 
 commands:
   serve      run the router (the default)
+  apply      keep the monolith's user tables in step with the commands
+  prune      delete old commands every consumer group has read (--dry-run)
   publish    send sample user events the way the Auth Service does
   poison     list, show, replay or delete poison queue entries
              (see: user-events-router poison help)
@@ -66,6 +68,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		return serveCommand(ctx, args, getenv, stderr)
+	case "prune":
+		return pruneCommand(ctx, args, getenv, stdout, stderr)
+	case "apply":
+		return applyCommand(ctx, args, getenv, stdout, stderr)
 	case "publish":
 		return publishCommand(ctx, args, getenv, stdout, stderr)
 	case "poison":

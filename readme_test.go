@@ -43,10 +43,14 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 	}
 }
 
-// shortDuration writes 1m0s as 1m, the way people do.
+// shortDuration writes 1m0s as 1m and 168h0m0s as 168h, the way people do.
 func shortDuration(s string) string {
 	if d, err := time.ParseDuration(s); err == nil && d >= time.Minute && d%time.Minute == 0 {
-		return strings.TrimSuffix(d.String(), "0s")
+		short := strings.TrimSuffix(d.String(), "0s")
+		if d%time.Hour == 0 {
+			short = strings.TrimSuffix(short, "0m")
+		}
+		return short
 	}
 	return s
 }

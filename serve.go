@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/social/user-events-router/apply"
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/metrics"
@@ -195,9 +196,25 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	logger.Info("ready to serve", "http_ingress", ingressLn.Addr().String(), "admin", adminLn.Addr().String(),
 		"stream", binding.Stream, "durable", binding.Durable, "max_deliver", binding.MaxDeliver)
 
+	// The monolith's side in the same process (APPLY=1): its metrics join
+	// the router's; /readyz stays the router's.
+	var applyTarget *store.DB
+	if cfg.Apply {
+		target, closeTarget, err := openApplyTarget(ctx, cfg, db)
+		if err != nil {
+			return err
+		}
+		defer closeTarget()
+		applyTarget = target
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		health.Run(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		runPruner(gctx, cfg, db, logger.With("component", "prune"))
 		return nil
 	})
 	g.Go(func() error {
@@ -215,6 +232,11 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 		logger.Info("shutting down", "close_timeout", cfg.CloseTimeout)
 		return r.Close()
 	})
+	if applyTarget != nil {
+		g.Go(func() error {
+			return apply.Run(gctx, applyOptions(cfg, db, applyTarget, logger.With("component", "apply"), m.Registry, nil))
+		})
+	}
 	return g.Wait()
 }
 

@@ -81,34 +81,54 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+
+	// The monolith's side (`apply`): Apply also runs it inside serve;
+	// ApplyDatabaseURL is the monolith's database (empty = DatabaseURL);
+	// ApplyConsumerGroup is its watermill-sql consumer group; ApplyAdminAddr
+	// serves its health and metrics when it runs on its own.
+	Apply              bool
+	ApplyDatabaseURL   string
+	ApplyConsumerGroup string
+	ApplyAdminAddr     string
+	// CommandsRetention is how long commands are kept once every consumer
+	// group has passed them (0 = forever); CommandsConsumerGroups must have
+	// read a command before it is pruned, besides every group that has an
+	// offset.
+	CommandsRetention time.Duration
+	// Comma-separated; see ConsumerGroupsToWait.
+	CommandsConsumerGroups string
 }
 
 // Defaults returns the configuration used when no variable is set.
 func Defaults() Config {
 	return Config{
-		NATSListen:           "127.0.0.1:4222",
-		Stream:               "USER_EVENTS",
-		Subject:              "user.events.*",
-		Durable:              "social-backend-consumer",
-		AckWait:              30 * time.Second,
-		MaxDeliver:           -1,
-		MaxAckPending:        1000,
-		MaxInFlight:          1000,
-		CommitBatchMax:       500,
-		CommitBatchWait:      time.Millisecond,
-		CommitWorkers:        2,
-		DataDir:              "./data",
-		HTTPAddr:             ":3000",
-		IngressMaxBody:       64 << 10,
-		AdminAddr:            "127.0.0.1:8081",
-		HandlerTimeout:       5 * time.Second,
-		RetryMax:             3,
-		RetryInitialInterval: 100 * time.Millisecond,
-		RetryMaxInterval:     2 * time.Second,
-		NakDelay:             time.Second,
-		NakDelayMax:          time.Minute,
-		CloseTimeout:         30 * time.Second,
-		LogLevel:             "info",
+		NATSListen:             "127.0.0.1:4222",
+		Stream:                 "USER_EVENTS",
+		Subject:                "user.events.*",
+		Durable:                "social-backend-consumer",
+		AckWait:                30 * time.Second,
+		MaxDeliver:             -1,
+		MaxAckPending:          1000,
+		MaxInFlight:            1000,
+		CommitBatchMax:         500,
+		CommitBatchWait:        time.Millisecond,
+		CommitWorkers:          2,
+		DataDir:                "./data",
+		HTTPAddr:               ":3000",
+		IngressMaxBody:         64 << 10,
+		AdminAddr:              "127.0.0.1:8081",
+		HandlerTimeout:         5 * time.Second,
+		RetryMax:               3,
+		RetryInitialInterval:   100 * time.Millisecond,
+		RetryMaxInterval:       2 * time.Second,
+		NakDelay:               time.Second,
+		NakDelayMax:            time.Minute,
+		CloseTimeout:           30 * time.Second,
+		LogLevel:               "info",
+		ApplyConsumerGroup:     "monolith-apply",
+		ApplyAdminAddr:         "127.0.0.1:8082",
+		CommandsRetention:      7 * 24 * time.Hour,
+		CommandsConsumerGroups: "monolith-apply",
 	}
 }
 
@@ -152,6 +172,17 @@ func integer(p func(*Config) *int) func(*Config, string) error {
 	}
 }
 
+func boolean(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("not a boolean (1, true, 0 or false)")
+		}
+		*p(c) = b
+		return nil
+	}
+}
+
 func fields() []field {
 	d := Defaults()
 	return []field{
@@ -191,6 +222,12 @@ func fields() []field {
 		{Variable{"CLOSE_TIMEOUT", d.CloseTimeout.String(), "limit for graceful shutdown", false}, dur(func(c *Config) *time.Duration { return &c.CloseTimeout })},
 		{Variable{"LOG_LEVEL", d.LogLevel, "debug, info, warn or error", false}, str(func(c *Config) *string { return &c.LogLevel })},
 		{Variable{"LOG_FORMAT", "", "json or text; empty = json, or text when stderr is a terminal", false}, str(func(c *Config) *string { return &c.LogFormat })},
+		{Variable{"APPLY", "false", "also run `apply` inside `serve` (one process for small deployments)", false}, boolean(func(c *Config) *bool { return &c.Apply })},
+		{Variable{"APPLY_DATABASE_URL", "", "the monolith's database that `apply` keeps user_identities and user_profiles in; empty = DATABASE_URL", true}, str(func(c *Config) *string { return &c.ApplyDatabaseURL })},
+		{Variable{"APPLY_CONSUMER_GROUP", d.ApplyConsumerGroup, "watermill-sql consumer group `apply` reads the commands table as", false}, str(func(c *Config) *string { return &c.ApplyConsumerGroup })},
+		{Variable{"APPLY_ADMIN_ADDR", d.ApplyAdminAddr, "listen address of `apply`'s health and metrics (when it runs on its own)", false}, str(func(c *Config) *string { return &c.ApplyAdminAddr })},
+		{Variable{"COMMANDS_RETENTION", "168h0m0s", "how long a command is kept once every consumer group has read it (0 = forever); pruned hourly by serve, or by `prune`", false}, dur(func(c *Config) *time.Duration { return &c.CommandsRetention })},
+		{Variable{"COMMANDS_CONSUMER_GROUPS", d.CommandsConsumerGroups, "consumer groups that must have read a command before it is pruned, comma-separated (besides every group with an offset)", false}, str(func(c *Config) *string { return &c.CommandsConsumerGroups })},
 	}
 }
 
@@ -349,6 +386,23 @@ func (c Config) Validate() error {
 	default:
 		bad("LOG_FORMAT", quote(c.LogFormat), "must be json or text")
 	}
+	if c.ApplyDatabaseURL != "" && !hasAnyPrefix(c.ApplyDatabaseURL, "postgres://", "postgresql://", "mysql://", "sqlite:") {
+		errs = append(errs, errors.New("APPLY_DATABASE_URL: must start with postgres://, postgresql://, mysql:// or sqlite:"))
+	}
+	if c.ApplyConsumerGroup == "" || len(c.ApplyConsumerGroup) > 255 {
+		bad("APPLY_CONSUMER_GROUP", quote(c.ApplyConsumerGroup), "must be 1 to 255 bytes")
+	}
+	if _, _, err := net.SplitHostPort(c.ApplyAdminAddr); err != nil {
+		bad("APPLY_ADMIN_ADDR", quote(c.ApplyAdminAddr), "must be host:port or :port")
+	}
+	if c.CommandsRetention < 0 || (c.CommandsRetention > 0 && c.CommandsRetention < time.Hour) {
+		bad("COMMANDS_RETENTION", c.CommandsRetention, "must be 0 (keep forever) or at least 1h")
+	}
+	for _, g := range c.ConsumerGroupsToWait() {
+		if len(g) > 255 {
+			bad("COMMANDS_CONSUMER_GROUPS", quote(g), "each group must be at most 255 bytes")
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -362,6 +416,25 @@ func (c Config) AttemptBudget() time.Duration {
 		wait = min(wait*2, c.RetryMaxInterval)
 	}
 	return budget
+}
+
+// ConsumerGroupsToWait lists COMMANDS_CONSUMER_GROUPS.
+func (c Config) ConsumerGroupsToWait() []string {
+	var out []string
+	for _, g := range strings.Split(c.CommandsConsumerGroups, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// ApplyDatabaseURLOrDefault is APPLY_DATABASE_URL, or the router's database.
+func (c Config) ApplyDatabaseURLOrDefault() string {
+	if c.ApplyDatabaseURL != "" {
+		return c.ApplyDatabaseURL
+	}
+	return c.DatabaseURLOrDefault()
 }
 
 // DatabaseURLOrDefault is DATABASE_URL, or the SQLite file under DATA_DIR.

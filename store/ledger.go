@@ -175,3 +175,7 @@ type ledgerRaceError struct{ err error }
 
 func (e *ledgerRaceError) Error() string { return e.err.Error() }
 func (e *ledgerRaceError) Unwrap() error { return e.err }
+
+// Bind rewrites ? placeholders for PostgreSQL ($1, $2, …), for queries
+// written once for every dialect.
+func (db *DB) Bind(query string) string { return db.bind(query) }

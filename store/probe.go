@@ -31,7 +31,16 @@ func (db *DB) writtenTables() []writtenTable {
 	for _, topic := range Topics() {
 		tables = append(tables, topicTable(topic))
 	}
-	return tables
+	return append(tables, writtenTable{
+		name: LedgerTable,
+		probe: func(db *DB) (wmsql.Query, error) {
+			// A user id no event can carry (not a UUID) matches no row.
+			return wmsql.Query{
+				Query: db.bind("INSERT INTO " + db.ledgerTableSQL() + " (user_id, state, updated_at) VALUES (?, ?, CURRENT_TIMESTAMP)"),
+				Args:  []any{"probe-" + uuid.NewString()[:30], "{}"},
+			}, nil
+		},
+	})
 }
 
 // topicTable probes a watermill-sql messages table with the insert the

@@ -20,7 +20,7 @@ func TestProbeWritable(t *testing.T) {
 	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		ctx := testContext(t)
 		db := storetest.Open(t, d)
-		if got, want := db.WrittenTables(), []string{"watermill_profile_sync_commands", "watermill_user_events_poison"}; !slices.Equal(got, want) {
+		if got, want := db.WrittenTables(), []string{"watermill_profile_sync_commands", "watermill_user_events_poison", store.LedgerTable}; !slices.Equal(got, want) {
 			t.Errorf("WrittenTables() = %v, want %v", got, want)
 		}
 		pub, err := db.Publisher(watermill.NopLogger{})

@@ -1,0 +1,109 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/social/user-events-router/store"
+	"github.com/social/user-events-router/store/storetest"
+)
+
+// A command is pruned only once every consumer group has read it — the
+// groups with an offset and the required one not started yet — and it is
+// old enough; the ledger is never touched.
+func TestPruneWaitsForEveryConsumerGroup(t *testing.T) {
+	t.Parallel()
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
+		ctx := testContext(t)
+		db := storetest.Open(t, d)
+		pub, err := db.Publisher(watermill.NopLogger{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			mustPublish(t, pub, store.CommandsTopic, message.NewMessage(watermill.NewUUID(), []byte(`{}`)))
+		}
+		g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 4, Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		if err := g.CommitState(ctx, store.CommandsTopic, "7d0c1f3a-0000-4000-8000-0000000000aa", counting("k")); err != nil {
+			t.Fatal(err)
+		}
+		count := func() int {
+			var n int
+			if err := db.SQL.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(d, "watermill_"+store.CommandsTopic)).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		prune := func(o store.PruneOptions) store.PruneReport {
+			t.Helper()
+			rep, err := db.PruneCommands(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rep
+		}
+		// Nobody has read anything.
+		if rep := prune(store.PruneOptions{}); rep.Pruned != 0 || count() != 6 {
+			t.Fatalf("before any consumer: pruned %d, %d left", rep.Pruned, count())
+		}
+		// Group a reads three commands.
+		read(t, db, "a", 3)
+		if rep := prune(store.PruneOptions{Required: []string{"a", "not-started"}}); rep.Pruned != 0 || len(rep.Waiting) != 1 {
+			t.Errorf("with a required group not started: %+v", rep)
+		}
+		if rep := prune(store.PruneOptions{Required: []string{"a"}, OlderThan: time.Hour}); rep.Pruned != 0 {
+			t.Errorf("commands younger than the retention were pruned: %+v", rep)
+		}
+		if rep := prune(store.PruneOptions{Required: []string{"a"}, DryRun: true}); rep.Pruned != 3 || count() != 6 {
+			t.Errorf("dry run: %+v, %d left (want 3 prunable and all 6 left)", rep, count())
+		}
+		// Group b has read one: only that one may go.
+		read(t, db, "b", 1)
+		if rep := prune(store.PruneOptions{Required: []string{"a"}, Batch: 1}); rep.Pruned != 1 || count() != 5 {
+			t.Errorf("with b behind: %+v, %d left; want 1 pruned", rep, count())
+		}
+		read(t, db, "b", 4)
+		if rep := prune(store.PruneOptions{Required: []string{"a"}, Batch: 1}); rep.Pruned != 2 || count() != 3 {
+			t.Errorf("after b caught up with a: %+v, %d left; want 2 more pruned", rep, count())
+		}
+		if state, _ := db.LoadState(ctx, "7d0c1f3a-0000-4000-8000-0000000000aa"); string(state) != "1" {
+			t.Errorf("the ledger was touched: %q", state)
+		}
+	})
+}
+
+// read consumes n more commands as consumer group group and acks them.
+func read(t *testing.T, db *store.DB, group string, n int) {
+	t.Helper()
+	sub, err := db.Subscriber(group, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, store.CommandsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		select {
+		case m := <-msgs:
+			m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("group %s: no message to read", group)
+		}
+	}
+	// The ack commits with the subscriber's next round; closing waits for it.
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
