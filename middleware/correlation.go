@@ -16,11 +16,19 @@ import (
 // supplied (an HTTP X-Request-ID), else one minted from the message's bytes
 // (stable across redeliveries). It reads request_id leniently: a body too
 // broken to decode still gets an id. It then logs the outcome of the message.
+//
+// Both candidates come from outside, so they are taken as
+// schema.PrintableText of at most schema.MaxRequestIDBytes, exactly as
+// DecodeEvent makes UserEvent.RequestID: the id in every log line, poison
+// entry, command and response header is printable, bounded, and the same
+// whether the body decodes or not.
 func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			_, requestID := schema.Peek(msg.Payload)
-			corr := handlers.ResolveCorrelationID(requestID, msg.Metadata.Get(handlers.MetaCorrelationID), msg.Payload)
+			requestID = schema.PrintableText(requestID, schema.MaxRequestIDBytes)
+			existing := schema.PrintableText(msg.Metadata.Get(handlers.MetaCorrelationID), schema.MaxRequestIDBytes)
+			corr := handlers.ResolveCorrelationID(requestID, existing, msg.Payload)
 			msg.Metadata.Set(handlers.MetaCorrelationID, corr)
 
 			ctx, start := msg.Context(), time.Now()

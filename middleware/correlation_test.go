@@ -16,6 +16,7 @@ import (
 
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/middleware"
+	"github.com/social/user-events-router/schema"
 )
 
 // jsonLogger logs everything, as JSON, to the returned buffer.
@@ -70,6 +71,13 @@ func TestCorrelationID(t *testing.T) {
 		{"neither: minted from the bytes", `{"request_id":"","action":"created"}`, "", mint(`{"request_id":"","action":"created"}`)},
 		{"broken body: minted", `{"request_id":"req-1",`, "", mint(`{"request_id":"req-1",`)},
 		{"empty body: minted", ``, "", mint(``)},
+		{"request_id with ESC is escaped", `{"request_id":"r\u001b[2J"}`, "", `r\x1b[2J`},
+		{"request_id with NUL is escaped", `{"request_id":"r\u0000"}`, "", `r\x00`},
+		{"request_id with CR LF is escaped", `{"request_id":"r\r\nX-Evil: 1"}`, "", `r\r\nX-Evil: 1`},
+		{"request_id with a bidi override is escaped", `{"request_id":"r\u202e1"}`, "", `r\u202e1`},
+		{"request_id with a lone surrogate is escaped", `{"request_id":"r\ud800"}`, "", `r\ud800`},
+		{"request_id of 1 KB is cut", `{"request_id":"` + strings.Repeat("r", 1024) + `"}`, "", strings.Repeat("r", schema.MaxRequestIDBytes)},
+		{"the transport's id is escaped too", `{}`, "hdr\x1b", `hdr\x1b`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +103,30 @@ func TestCorrelationID(t *testing.T) {
 				t.Errorf("correlation_id after = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCorrelationAgreesWithDecodeEvent: the id chosen before decoding is
+// the one the decoded event yields, so a poison entry, the log lines and
+// the command of one event share it, however hostile its request_id.
+func TestCorrelationAgreesWithDecodeEvent(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{`""`, `"req-1"`, `"\u0000\u001b[31m\u202e\ud800\r\n"`, `"` + strings.Repeat("é", 100) + `"`, `"\u0041\ud83d\ude00"`} {
+		body := `{"id":"78af4bc4-afce-4676-b373-5b802a2dfd2e","email":"","username":"u","action":"created","request_id":` + raw + `,"timestamp":"2026-11-28T13:28:17Z"}`
+		ev, err := schema.DecodeEvent("", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := message.NewMessage(watermill.NewUUID(), []byte(body))
+		logger, _ := jsonLogger()
+		h := middleware.Correlation(logger)(func(*message.Message) ([]*message.Message, error) { return nil, nil })
+		if _, err := h(msg); err != nil {
+			t.Fatal(err)
+		}
+		want := handlers.ResolveCorrelationID(ev.RequestID, "", []byte(body))
+		if got := msg.Metadata.Get(handlers.MetaCorrelationID); got != want {
+			t.Errorf("request_id %s: middleware chose %q, the decoded event gives %q", raw, got, want)
+		}
 	}
 }
 

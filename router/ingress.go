@@ -31,8 +31,11 @@ const IngressPath = "/api/sync/users"
 // able to impose, and a real identity event is a few hundred bytes.
 const maxKeptBody = 1 << 20
 
-// maxRequestIDLen bounds an X-Request-ID the ingress adopts as correlation id.
-const maxRequestIDLen = 128
+// maxEchoedIDBytes bounds the X-Request-ID of an answer. The correlation
+// id it renders is at most schema.MaxRequestIDBytes of printable text, and
+// schema.PrintableASCII writes no character in more than three times its
+// UTF-8 bytes (é, 2 bytes, as \u00e9), so no correlation id is ever cut.
+const maxEchoedIDBytes = 3 * schema.MaxRequestIDBytes
 
 // IngressOptions configures the HTTP fallback ingress.
 type IngressOptions struct {
@@ -59,13 +62,15 @@ type IngressOptions struct {
 //	404 any other path
 //	405 any other method
 //	413 body over MaxBodyBytes; kept in the poison queue when at most 1 MiB
-//	415 Content-Type is not application/json
+//	415 Content-Type is not application/json, or names a charset other than utf-8
 //	500 the handler panicked; kept in the poison queue
 //	503 the database is unavailable or too slow: nothing is stored, retry
 //
 // Every answer carries the correlation id, as "correlation_id" and as the
-// X-Request-ID header; a caller's X-Request-ID becomes the correlation id
-// unless the event has its own request_id.
+// X-Request-ID header (in its schema.PrintableASCII form: the two are equal
+// for every ASCII id, and the header parses in any HTTP client whatever the
+// event's request_id held); a caller's X-Request-ID becomes the correlation
+// id unless the event has its own request_id.
 func NewIngressHandler(o IngressOptions) (http.Handler, error) {
 	var missing []string
 	if o.Pipeline == nil {
@@ -154,7 +159,12 @@ type answer struct {
 func (in *ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	a := in.handle(w, r)
-	w.Header().Set("X-Request-ID", a.reply.CorrelationID)
+	// The id may come from the body (request_id, made printable by the
+	// decoder and the Correlation middleware) or from a poison entry
+	// written by an older version: it is escaped here once more, for the
+	// medium, because a control byte in a header makes the Auth Service's
+	// client reject an answer whose event was committed.
+	w.Header().Set("X-Request-ID", schema.PrintableASCII(a.reply.CorrelationID, maxEchoedIDBytes))
 	if a.status == http.StatusServiceUnavailable {
 		// The Auth Service's own backoff (+1 s) agrees.
 		w.Header().Set("Retry-After", "1")
@@ -330,28 +340,34 @@ func (in *ingress) authorized(r *http.Request) bool {
 }
 
 // checkContentType returns why ct is not acceptable, or "". JSON is the
-// only body the ingress takes; parameters (charset=utf-8) are allowed, and
-// the media type is matched case-insensitively.
+// only body the ingress takes, and JSON is UTF-8 (RFC 8259): a charset
+// parameter is allowed only when it says so (utf-8, any case), since a body
+// in another encoding would be read as the wrong text. The media type is
+// matched case-insensitively; the Auth Service sends application/json.
 func checkContentType(ct string) string {
 	if strings.TrimSpace(ct) == "" {
 		return "missing Content-Type: send the event as application/json"
 	}
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return fmt.Sprintf("Content-Type %q is not a valid media type (%v): send application/json", ct, err)
 	}
 	if mt != "application/json" {
 		return fmt.Sprintf("Content-Type %q is not supported: send application/json", ct)
 	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return fmt.Sprintf("Content-Type %q: charset %q is not supported: send the event as UTF-8 (charset=utf-8, or no charset)", ct, cs)
+	}
 	return ""
 }
 
 // requestIDHeader is the caller's X-Request-ID when it is fit to be a
-// correlation id (visible ASCII, at most 128 bytes); anything else is
-// ignored, so a header cannot inject text into logs or responses.
+// correlation id as it is (visible ASCII, at most schema.MaxRequestIDBytes);
+// anything else is ignored rather than escaped: an id that had to be
+// changed would no longer be the caller's, and a minted one is as good.
 func requestIDHeader(r *http.Request) string {
 	id := strings.TrimSpace(r.Header.Get("X-Request-ID"))
-	if len(id) > maxRequestIDLen {
+	if len(id) > schema.MaxRequestIDBytes {
 		return ""
 	}
 	for i := 0; i < len(id); i++ {

@@ -135,7 +135,7 @@ func (r response) reply(t *testing.T, what string, code int) ingressReply {
 	t.Helper()
 	var rep ingressReply
 	r.want(t, what, code, &rep)
-	if rep.CorrelationID == "" || r.header.Get("X-Request-ID") != rep.CorrelationID {
+	if rep.CorrelationID == "" || r.header.Get("X-Request-ID") != schema.PrintableASCII(rep.CorrelationID, 1<<10) {
 		t.Errorf("%s: correlation_id %q, X-Request-ID %q; want the same non-empty id", what, rep.CorrelationID, r.header.Get("X-Request-ID"))
 	}
 	if code != http.StatusOK && rep.Error == "" {
@@ -333,7 +333,11 @@ func TestIngressMethod(t *testing.T) {
 func TestIngressContentType(t *testing.T) {
 	t.Parallel()
 	b := setupIngress(t, storetest.Open(t, store.SQLite), ingressSetup{})
-	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "application/jsonx", "json", "application/", "multipart/form-data; boundary=x"} {
+	for _, ct := range []string{
+		"", "text/plain", "application/x-www-form-urlencoded", "application/jsonx", "json", "application/", "multipart/form-data; boundary=x",
+		// JSON is UTF-8: a body in another charset would be read as the wrong text.
+		"application/json; charset=latin1", "application/json; charset=ISO-8859-1", "application/json;charset=utf-16", "application/json; charset=utf8", "application/json; charset=",
+	} {
 		header := []string{}
 		if ct != "" {
 			header = []string{"Content-Type", ct}
@@ -350,12 +354,12 @@ func TestIngressContentType(t *testing.T) {
 	if n := countCommands(t, b.db); n != 0 {
 		t.Fatalf("%d commands after 415s, want 0", n)
 	}
-	for i, ct := range []string{"application/json", "Application/JSON", "application/json; charset=utf-8", "APPLICATION/JSON;CHARSET=UTF-8"} {
+	for i, ct := range []string{"application/json", "Application/JSON", "application/json; charset=utf-8", "APPLICATION/JSON;CHARSET=UTF-8", `application/json; charset="utf-8"`} {
 		body := event("78af4bc4-afce-4676-b373-5b802a2dfd2e", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i))
 		b.post(t, body, "Content-Type", ct).reply(t, "Content-Type "+ct, http.StatusOK)
 	}
-	if n := countCommands(t, b.db); n != 4 {
-		t.Errorf("%d commands, want 4", n)
+	if n := countCommands(t, b.db); n != 5 {
+		t.Errorf("%d commands, want 5", n)
 	}
 }
 
@@ -585,8 +589,8 @@ func TestIngressLogsOneLinePerRequest(t *testing.T) {
 	b := setupIngress(t, storetest.Open(t, store.SQLite), ingressSetup{logger: logger})
 	rep := b.post(t, producerPayload, jsonHeader...).reply(t, "post", http.StatusOK)
 	b.post(t, producerPayload, "Content-Type", "text/plain").reply(t, "415", http.StatusUnsupportedMediaType)
-	// The poison reason quotes the bad address; the request line must not.
-	bad := b.post(t, event("alice@example.com", "alice.example.com"), jsonHeader...).reply(t, "400", http.StatusBadRequest)
+	// The poison reason quotes the bad id; the request line must not.
+	bad := b.post(t, event("78af4bc4-afce-4676-b373-5b802a2dfd2e", "alice-is-no-uuid"), jsonHeader...).reply(t, "400", http.StatusBadRequest)
 
 	var lines []map[string]any
 	var raw []string
@@ -679,6 +683,7 @@ func FuzzIngress(f *testing.F) {
 	}
 	f.Add([]byte(producerPayload), "req-1")
 	f.Add([]byte(producerPayload), "bad id\n")
+	f.Add([]byte(event(`"request_id":""`, `"request_id":"\u001b[31m\u0000\u202e\ud800é"`)), "")
 	b := setupIngress(f, storetest.Open(f, store.SQLite), ingressSetup{})
 
 	f.Fuzz(func(t *testing.T, body []byte, requestID string) {
@@ -691,6 +696,9 @@ func FuzzIngress(f *testing.F) {
 			t.Fatalf("status %d for a body of %d bytes over a healthy database: %s", r.code, len(body), r.body)
 		}
 		rep := r.reply(t, "fuzz", r.code)
+		if h := r.header.Get("X-Request-ID"); !validHeaderValue(h) {
+			t.Fatalf("X-Request-ID %q is not a header value every client reads back", h)
+		}
 		if r.code != http.StatusOK {
 			wantKept(t, b.db, "fuzz", rep, body, middleware.ClassPermanent)
 		}

@@ -65,6 +65,27 @@ func TestEventJSONSchema(t *testing.T) {
 		{"offset timestamp with fraction", p.with("timestamp", `"2026-11-28T14:28:17.123456+01:00"`).String(), true},
 		{"unknown fields", p.with("permissions", `{"a":[1,2]}`).String(), true},
 
+		{"request_id number", p.with("request_id", "1").String(), true},
+		{"service_name object", p.with("service_name", `{"a":1}`).String(), true},
+		{"sequence string", p.with("sequence", `"1"`).String(), true},
+		{"sequence negative", p.with("sequence", "-1").String(), true},
+		{"sequence too large", p.with("sequence", "18446744073709551616").String(), true},
+		{"displayName array", p.with("displayName", "[]").String(), true},
+		{"displayName with control characters", p.with("displayName", `"\u001b[31m"`).String(), true},
+		{"avatar not a URL", p.with("avatar", `"javascript:alert(1)"`).String(), true},
+		{"email empty", p.with("email", `""`).String(), true},
+		{"email without at", p.with("email", `"alice"`).String(), true},
+		{"email domain without dot", p.with("email", `"line_U1234abcd@localhost"`).String(), true},
+		{"email with space", p.with("email", `"alice @example.com"`).String(), true},
+		{"email long", p.with("email", `"`+strings.Repeat("a", 243)+`@example.com"`).String(), true},
+		{"username empty", p.with("username", `""`).String(), true},
+		{"username blank", p.with("username", `"   "`).String(), true},
+		{"username control character", p.with("username", `"a\u0007b"`).String(), true},
+		{"username Thai", p.with("username", `"สมชาย_ใจดี_1a2b3c4d"`).String(), true},
+		{"username long", p.with("username", `"`+strings.Repeat("u", 1000)+`"`).String(), true},
+		{"deep unknown field", p.with("x", strings.Repeat("[", 100)+strings.Repeat("]", 100)).String(), true},
+		{"offset -23:59", p.with("timestamp", `"2026-11-28T13:28:17-23:59"`).String(), true},
+
 		{"missing id", p.without("id").String(), false},
 		{"missing email", p.without("email").String(), false},
 		{"missing username", p.without("username").String(), false},
@@ -73,26 +94,19 @@ func TestEventJSONSchema(t *testing.T) {
 		{"id number", p.with("id", "1").String(), false},
 		{"id null", p.with("id", "null").String(), false},
 		{"email boolean", p.with("email", "true").String(), false},
-		{"request_id number", p.with("request_id", "1").String(), false},
-		{"sequence string", p.with("sequence", `"1"`).String(), false},
-		{"sequence negative", p.with("sequence", "-1").String(), false},
-		{"sequence too large", p.with("sequence", "18446744073709551616").String(), false},
-		{"displayName array", p.with("displayName", "[]").String(), false},
+		{"email null", p.with("email", "null").String(), false},
+		{"username number", p.with("username", "1").String(), false},
 		{"id not a UUID", p.with("id", `"abc"`).String(), false},
 		{"id without hyphens", p.with("id", `"78af4bc478af4bc478af4bc478af4bc4"`).String(), false},
 		{"id nil UUID", p.with("id", `"00000000-0000-0000-0000-000000000000"`).String(), false},
-		{"email without at", p.with("email", `"alice"`).String(), false},
-		{"email domain without dot", p.with("email", `"alice@localhost"`).String(), false},
-		{"email with space", p.with("email", `"alice @example.com"`).String(), false},
-		{"email too long", p.with("email", `"`+strings.Repeat("a", 243)+`@example.com"`).String(), false},
-		{"username empty", p.with("username", `""`).String(), false},
-		{"username blank", p.with("username", `"   "`).String(), false},
-		{"username control character", p.with("username", `"a\u0007b"`).String(), false},
-		{"username too long", p.with("username", `"`+strings.Repeat("u", 256)+`"`).String(), false},
+		{"email NUL", p.with("email", `"alice\u0000@example.com"`).String(), false},
+		{"username NUL", p.with("username", `"\u0000"`).String(), false},
 		{"action unknown", p.with("action", `"renamed"`).String(), false},
 		{"timestamp not RFC 3339", p.with("timestamp", `"2026-11-28 13:28:17"`).String(), false},
 		{"timestamp comma fraction", p.with("timestamp", `"2026-11-28T13:28:17,5Z"`).String(), false},
 		{"timestamp hour 24", p.with("timestamp", `"2026-11-28T24:00:00Z"`).String(), false},
+		{"timestamp offset +24:00", p.with("timestamp", `"2026-11-28T13:28:17+24:00"`).String(), false},
+		{"timestamp offset minutes 60", p.with("timestamp", `"2026-11-28T13:28:17+01:60"`).String(), false},
 		{"array body", "[" + producerPayload + "]", false},
 	}
 	for _, tt := range tests {
@@ -150,6 +164,25 @@ func TestCommandJSONSchema(t *testing.T) {
 				if err := validate(t, sch, data); err != nil {
 					t.Errorf("%s via %s: %v\n%s", typ, ingress, err, data)
 				}
+			}
+		}
+	})
+
+	// What the Auth Service's OAuth sign-ups yield (DESIGN §2).
+	t.Run("OAuth identities validate", func(t *testing.T) {
+		t.Parallel()
+		for _, id := range [][2]string{
+			{"", "สมชาย_ใจดี_1a2b3c4d"}, {"line_U1234abcd@oauth.local", "line_u1234abcd_1a2b3c4d"},
+			{"root@localhost", "🦄_unicorn_1a2b3c4d"}, {"a\x1b@example.com", "x\x1b\u202e"}, {"", ""},
+		} {
+			cmd := sampleCommand(schema.CommandCreateProfile, schema.IngressHTTP)
+			cmd.Email, cmd.Username, cmd.DisplayName = id[0], id[1], id[1]
+			data, err := json.Marshal(cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := validate(t, sch, data); err != nil {
+				t.Errorf("email %q, username %q: %v", id[0], id[1], err)
 			}
 		}
 	})
