@@ -25,13 +25,13 @@ func TestCheckReportsTables(t *testing.T) {
 	}
 
 	out, err := check()
-	if err != nil || !strings.Contains(out, "tables: watermill_profile_sync_commands, watermill_user_events_poison absent (serve creates them") {
+	if err != nil || !strings.Contains(out, "tables: watermill_profile_sync_commands, watermill_user_events_poison, user_events_ledger absent (serve creates them") {
 		t.Errorf("check before serve made the tables: %v\n%s", err, out)
 	}
 
 	db := openDB(t, dbURL)
 	out, err = check()
-	if err != nil || !strings.Contains(out, "tables: writable (watermill_profile_sync_commands, watermill_user_events_poison;") {
+	if err != nil || !strings.Contains(out, "tables: writable (watermill_profile_sync_commands, watermill_user_events_poison, user_events_ledger;") {
 		t.Errorf("check with writable tables: %v\n%s", err, out)
 	}
 	if n := countCommands(t, db); n != 0 {

@@ -207,16 +207,20 @@ func record(msg *message.Message, v Verdict, cmd schema.Command) {
 // so the command records the subject the Auth Service would have used.
 func subjectOf(subject, action string) string {
 	if subject != "" {
-		return subject
+		// What the broker gave, as printable text: a subject may hold
+		// control characters (NUL would break PostgreSQL's jsonb).
+		return schema.PrintableText(subject, 256)
 	}
 	return "user.events." + action
 }
 
+// orHTTP names what is decoded in an error: the subject (outside input,
+// escaped as printable text), or "event" for an HTTP arrival.
 func orHTTP(subject string) string {
 	if subject == "" {
 		return "event"
 	}
-	return subject
+	return schema.PrintableText(subject, 256)
 }
 
 func parseUint(s string) uint64 {
