@@ -43,6 +43,7 @@ type world struct {
 	js         jetstream.JetStream
 	ingressURL string
 	lastSeq    uint64
+	proc       *routerProc
 }
 
 func newWorld(t *testing.T, backend store.Dialect, extraEnv ...string) *world {
@@ -54,7 +55,7 @@ func newWorld(t *testing.T, backend store.Dialect, extraEnv ...string) *world {
 		env[extraEnv[i]] = extraEnv[i+1]
 	}
 	w := &world{db: openDB(t, dbURL), js: routertest.JetStream(t, srv.URL), ingressURL: ingressURL}
-	startRouter(t, env)
+	w.proc = startRouter(t, env)
 	waitForIngress(t, ingressURL)
 	waitForConsumer(t, w.js)
 	return w
@@ -399,6 +400,14 @@ func TestHostileTextIsCarriedSafely(t *testing.T) {
 		}
 		if n, _ := w.db.CountPoison(t.Context()); n != 0 {
 			t.Errorf("%d poison entries, want 0", n)
+		}
+		// What was dropped is said in the log, escaped like everything else.
+		logs := w.proc.logs.String()
+		if !strings.Contains(logs, `"msg":"event handled; unusable optional fields dropped"`) || !strings.Contains(logs, `"dropped":"displayName: `) {
+			t.Error("no log line says which optional fields were dropped")
+		}
+		if strings.ContainsAny(logs, "\x00\x1b\u202e") {
+			t.Error("a log line holds a raw NUL, ESC or bidi override")
 		}
 		if backend == store.Postgres {
 			var n int

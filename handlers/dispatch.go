@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -143,6 +144,13 @@ func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 	}
 	msg.Metadata.Set(MetaAction, ev.Action)
 	msg.Metadata.Set(MetaUserID, ev.ID)
+	if len(ev.Dropped) > 0 {
+		dropped := make([]string, len(ev.Dropped))
+		for i, p := range ev.Dropped {
+			dropped[i] = p.String()
+		}
+		msg.Metadata.Set(MetaDropped, strings.Join(dropped, "; "))
+	}
 	msg.Metadata.Set(MetaOccurredAt, ev.Timestamp.UTC().Format(time.RFC3339Nano))
 	h, ok := d.registry[ev.Action]
 	if !ok {

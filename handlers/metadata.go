@@ -19,4 +19,7 @@ const (
 	// (VerdictNew, VerdictCopy, …) and, when a command was written, its id.
 	MetaVerdict   = "verdict"
 	MetaCommandID = "command_id"
+	// MetaDropped lists the optional fields the decoder dropped as unusable
+	// (schema.UserEvent.Dropped), for the event's log line.
+	MetaDropped = "dropped"
 )

@@ -40,6 +40,8 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 				level = slog.LevelWarn
 			case msg.Metadata.Get(MetaPoisonClass) != "":
 				level = slog.LevelError
+			case msg.Metadata.Get(handlers.MetaDropped) != "":
+				level = slog.LevelWarn
 			}
 			if !logger.Enabled(ctx, level) {
 				return out, err
@@ -52,8 +54,15 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 				logger.LogAttrs(msg.Context(), slog.LevelError, "event sent to the poison queue", append(attrs,
 					slog.String("error_class", msg.Metadata.Get(MetaPoisonClass)),
 					slog.String("reason", msg.Metadata.Get(MetaPoisonReason)))...)
+			case msg.Metadata.Get(handlers.MetaDropped) != "":
+				// The user's command is written; what of the event could not
+				// be used is said once, here.
+				logger.LogAttrs(msg.Context(), slog.LevelWarn, "event handled; unusable optional fields dropped", append(attrs,
+					slog.String("verdict", msg.Metadata.Get(handlers.MetaVerdict)),
+					slog.String("dropped", msg.Metadata.Get(handlers.MetaDropped)))...)
 			default:
-				logger.LogAttrs(msg.Context(), slog.LevelDebug, "event handled", attrs...)
+				logger.LogAttrs(msg.Context(), slog.LevelDebug, "event handled", append(attrs,
+					slog.String("verdict", msg.Metadata.Get(handlers.MetaVerdict)))...)
 			}
 			return out, err
 		}
