@@ -219,51 +219,51 @@ func (d *eventDecoder) drop(field int, message string) {
 	d.dropped = append(d.dropped, Problem{Field: eventFields[field], Message: message})
 }
 
-// required returns the text of a required field; otherwise it records why
-// there is none. A repeated key is refused: which of the values the
-// producer meant cannot be known. A lone surrogate escape is refused: no
-// character carries it, and encoding/json would quietly make it U+FFFD.
-func (d *eventDecoder) required(field int) (string, bool) {
+// stringField returns a field's decoded text and the body offset of its
+// first lone surrogate escape (-1 if none), or why it has no text: absent,
+// repeated (which of the values was meant cannot be known), or not a
+// string.
+func (d *eventDecoder) stringField(field int) (s string, lone int, why string) {
 	m := d.fields[field]
 	switch {
 	case m.count == 0:
-		d.fail(field, "missing")
-		return "", false
+		return "", -1, "missing"
 	case m.count > 1:
-		d.fail(field, "duplicate key")
-		return "", false
+		return "", -1, "duplicate key"
 	case m.val.kind != kindString:
-		d.fail(field, "must be a string, got "+m.val.kind.String())
-		return "", false
+		return "", -1, "must be a string, got " + m.val.kind.String()
 	}
-	s, lone := text(d.data, m.val)
-	if lone >= 0 {
-		d.fail(field, loneSurrogate(d.data, lone))
+	s, lone = text(d.data, m.val)
+	return s, lone, ""
+}
+
+// required returns the text of a required field; otherwise it records why
+// there is none. A lone surrogate escape is refused too: no character
+// carries it, and encoding/json would quietly make it U+FFFD.
+func (d *eventDecoder) required(field int) (string, bool) {
+	s, lone, why := d.stringField(field)
+	if why == "" && lone >= 0 {
+		why = fmt.Sprintf("lone surrogate escape %s at byte %d: half of a UTF-16 pair, not a character", d.data[lone:lone+6], lone+1)
+	}
+	if why != "" {
+		d.fail(field, why)
 		return "", false
 	}
 	return s, true
-}
-
-func loneSurrogate(data []byte, at int) string {
-	return fmt.Sprintf("lone surrogate escape %s at byte %d: half of a UTF-16 pair, not a character", data[at:at+6], at+1)
 }
 
 // optional returns the text of an optional field, with lone surrogates in
 // their WTF-8 form; absent and null yield false, and so does a value that
 // is repeated or not a string, which is also recorded as dropped.
 func (d *eventDecoder) optional(field int) (string, bool) {
-	m := d.fields[field]
-	switch {
-	case m.count == 0 || m.count == 1 && m.val.kind == kindNull:
-		return "", false
-	case m.count > 1:
-		d.drop(field, "duplicate key")
-		return "", false
-	case m.val.kind != kindString:
-		d.drop(field, "must be a string, got "+m.val.kind.String())
+	if m := d.fields[field]; m.count == 0 || m.count == 1 && m.val.kind == kindNull {
 		return "", false
 	}
-	s, _ := text(d.data, m.val)
+	s, _, why := d.stringField(field)
+	if why != "" {
+		d.drop(field, why)
+		return "", false
+	}
 	return s, true
 }
 
