@@ -25,7 +25,7 @@ func publishCommand(ctx context.Context, args []string, getenv func(string) stri
 	var (
 		natsURL   = fs.String("nats", "", "NATS URL (default: NATS_URL, else nats://NATS_LISTEN)")
 		httpURL   = fs.String("http", "", "POST to this fallback URL (e.g. http://127.0.0.1:3000/api/sync/users) instead of NATS")
-		action    = fs.String("action", "created", "created, updated, deleted, or lifecycle (created, updated, deleted per user)")
+		action    = fs.String("action", "created", strings.Join(schema.ActionNames(), ", ")+", or lifecycle (each of them per user, in that order)")
 		count     = fs.Int("n", 1, "number of users")
 		rate      = fs.Float64("rate", 0, "events per second (0 = as fast as possible)")
 		userID    = fs.String("id", "", "user id (default: a new UUID per user)")
@@ -124,14 +124,16 @@ func publishCommand(ctx context.Context, args []string, getenv func(string) stri
 	return nil
 }
 
+// actionsFor is the actions one -action value sends per user, from
+// schema's list: one of them, or all in lifecycle order.
 func actionsFor(action string) ([]string, error) {
-	switch action {
-	case "created", "updated", "deleted":
-		return []string{action}, nil
-	case "lifecycle":
-		return []string{"created", "updated", "deleted"}, nil
+	if action == "lifecycle" {
+		return schema.ActionNames(), nil
 	}
-	return nil, usagef("publish: -action must be created, updated, deleted or lifecycle, got %q", action)
+	if _, ok := schema.LookupAction(action); ok {
+		return []string{action}, nil
+	}
+	return nil, usagef("publish: -action must be %s or lifecycle, got %q", strings.Join(schema.ActionNames(), ", "), action)
 }
 
 // httpSender posts like the Auth Service's fallback: only Content-Type, three

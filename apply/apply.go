@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -65,9 +66,7 @@ func Decode(payload []byte) (schema.Command, error) {
 	if c.UserID == "" || c.OccurredAt.IsZero() {
 		return c, fmt.Errorf("%w: no user_id or occurred_at", ErrUndecodable)
 	}
-	switch c.Type {
-	case schema.CommandCreateProfile, schema.CommandSyncIdentity, schema.CommandDeleteProfile:
-	default:
+	if !slices.Contains(schema.CommandTypes(), c.Type) {
 		return c, fmt.Errorf("%w: unknown type %q", ErrUndecodable, c.Type)
 	}
 	return c, nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/social/user-events-router/apply"
+	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
 
@@ -29,5 +30,19 @@ func TestREADMERecipeIsApplied(t *testing.T) {
 		if !strings.Contains(readme, block) {
 			t.Errorf("README lacks the %s tables as apply creates them:\n%s", d, block)
 		}
+	}
+}
+
+// Every command type schema lists has its statements: a new action reaches
+// the monolith's tables, or this fails.
+func TestRecipeCoversEveryCommandType(t *testing.T) {
+	t.Parallel()
+	for _, typ := range schema.CommandTypes() {
+		if len(apply.Recipe[string(typ)]) == 0 {
+			t.Errorf("apply.Recipe has no statements for %s", typ)
+		}
+	}
+	if len(apply.Recipe) != len(schema.CommandTypes()) {
+		t.Errorf("apply.Recipe has %d command types, schema %d", len(apply.Recipe), len(schema.CommandTypes()))
 	}
 }

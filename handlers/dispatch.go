@@ -46,6 +46,9 @@ func NewDispatcher(registry Registry, committer Committer, topic string) (*Dispa
 		if h.Name == "" || h.Build == nil || h.Action != action {
 			return nil, fmt.Errorf("handlers: registration for action %q is incomplete or mismatched", action)
 		}
+		if _, ok := schema.LookupAction(action); !ok {
+			return nil, fmt.Errorf("handlers: a handler for action %q, which schema.Actions does not list: add it there (the decoder would refuse every such event)", action)
+		}
 	}
 	if committer == nil {
 		return nil, errors.New("handlers: nil committer")
@@ -153,7 +156,8 @@ func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 	}
 	msg.Metadata.Set(MetaOccurredAt, ev.Timestamp.UTC().Format(time.RFC3339Nano))
 	h, ok := d.registry[ev.Action]
-	if !ok {
+	action, listed := schema.LookupAction(ev.Action)
+	if !ok || !listed {
 		return prepared{}, Permanent(fmt.Errorf("no handler for action %q", ev.Action))
 	}
 	msg.Metadata.Set(MetaHandler, h.Name)
@@ -173,7 +177,7 @@ func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 			DeliveryAttempt: parseUint(msg.Metadata.Get(MetaDeliveryAttempt)),
 			CorrelationID:   corr,
 		}),
-		arrival: Arrival{Action: ev.Action, At: ev.Timestamp, Hash: ContentHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq},
+		arrival: Arrival{Kind: action.Kind, At: ev.Timestamp, Hash: ContentHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq},
 	}, nil
 }
 

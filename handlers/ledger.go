@@ -63,7 +63,7 @@ const (
 
 // Arrival is one arrival of an event, as the ledger sees it.
 type Arrival struct {
-	Action string    `json:"-"`
+	Kind   schema.Kind `json:"-"`
 	At     time.Time `json:"-"`
 	// Hash is the hash of the event's canonical content (ContentHash).
 	Hash uint64 `json:"h"`
@@ -122,8 +122,8 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 	if atNewest && a.Path == PathNATS && a.StreamSeq != 0 && l.has(a) {
 		return Verdict{Why: VerdictRedelivery}
 	}
-	switch a.Action {
-	case schema.ActionCreated:
+	switch a.Kind {
+	case schema.KindRegistration:
 		switch {
 		case l.Generation == 0:
 			return l.open(a)
@@ -145,7 +145,7 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 			l.Created = true
 			return l.write(a)
 		}
-	case schema.ActionDeleted:
+	case schema.KindDeletion:
 		switch {
 		case l.Generation == 0:
 			v := l.open(a)
@@ -163,7 +163,7 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 		}
 		l.Deleted = true
 		return l.write(a)
-	default: // updated, and any action that only changes identity
+	default: // schema.KindIdentity
 		switch {
 		case l.Generation == 0:
 			// Its created never came (the producer gives up after three
@@ -184,7 +184,7 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 // open starts a new registration with a.
 func (l *Ledger) open(a Arrival) Verdict {
 	l.Generation++
-	l.Created = a.Action == schema.ActionCreated
+	l.Created = a.Kind == schema.KindRegistration
 	l.Deleted = false
 	return l.write(a)
 }

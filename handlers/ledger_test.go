@@ -24,7 +24,8 @@ func (s step) arrival() Arrival {
 	for _, c := range s.action + "|" + s.body + "|" + time.Duration(s.at).String() {
 		h = (h ^ uint64(c)) * 0x100000001b3
 	}
-	return Arrival{Action: s.action, At: t0.Add(time.Duration(s.at) * time.Second), Hash: h, Path: s.path, StreamSeq: s.seq}
+	a, _ := schema.LookupAction(s.action)
+	return Arrival{Kind: a.Kind, At: t0.Add(time.Duration(s.at) * time.Second), Hash: h, Path: s.path, StreamSeq: s.seq}
 }
 
 const (

@@ -602,14 +602,12 @@ func text(data []byte, v value) (string, int) {
 	raw := data[v.start:v.end]
 	if !v.escaped {
 		// The values every event repeats are not copied.
-		switch string(raw) {
-		case ActionCreated:
-			return ActionCreated, -1
-		case ActionUpdated:
-			return ActionUpdated, -1
-		case ActionDeleted:
-			return ActionDeleted, -1
-		case ProducerServiceName:
+		for _, a := range actions {
+			if string(raw) == a.Name {
+				return a.Name, -1
+			}
+		}
+		if string(raw) == ProducerServiceName {
 			return ProducerServiceName, -1
 		}
 		return string(raw), -1

@@ -422,13 +422,11 @@ func checkIdentityText(s string) (string, string) {
 	return s, ""
 }
 
-// checkAction accepts the three actions and, when the event came with a
+// checkAction accepts the listed actions (Actions) and, when the event came with a
 // subject, only the one the subject names; it returns the problem or "".
 func checkAction(subject, action string) string {
-	switch action {
-	case ActionCreated, ActionUpdated, ActionDeleted:
-	default:
-		return fmt.Sprintf("unknown action %s (want %s, %s or %s)", quote(action), ActionCreated, ActionUpdated, ActionDeleted)
+	if _, ok := LookupAction(action); !ok {
+		return fmt.Sprintf("unknown action %s (want %s)", quote(action), orList(ActionNames()))
 	}
 	if subject != "" && ActionFromSubject(subject) != action {
 		return fmt.Sprintf("action %s does not match subject %s", quote(action), quote(subject))
