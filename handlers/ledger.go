@@ -63,8 +63,8 @@ const (
 
 // Arrival is one arrival of an event, as the ledger sees it.
 type Arrival struct {
-	Kind   schema.Kind `json:"-"`
-	At     time.Time `json:"-"`
+	Kind schema.Kind `json:"-"`
+	At   time.Time   `json:"-"`
 	// Hash is the hash of the event's canonical content (ContentHash).
 	Hash uint64 `json:"h"`
 	// Path is PathNATS or PathHTTP. A replay counts as the path its entry
