@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
 
@@ -137,9 +138,18 @@ func (p *Poison) entry(msg *message.Message, class string, err error) store.Pois
 		Handler:       msg.Metadata.Get(handlers.MetaHandler),
 		Ingress:       msg.Metadata.Get(handlers.MetaIngress),
 		CorrelationID: msg.Metadata.Get(handlers.MetaCorrelationID),
-		Stream:        msg.Metadata.Get(handlers.MetaStream),
-		FirstFailure:  now,
-		LastFailure:   now,
+		// Set when the event decoded; otherwise the store reads them
+		// from the payload as well as it can.
+		UserID:       msg.Metadata.Get(handlers.MetaUserID),
+		Action:       msg.Metadata.Get(handlers.MetaAction),
+		Stream:       msg.Metadata.Get(handlers.MetaStream),
+		FirstFailure: now,
+		LastFailure:  now,
+	}
+	if e.Ingress == schema.IngressReplay {
+		// A replay that failed again: the store keeps the entry's own
+		// ingress and delivery facts and counts the replay.
+		e.Replays, e.LastReplayAt = 1, now
 	}
 	e.StreamSeq, _ = strconv.ParseUint(msg.Metadata.Get(handlers.MetaStreamSeq), 10, 64)
 	e.DeliveryCount, _ = strconv.ParseUint(msg.Metadata.Get(handlers.MetaDeliveryAttempt), 10, 64)
