@@ -91,16 +91,18 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			return nil, err
 		}
 		entry := p.entry(msg, class, err)
+		// The id goes on the message before the write, so that the log
+		// line of a write that fails names the entry too.
+		msg.Metadata.Set(MetaPoisonID, entry.ID)
 		// The write must not die with the delivery's context: on the last
 		// delivery a shutdown would otherwise strand the message.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), poisonWriteTimeout)
 		defer cancel()
 		if werr := p.Sink.PutPoison(wctx, entry); werr != nil {
-			return nil, fmt.Errorf("write poison entry: %w (while handling: %w)", werr, err)
+			return nil, fmt.Errorf("write poison entry %s: %w (while handling: %w)", entry.ID, werr, err)
 		}
 		msg.Metadata.Set(MetaPoisonClass, class)
 		msg.Metadata.Set(MetaPoisonReason, entry.Reason)
-		msg.Metadata.Set(MetaPoisonID, entry.ID)
 		return nil, nil
 	}
 }

@@ -330,6 +330,11 @@ func TestPoisonSinkFailure(t *testing.T) {
 			if v := msg.Metadata.Get(middleware.MetaPoisonClass); v != "" {
 				t.Errorf("poison_class = %q, want unset: nothing was written", v)
 			}
+			// The id of the entry that could not be written: the log line
+			// of the failure names it.
+			if id := msg.Metadata.Get(middleware.MetaPoisonID); id != middleware.PoisonID(testSubject, []byte(badPayload)) || !strings.Contains(err.Error(), id) {
+				t.Errorf("poison_id = %q, error %q; want the entry's id on both", id, err)
+			}
 			if tt.name == "permanent" && !handlers.IsPermanent(err) {
 				t.Errorf("err = %v: the original permanent failure must stay matchable with errors.Is", err)
 			}

@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -427,6 +428,51 @@ func TestAdminReplayDuringOutage(t *testing.T) {
 	}
 	if e, err := b.db.GetPoison(t.Context(), b.valid.ID); err != nil || e.Failures != 1 {
 		t.Errorf("entry after a transient failure: %+v, %v; want it unchanged", e, err)
+	}
+}
+
+// TestReplayLogsPoisonID: every log line about a replay names the entry,
+// whether it fails again or cannot be written for now.
+func TestReplayLogsPoisonID(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	var logs bytes.Buffer
+	replayer := newReplayer(t, db, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	bad := store.PoisonEntry{ID: middleware.PoisonID("user.events.created", []byte(`{"id":"abc"}`)), Payload: []byte(`{"id":"abc"}`),
+		Class: "permanent", Reason: "bad", Subject: "user.events.created", Ingress: "nats"}
+	valid := store.PoisonEntry{ID: middleware.PoisonID("user.events.created", []byte(producerPayload)), Payload: []byte(producerPayload),
+		Class: "transient_exhausted", Reason: "down", Subject: "user.events.created", Ingress: "nats"}
+	for _, e := range []store.PoisonEntry{bad, valid} {
+		if err := db.PutPoison(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := replayer.Replay(t.Context(), bad.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL.Exec(`CREATE TRIGGER outage BEFORE INSERT ON watermill_profile_sync_commands
+		BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replayer.Replay(t.Context(), valid.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"event sent to the poison queue": bad.ID, "event not handled; it will be delivered again": valid.ID}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		msg, _ := rec["msg"].(string)
+		if id, ok := want[msg]; ok {
+			if rec["poison_id"] != id {
+				t.Errorf("%q: poison_id = %v, want %s", msg, rec["poison_id"], id)
+			}
+			delete(want, msg)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no log lines %v in:\n%s", want, logs.String())
 	}
 }
 

@@ -156,11 +156,14 @@ func (r *Replayer) ReplayMatching(ctx context.Context, f store.PoisonFilter, dry
 }
 
 // replayMessage rebuilds the message of a poison entry: original bytes,
-// subject and correlation id, with ingress "replay".
+// subject and correlation id, with ingress "replay" (the command records
+// it; the entry keeps its own), and the entry's id, so that every log line
+// about the replay names it.
 func replayMessage(e store.PoisonEntry) *message.Message {
 	msg := message.NewMessage(e.ID, e.Payload)
 	msg.Metadata.Set(handlers.MetaSubject, e.Subject)
 	msg.Metadata.Set(handlers.MetaIngress, schema.IngressReplay)
+	msg.Metadata.Set(middleware.MetaPoisonID, e.ID)
 	if e.CorrelationID != "" {
 		msg.Metadata.Set(handlers.MetaCorrelationID, e.CorrelationID)
 	}
