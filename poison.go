@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -106,7 +107,7 @@ func poisonList(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return flagErrors("list", err)
 	}
-	_, db, err := openPoisonStore(ctx, getenv)
+	db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -139,7 +140,7 @@ func poisonShow(ctx context.Context, args []string, getenv func(string) string, 
 	if err := store.CheckPoisonID(ids[0]); err != nil {
 		return usageError{fmt.Errorf("poison show: %w", err)}
 	}
-	_, db, err := openPoisonStore(ctx, getenv)
+	db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -175,7 +176,7 @@ func poisonStats(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return flagErrors("stats", err)
 	}
-	_, db, err := openPoisonStore(ctx, getenv)
+	db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -330,6 +331,8 @@ func newReplayer(cfg configs.Config, db *store.DB, logger *slog.Logger) (*router
 	return router.NewReplayer(db, pipeline)
 }
 
+// openPoisonStore opens the database for replay and delete, creating or
+// upgrading the tables as the router does.
 func openPoisonStore(ctx context.Context, getenv func(string) string) (configs.Config, *store.DB, error) {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -337,6 +340,32 @@ func openPoisonStore(ctx context.Context, getenv func(string) string) (configs.C
 	}
 	db, err := openStore(ctx, cfg)
 	return cfg, db, err
+}
+
+// openPoisonReader opens the database for list, show and stats, which
+// change nothing: no table is created or altered (a first upgrade of a large
+// queue is the router's to do, at its start), and a queue that is not ready
+// is said so.
+func openPoisonReader(ctx context.Context, getenv func(string) string) (*store.DB, error) {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if url, ok := strings.CutPrefix(cfg.DatabaseURLOrDefault(), "sqlite:"); ok && cfg.DatabaseURL == "" {
+		// Opening a missing SQLite file would create it.
+		if _, err := os.Stat(url); err != nil {
+			return nil, fmt.Errorf("no database at DATA_DIR=%q: %w (no router has run here; set DATABASE_URL or DATA_DIR)", cfg.DataDir, err)
+		}
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURLOrDefault())
+	if err != nil {
+		return nil, err
+	}
+	if err := db.CheckPoisonSchema(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 func poisonFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -526,6 +528,58 @@ func TestPoisonBulk(t *testing.T) {
 	if out := b.mustPoison(t, "delete", "--all", "--yes"); out != "deleted 303 entries\n" {
 		t.Errorf("delete --all:\n%s", out)
 	}
+}
+
+// TestPoisonReadersChangeNothing: list, show and stats create and alter no
+// table; on a database the router has not prepared they say so.
+func TestPoisonReadersChangeNothing(t *testing.T) {
+	t.Parallel()
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		url := storetest.URL(t, backend)
+		db := openDBWithoutTables(t, url)
+		env := map[string]string{"DATABASE_URL": url, "DATA_DIR": t.TempDir(), "LOG_LEVEL": "warn"}
+		for _, args := range [][]string{{"list"}, {"stats"}, {"show", "6b727153"}} {
+			var out, errOut bytes.Buffer
+			err := run(t.Context(), append([]string{"poison"}, args...), func(k string) string { return env[k] }, &out, &errOut)
+			if code := exitCode(err, &errOut); code != 1 || !strings.Contains(errOut.String(), "start the router (serve) once") {
+				t.Errorf("poison %s on an empty database: exit %d, %q", args[0], code, errOut.String())
+			}
+		}
+		var tables int
+		if err := db.SQL.QueryRowContext(t.Context(), tableCountQuery(backend)).Scan(&tables); err != nil || tables != 0 {
+			t.Errorf("%d tables after list, stats and show (%v), want none", tables, err)
+		}
+	})
+	// The default SQLite file is not created either.
+	dir := t.TempDir()
+	var errOut bytes.Buffer
+	err := run(t.Context(), []string{"poison", "list"}, func(k string) string { return map[string]string{"DATA_DIR": dir}[k] }, io.Discard, &errOut)
+	if code := exitCode(err, &errOut); code != 1 || !strings.Contains(errOut.String(), "no router has run here") {
+		t.Errorf("poison list without a database: exit %d, %q", code, errOut.String())
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("poison list created %v", entries)
+	}
+}
+
+func openDBWithoutTables(t *testing.T, url string) *store.DB {
+	t.Helper()
+	db, err := store.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func tableCountQuery(d store.Dialect) string {
+	switch d {
+	case store.Postgres:
+		return `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`
+	case store.MySQL:
+		return `SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE()`
+	}
+	return `SELECT count(*) FROM sqlite_schema WHERE type = 'table'`
 }
 
 func TestPoisonProgress(t *testing.T) {

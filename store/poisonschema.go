@@ -184,6 +184,29 @@ func (db *DB) ensurePoisonColumns(ctx context.Context) error {
 	}
 }
 
+// ErrPoisonSchemaMissing is returned by CheckPoisonSchema when the poison
+// table, or a column or index its queries need, does not exist yet.
+var ErrPoisonSchemaMissing = errors.New("the poison table is not ready")
+
+// CheckPoisonSchema reports, reading only the catalog, whether the poison
+// table has everything its queries use; read-only tools call it instead of
+// InitSchema, which would create or alter the table.
+func (db *DB) CheckPoisonSchema(ctx context.Context) error {
+	cols, idx, err := db.missingPoisonSchema(ctx, db.SQL)
+	if err != nil {
+		return err
+	}
+	if len(cols) == len(poisonColumns) {
+		return fmt.Errorf("%w: table %s does not exist, or predates the poison_* columns; start the router (serve) once on this database, which creates or upgrades it",
+			ErrPoisonSchemaMissing, messagesTableName(PoisonTopic))
+	}
+	if len(cols)+len(idx) > 0 {
+		return fmt.Errorf("%w: table %s lacks %d column(s) and %d index(es) its queries use; start the router (serve) once on this database, which adds them",
+			ErrPoisonSchemaMissing, messagesTableName(PoisonTopic), len(cols), len(idx))
+	}
+	return nil
+}
+
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
