@@ -341,6 +341,15 @@ func TestPoisonStats(t *testing.T) {
 			t.Errorf("oldest %+v, newest %+v", s.Oldest, s.Newest)
 		}
 
+		// The kind that counts the legacy entry also lists it.
+		page := list(t, db, store.PoisonPageRequest{Filter: store.PoisonFilter{ReasonKind: "email: not an email address: … (domain has no dot)"}})
+		if page.Total != 4 || !slices.Contains(ids(page.Entries), legacy.ID) {
+			t.Errorf("listing the kind stats counted 4 times finds %v", ids(page.Entries))
+		}
+		if page := list(t, db, store.PoisonPageRequest{Filter: store.PoisonFilter{ReasonKind: "body is N bytes, limit is N"}}); page.Total != 2 {
+			t.Errorf("kind with numbers: %d entries, want 2", page.Total)
+		}
+
 		// Top groups and the rest; and a filter.
 		s, err = db.PoisonStats(testContext(t), store.PoisonFilter{Class: "permanent"}, 1)
 		if err != nil {
@@ -635,7 +644,7 @@ func TestInitSchemaAddsPoisonColumnsToExistingTable(t *testing.T) {
 			t.Fatalf("InitSchema again: %v", err)
 		}
 		page := list(t, db, store.PoisonPageRequest{Filter: store.PoisonFilter{Class: "permanent", Subject: "user.events.created",
-			Ingress: "nats", Since: time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC)}})
+			Ingress: "nats", ReasonKind: "email: missing", Since: time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC)}})
 		if !slices.Equal(ids(page.Entries), []string{old.UUID}) || page.Entries[0].ReasonKind != "email: missing" {
 			t.Errorf("the old entry is not found by the new filters: %+v", page)
 		}

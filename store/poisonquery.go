@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -95,11 +96,16 @@ func (db *DB) newPoisonQuery(f PoisonFilter) (*poisonQuery, error) {
 		{pcIngress, pmIngress, f.Ingress},
 		{pcCorrelationID, pmCorrelationID, f.CorrelationID},
 		{pcUserID, pmUserID, f.UserID},
-		{pcReasonKind, pmReasonKind, f.ReasonKind},
 	} {
 		if eq.value != "" {
 			q.equal(eq.column, eq.key, eq.value)
 		}
+	}
+	if f.ReasonKind != "" {
+		// Entries stored before reason kinds have none; their reason is
+		// matched by the kind's shape instead (… and N are wildcards).
+		kind := db.quote(pcReasonKind)
+		q.add("("+kind+" = ? OR ("+kind+" IS NULL AND "+db.quote(pcReason)+" LIKE ? ESCAPE '!'))", f.ReasonKind, reasonKindPattern(f.ReasonKind))
 	}
 	if f.Reason != "" {
 		q.add("LOWER("+db.quote(pcReason)+") LIKE ? ESCAPE '!'", "%"+escapeLike(strings.ToLower(f.Reason))+"%")
@@ -159,6 +165,27 @@ func (q *poisonQuery) where(extra ...string) string {
 }
 
 func (q *poisonQuery) with(args ...any) []any { return append(slices.Clone(q.args), args...) }
+
+// reasonKindPattern is a LIKE pattern for the reasons of a kind: what
+// ReasonKind replaced ("…" for a value, a word "N" for a number) and the
+// prefixes it dropped match anything.
+func reasonKindPattern(kind string) string {
+	var b strings.Builder
+	b.WriteString("%")
+	runes := []rune(kind)
+	word := func(i int) bool {
+		return i >= 0 && i < len(runes) && (unicode.IsLetter(runes[i]) || unicode.IsDigit(runes[i]))
+	}
+	for i, r := range runes {
+		switch {
+		case r == '…', r == 'N' && !word(i-1) && !word(i+1):
+			b.WriteString("%")
+		default:
+			b.WriteString(escapeLike(string(r)))
+		}
+	}
+	return b.String()
+}
 
 // escapeLike escapes LIKE's wildcards with '!', the ESCAPE character the
 // queries name (a backslash means different things to MySQL and the others).
