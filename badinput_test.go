@@ -114,10 +114,7 @@ func TestBadInputCorpus(t *testing.T) {
 		if n := countCommands(t, db); n != len(corpus) {
 			t.Errorf("%d commands, want %d (one per good event)", n, len(corpus))
 		}
-		entries, err := db.ListPoison(t.Context(), store.PoisonFilter{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		entries := storetest.PoisonEntries(t, db)
 		if len(entries) != len(corpus) {
 			t.Errorf("%d poison entries, want %d", len(entries), len(corpus))
 		}

@@ -36,10 +36,7 @@ func TestLastDeliveryIsPoisonedNotStranded(t *testing.T) {
 	routertest.Eventually(t, 30*time.Second, "the stream to drain through the poison queue", func() bool {
 		return routertest.StreamMsgs(t, js, "USER_EVENTS") == 0
 	})
-	entries, err := db.ListPoison(context.Background(), store.PoisonFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := storetest.PoisonEntries(t, db)
 	if len(entries) != 1 {
 		t.Fatalf("%d poison entries, want 1", len(entries))
 	}
@@ -50,7 +47,7 @@ func TestLastDeliveryIsPoisonedNotStranded(t *testing.T) {
 
 	mustExec(t, db, `ALTER TABLE parked_commands RENAME TO watermill_profile_sync_commands`)
 	var out, errOut syncBuffer
-	err = run(context.Background(), []string{"poison", "replay", e.ID}, func(k string) string { return env[k] }, &out, &errOut)
+	err := run(context.Background(), []string{"poison", "replay", e.ID}, func(k string) string { return env[k] }, &out, &errOut)
 	if err != nil {
 		t.Fatalf("replay: %v\n%s%s", err, out.String(), errOut.String())
 	}

@@ -82,10 +82,7 @@ func TestDatabaseOutageMidStream(t *testing.T) {
 		if distinct != total {
 			t.Errorf("%d distinct command ids, want %d", distinct, total)
 		}
-		entries, err := db.ListPoison(t.Context(), store.PoisonFilter{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		entries := storetest.PoisonEntries(t, db)
 		if len(entries) != 0 {
 			t.Errorf("a database outage produced %d poison entries, want none: first %+v", len(entries), withoutPayload(entries[0]))
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,15 +26,23 @@ import (
 const poisonUsage = `usage: user-events-router poison <command> [flags]
 
 commands:
-  list    [--reason TEXT] [--class CLASS] [--subject S] [--since WHEN] [--until WHEN] [--limit N] [--json]
+  list    [FILTERS] [--order newest|oldest] [--limit N] [--cursor C] [--json]
   show    ID [--json]
-  replay  ID... | --all [filters] [--dry-run] [--json]
-  delete  ID... | --all [filters] --yes
+  stats   [FILTERS] [--json]
+  replay  ID... | --all [FILTERS] [--dry-run] [--json]
+  delete  ID... | --all [FILTERS] --yes
+
+FILTERS: --class CLASS  --subject S  --ingress nats|http  --correlation-id ID
+         --user-id UUID  --reason-kind KIND  --reason TEXT  --since WHEN  --until WHEN
 
 ID is an entry id or a unique prefix of it (at least 8 characters, as list
 shows). CLASS is permanent, panic or transient_exhausted. WHEN is a duration
-before now (2h) or an RFC 3339 time. The filters of --all are list's.
-replay and delete exit 1 when any entry was not replayed or deleted.
+before now (30m, 2h, 1d) or an RFC 3339 time. KIND is a reason without its
+values, as stats shows it.
+
+list shows the newest 50 entries (--limit, at most 1000) and how to get
+the next page. replay and delete exit 1 when any entry was not replayed or
+deleted; with --all they work in batches and report progress on stderr.
 
 They work on the database directly (DATABASE_URL, else DATA_DIR); no router
 needs to run.
@@ -49,7 +58,7 @@ const (
 func poisonCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, poisonUsage)
-		return usagef("poison: missing command (list, show, replay or delete)")
+		return usagef("poison: missing command (list, show, stats, replay or delete)")
 	}
 	sub, args := args[0], args[1:]
 	var err error
@@ -58,6 +67,8 @@ func poisonCommand(ctx context.Context, args []string, getenv func(string) strin
 		err = poisonList(ctx, args, getenv, stdout, stderr)
 	case "show":
 		err = poisonShow(ctx, args, getenv, stdout, stderr)
+	case "stats":
+		err = poisonStats(ctx, args, getenv, stdout, stderr)
 	case "replay":
 		err = poisonReplay(ctx, args, getenv, stdout, stderr)
 	case "delete":
@@ -67,7 +78,7 @@ func poisonCommand(ctx context.Context, args []string, getenv func(string) strin
 		return nil
 	default:
 		fmt.Fprint(stderr, poisonUsage)
-		return usagef("poison: unknown command %q (want list, show, replay or delete)", sub)
+		return usagef("poison: unknown command %s (want list, show, stats, replay or delete)", strconv.QuoteToASCII(sub))
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // -h printed the flags
@@ -79,32 +90,38 @@ func poisonList(ctx context.Context, args []string, getenv func(string) string, 
 	fs := poisonFlagSet("list", "[flags]", stderr)
 	var q router.PoisonQuery
 	addFilterFlags(fs, &q)
-	asJSON := fs.Bool("json", false, "print a JSON array of full entries")
+	fs.StringVar(&q.Order, "order", "", "`ORDER` of last failure: newest (the default) or oldest")
+	fs.StringVar(&q.Limit, "limit", "", fmt.Sprintf("at most `N` entries (1 to %d; default %d)", store.MaxPoisonPageSize, store.DefaultPoisonPageSize))
+	fs.StringVar(&q.Cursor, "cursor", "", "start after `C`, the cursor the page before ended with")
+	asJSON := fs.Bool("json", false, "print the page as JSON: entries (without payloads), total, next_cursor")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) > 0 {
-		return usagef("poison list: unexpected argument %q (list takes only flags)", rest[0])
+		return usagef("poison list: unexpected argument %s (list takes only flags)", strconv.QuoteToASCII(rest[0]))
 	}
-	f, err := filterFlags("list", q)
+	req, err := q.Page(time.Now())
 	if err != nil {
-		return err
+		return flagErrors("list", err)
 	}
-	_, db, err := openPoisonStore(ctx, getenv)
+	db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 
-	entries, err := db.ListPoison(ctx, f)
+	page, err := db.ListPoison(ctx, req)
+	if errors.Is(err, store.ErrInvalidPoisonQuery) { // a cursor that is not one
+		return usageError{fmt.Errorf("poison list: %w", err)}
+	}
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(stdout, router.NewPoisonJSONList(entries))
+		return printJSON(stdout, router.NewPoisonPageJSON(page, req))
 	}
-	printPoisonTable(stdout, entries)
+	printPoisonTable(stdout, page, req)
 	return nil
 }
 
@@ -118,7 +135,10 @@ func poisonShow(ctx context.Context, args []string, getenv func(string) string, 
 	if len(ids) != 1 {
 		return usagef("poison show: want exactly one ID, got %d", len(ids))
 	}
-	_, db, err := openPoisonStore(ctx, getenv)
+	if err := store.CheckPoisonID(ids[0]); err != nil {
+		return usageError{fmt.Errorf("poison show: %w", err)}
+	}
+	db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -132,6 +152,42 @@ func poisonShow(ctx context.Context, args []string, getenv func(string) string, 
 		return printJSON(stdout, router.NewPoisonJSON(e))
 	}
 	printPoisonEntry(stdout, e)
+	return nil
+}
+
+// poisonStatsTop is how many groups of each dimension stats shows.
+const poisonStatsTop = 20
+
+func poisonStats(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := poisonFlagSet("stats", "[flags]", stderr)
+	var q router.PoisonQuery
+	addFilterFlags(fs, &q)
+	asJSON := fs.Bool("json", false, "print the counts as JSON")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("poison stats: unexpected argument %s (stats takes only flags)", strconv.QuoteToASCII(rest[0]))
+	}
+	f, err := q.Filter(time.Now())
+	if err != nil {
+		return flagErrors("stats", err)
+	}
+	db, err := openPoisonReader(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	s, err := db.PoisonStats(ctx, f, poisonStatsTop)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, router.NewPoisonStatsJSON(s))
+	}
+	printPoisonStats(stdout, s)
 	return nil
 }
 
@@ -153,33 +209,49 @@ func poisonReplay(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer closeReplayer()
-	ids, err := sel.resolve(ctx, db)
-	if err != nil {
-		return err
-	}
 
-	results := make([]router.ReplayResult, 0, len(ids))
-	for _, id := range ids {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("poison replay: stopped after %d of %d entries: %w", len(results), len(ids), err)
-		}
-		res, err := replayer.Replay(ctx, id, *dryRun)
+	out := newReplayOutput(stdout, *asJSON, sel.all, *dryRun)
+	var stopped error
+	if sel.all {
+		total, err := db.CountPoisonMatching(ctx, sel.filter)
 		if err != nil {
-			res = router.ReplayResult{ID: id, Result: replayError, Reason: err.Error()}
-			if errors.Is(err, store.ErrPoisonNotFound) {
-				res.Result = replayNotFound
-			}
-		}
-		results = append(results, res)
-	}
-	if *asJSON {
-		if err := printJSON(stdout, results); err != nil {
 			return err
 		}
+		p := newProgress(stderr, "replay", total, time.Second)
+		stopped = replayer.ReplayMatching(ctx, sel.filter, *dryRun, func(res router.ReplayResult, err error) error {
+			out.add(replayResultOf(res.ID, res, err))
+			p.update(out.count())
+			return nil
+		})
+		p.done(out.count())
 	} else {
-		printReplayResults(stdout, results, *dryRun)
+		for _, id := range sel.ids {
+			if stopped = ctx.Err(); stopped != nil {
+				break
+			}
+			res, err := replayer.Replay(ctx, id, *dryRun)
+			out.add(replayResultOf(id, res, err))
+		}
 	}
-	return replayFailure(results)
+	if err := out.finish(); err != nil {
+		return err
+	}
+	if stopped != nil {
+		return fmt.Errorf("poison replay: stopped after %s: %w", countOf(out.count(), "entry", "entries"), stopped)
+	}
+	return out.failure()
+}
+
+// replayResultOf is the result to report for id: res, or what err means.
+func replayResultOf(id string, res router.ReplayResult, err error) router.ReplayResult {
+	if err == nil {
+		return res
+	}
+	res = router.ReplayResult{ID: id, Result: replayError, Reason: err.Error()}
+	if errors.Is(err, store.ErrPoisonNotFound) || errors.Is(err, store.ErrInvalidPoisonID) {
+		res.Result = replayNotFound
+	}
+	return res
 }
 
 func poisonDelete(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -197,30 +269,41 @@ func poisonDelete(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer db.Close()
-	ids, err := sel.resolve(ctx, db)
-	if err != nil {
-		return err
+
+	if sel.all {
+		total, err := db.CountPoisonMatching(ctx, sel.filter)
+		if err != nil {
+			return err
+		}
+		p := newProgress(stderr, "delete", total, time.Second)
+		deleted, err := db.DeletePoisonMatching(ctx, sel.filter, p.update)
+		p.done(deleted)
+		fmt.Fprintf(stdout, "deleted %s\n", countOf(deleted, "entry", "entries"))
+		if err != nil {
+			return fmt.Errorf("poison delete: stopped after %s: %w", countOf(deleted, "entry", "entries"), err)
+		}
+		return nil
 	}
 
 	var failed []error
 	deleted := 0
-	for _, id := range ids {
+	for _, id := range sel.ids {
 		// Resolve a prefix first: DeletePoison takes exact ids only.
-		e, err := db.GetPoison(ctx, id)
+		e, err := db.GetPoisonSummary(ctx, id)
 		if err == nil {
 			err = db.DeletePoison(ctx, e.ID)
 		}
 		if err != nil {
-			fmt.Fprintf(stdout, "not deleted %s: %s\n", displayable(id), displayable(err.Error()))
+			fmt.Fprintf(stdout, "not deleted %s: %s\n", cell(id), cell(err.Error()))
 			failed = append(failed, err)
 			continue
 		}
 		deleted++
-		fmt.Fprintf(stdout, "deleted %s  %s  %s  %s\n", e.ID, orDash(e.Class), orDash(displayable(e.Subject)), clip(displayable(e.Reason), reasonWidth))
+		fmt.Fprintf(stdout, "deleted %s  %s  %s  %s\n", e.ID, orDash(cell(e.Class)), orDash(cell(e.DisplaySubject())), clipWords(cell(e.Reason), reasonWidth))
 	}
 	fmt.Fprintf(stdout, "deleted %s\n", countOf(deleted, "entry", "entries"))
 	if len(failed) > 0 {
-		return fmt.Errorf("poison delete: %d of %d not deleted: %w", len(failed), len(ids), failed[0])
+		return fmt.Errorf("poison delete: %d of %d not deleted: %w", len(failed), len(sel.ids), failed[0])
 	}
 	return nil
 }
@@ -256,6 +339,8 @@ func newReplayer(cfg configs.Config, db *store.DB, logger *slog.Logger) (*router
 	return replayer, closeFunc, nil
 }
 
+// openPoisonStore opens the database for replay and delete, creating or
+// upgrading the tables as the router does.
 func openPoisonStore(ctx context.Context, getenv func(string) string) (configs.Config, *store.DB, error) {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -263,6 +348,32 @@ func openPoisonStore(ctx context.Context, getenv func(string) string) (configs.C
 	}
 	db, err := openStore(ctx, cfg)
 	return cfg, db, err
+}
+
+// openPoisonReader opens the database for list, show and stats, which
+// change nothing: no table is created or altered (a first upgrade of a large
+// queue is the router's to do, at its start), and a queue that is not ready
+// is said so.
+func openPoisonReader(ctx context.Context, getenv func(string) string) (*store.DB, error) {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if url, ok := strings.CutPrefix(cfg.DatabaseURLOrDefault(), "sqlite:"); ok && cfg.DatabaseURL == "" {
+		// Opening a missing SQLite file would create it.
+		if _, err := os.Stat(url); err != nil {
+			return nil, fmt.Errorf("no database at DATA_DIR=%q: %w (no router has run here; set DATABASE_URL or DATA_DIR)", cfg.DataDir, err)
+		}
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURLOrDefault())
+	if err != nil {
+		return nil, err
+	}
+	if err := db.CheckPoisonSchema(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 func poisonFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
@@ -275,13 +386,24 @@ func poisonFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// filterFlagNames maps PoisonQuery's parameter names to the flags that set
+// them, so errors name the flag.
+var filterFlagNames = map[string]string{
+	"reason": "reason", "reason_kind": "reason-kind", "class": "class", "subject": "subject", "ingress": "ingress",
+	"correlation_id": "correlation-id", "user_id": "user-id", "since": "since", "until": "until",
+	"limit": "limit", "order": "order", "cursor": "cursor",
+}
+
 func addFilterFlags(fs *flag.FlagSet, q *router.PoisonQuery) {
-	fs.StringVar(&q.Reason, "reason", "", "only entries whose reason contains `TEXT` (any case)")
 	fs.StringVar(&q.Class, "class", "", "only entries of `CLASS`: permanent, panic or transient_exhausted")
-	fs.StringVar(&q.Subject, "subject", "", "only entries from `SUBJECT` (e.g. user.events.created)")
-	fs.StringVar(&q.Since, "since", "", "only entries that last failed at or after `WHEN`: a duration before now (2h) or an RFC 3339 time")
+	fs.StringVar(&q.Subject, "subject", "", "only entries from `SUBJECT` (e.g. user.events.created; HTTP entries by the subject they would have had, or (http))")
+	fs.StringVar(&q.Ingress, "ingress", "", "only entries that came in by `WAY`: nats or http")
+	fs.StringVar(&q.CorrelationID, "correlation-id", "", "only entries with correlation id `ID`")
+	fs.StringVar(&q.UserID, "user-id", "", "only entries of the user `UUID` (the event's id)")
+	fs.StringVar(&q.ReasonKind, "reason-kind", "", "only entries whose reason is of `KIND` (as stats shows it)")
+	fs.StringVar(&q.Reason, "reason", "", "only entries whose reason contains `TEXT` (any case)")
+	fs.StringVar(&q.Since, "since", "", "only entries that last failed at or after `WHEN`: a duration before now (30m, 2h, 1d) or an RFC 3339 time")
 	fs.StringVar(&q.Until, "until", "", "only entries that last failed at or before `WHEN` (as --since)")
-	fs.StringVar(&q.Limit, "limit", "", "at most `N` entries, oldest first")
 }
 
 // parseArgs parses fs's flags wherever they stand among the arguments
@@ -303,12 +425,9 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// filterFlags validates the filter flags, naming each bad one as a flag.
-func filterFlags(cmd string, q router.PoisonQuery) (store.PoisonFilter, error) {
-	f, err := q.Filter(time.Now())
-	if err == nil {
-		return f, nil
-	}
+// flagErrors turns PoisonQuery's errors into a usage error naming each bad
+// flag.
+func flagErrors(cmd string, err error) error {
 	errs := []error{err}
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = joined.Unwrap()
@@ -317,16 +436,16 @@ func filterFlags(cmd string, q router.PoisonQuery) (store.PoisonFilter, error) {
 	for _, e := range errs {
 		var pe *router.ParamError
 		if errors.As(e, &pe) {
-			msgs = append(msgs, fmt.Sprintf("--%s %q: %v", pe.Param, pe.Value, pe.Err))
+			msgs = append(msgs, fmt.Sprintf("--%s %s: %v", filterFlagNames[pe.Param], strconv.QuoteToASCII(pe.Value), pe.Err))
 		} else {
 			msgs = append(msgs, e.Error())
 		}
 	}
-	return f, usagef("poison %s: %s", cmd, strings.Join(msgs, "; "))
+	return usagef("poison %s: %s", cmd, strings.Join(msgs, "; "))
 }
 
 // selection is how replay and delete pick entries: IDs (or unique
-// prefixes), or --all narrowed by list's filters.
+// prefixes), or --all narrowed by the filters.
 type selection struct {
 	cmd    string
 	query  router.PoisonQuery
@@ -338,7 +457,7 @@ type selection struct {
 func addSelectionFlags(fs *flag.FlagSet, cmd string) *selection {
 	s := &selection{cmd: cmd}
 	addFilterFlags(fs, &s.query)
-	fs.BoolVar(&s.all, "all", false, cmd+" every entry (matching the filters)")
+	fs.BoolVar(&s.all, "all", false, cmd+" every entry (matching the filters), in batches")
 	return s
 }
 
@@ -353,64 +472,103 @@ func (s *selection) parse(fs *flag.FlagSet, args []string) error {
 		return usagef("poison %s: give entry IDs or --all, not both", s.cmd)
 	case !s.all && len(ids) == 0:
 		return usagef("poison %s: give the IDs of the entries, or --all", s.cmd)
-	case !s.all && s.query != (router.PoisonQuery{}):
+	case !s.all && !s.query.IsZeroFilter():
 		return usagef("poison %s: the filter flags narrow --all; they do not apply to IDs", s.cmd)
 	}
+	for _, id := range ids {
+		if err := store.CheckPoisonID(id); err != nil {
+			return usageError{fmt.Errorf("poison %s: %w (nothing was done)", s.cmd, err)}
+		}
+	}
 	s.ids = ids
-	s.filter, err = filterFlags(s.cmd, s.query)
-	return err
+	if s.filter, err = s.query.Filter(time.Now()); err != nil {
+		return flagErrors(s.cmd, err)
+	}
+	return nil
 }
 
-// resolve returns the IDs to act on: those given, or every entry --all picks.
-func (s *selection) resolve(ctx context.Context, db *store.DB) ([]string, error) {
-	if !s.all {
-		return s.ids, nil
+// progress reports a bulk operation on stderr: a count line at most every
+// interval, and a last one when it took more than one, never a line per
+// entry.
+type progress struct {
+	w         io.Writer
+	verb      string
+	total     int
+	interval  time.Duration
+	start     time.Time
+	last      time.Time
+	nowFunc   func() time.Time
+	announced bool
+}
+
+func newProgress(w io.Writer, verb string, total int, interval time.Duration) *progress {
+	now := time.Now()
+	return &progress{w: w, verb: verb, total: total, interval: interval, start: now, last: now, nowFunc: time.Now}
+}
+
+func (p *progress) update(done int) {
+	if now := p.nowFunc(); now.Sub(p.last) >= p.interval {
+		p.last, p.announced = now, true
+		fmt.Fprintf(p.w, "poison %s: %d of %d entries (%s)\n", p.verb, done, p.total, now.Sub(p.start).Round(time.Second))
 	}
-	entries, err := db.ListPoison(ctx, s.filter)
-	if err != nil {
-		return nil, err
+}
+
+func (p *progress) done(done int) {
+	if p.announced {
+		fmt.Fprintf(p.w, "poison %s: %d of %d entries, done in %s\n", p.verb, done, p.total, p.nowFunc().Sub(p.start).Round(100*time.Millisecond))
 	}
-	ids := make([]string, len(entries))
-	for i, e := range entries {
-		ids[i] = e.ID
-	}
-	return ids, nil
 }
 
 // reasonWidth is how much of a reason fits a table row.
 const reasonWidth = 60
 
-func printPoisonTable(w io.Writer, entries []store.PoisonEntry) {
-	if len(entries) > 0 {
+func printPoisonTable(w io.Writer, page store.PoisonPage, req store.PoisonPageRequest) {
+	if len(page.Entries) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tCLASS\tSUBJECT\tFAILURES\tLAST FAILURE\tREASON")
-		for _, e := range entries {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", shortID(e.ID), orDash(e.Class), orDash(displayable(e.Subject)),
-				e.Failures, formatTime(e.LastFailure), clip(displayable(e.Reason), reasonWidth))
+		fmt.Fprintln(tw, "ID\tCLASS\tINGRESS\tSUBJECT\tFAILURES\tLAST FAILURE\tREASON")
+		for _, e := range page.Entries {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", shortID(e.ID), orDash(cell(e.Class)), orDash(cell(e.Ingress)),
+				cell(e.DisplaySubject()), e.Failures, formatTime(e.LastFailure), clipWords(cell(e.Reason), reasonWidth))
 		}
 		tw.Flush()
 	}
-	fmt.Fprintln(w, countOf(len(entries), "entry", "entries"))
+	n := len(page.Entries)
+	switch {
+	case page.Next != "":
+		fmt.Fprintf(w, "%d of %s, %s first; next page: --cursor %s\n", n, countOf(page.Total, "entry", "entries"), req.Order, page.Next)
+	case page.Total > n || req.Cursor != "":
+		fmt.Fprintf(w, "%d of %s, %s first; the last page\n", n, countOf(page.Total, "entry", "entries"), req.Order)
+	default:
+		fmt.Fprintln(w, countOf(n, "entry", "entries"))
+	}
 }
 
 func printPoisonEntry(w io.Writer, e store.PoisonEntry) {
+	subject := e.DisplaySubject()
+	if e.Subject == "" {
+		subject += "  (no NATS subject: it came in by " + orDash(e.Ingress) + ")"
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	for _, f := range []struct{ name, value string }{
 		{"id", e.ID},
 		{"class", e.Class},
 		{"reason", e.Reason},
-		{"subject", e.Subject},
+		{"reason_kind", e.ReasonKind},
+		{"subject", subject},
 		{"handler", e.Handler},
 		{"ingress", e.Ingress},
 		{"correlation_id", e.CorrelationID},
+		{"user_id", e.UserID},
 		{"stream", e.Stream},
 		{"stream_seq", uintOrEmpty(e.StreamSeq)},
 		{"delivery_count", uintOrEmpty(e.DeliveryCount)},
 		{"first_failure_at", formatTime(e.FirstFailure)},
 		{"last_failure_at", formatTime(e.LastFailure)},
 		{"failures", strconv.Itoa(e.Failures)},
+		{"replays", strconv.Itoa(e.Replays)},
+		{"last_replay_at", formatTime(e.LastReplayAt)},
 	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", f.name, orDash(displayable(f.value)))
+		fmt.Fprintf(tw, "%s:\t%s\n", f.name, orDash(cell(f.value)))
 	}
 	tw.Flush()
 
@@ -419,16 +577,92 @@ func printPoisonEntry(w io.Writer, e store.PoisonEntry) {
 	switch {
 	case len(p) == 0:
 		fmt.Fprintln(w, "\npayload: (empty)")
-	case json.Valid(p) && utf8.Valid(p) && json.Indent(&pretty, p, "", "  ") == nil && !hasUnsafe(pretty.String()):
+	case json.Valid(p) && utf8.Valid(p) && json.Indent(&pretty, p, "", "  ") == nil && terminalText(pretty.String(), true) == pretty.String():
 		fmt.Fprintf(w, "\npayload (%d bytes, JSON):\n%s\n", len(p), pretty.Bytes())
 	default:
-		// Not JSON (or JSON carrying control characters): show the bytes
-		// exactly, in a form that cannot drive the terminal.
-		fmt.Fprintf(w, "\npayload (%d bytes, not JSON):\n%q\n\n%s", len(p), p, hex.Dump(p))
+		// Not JSON (or JSON carrying characters a terminal would act
+		// on): show the bytes exactly, in a form that cannot drive it.
+		fmt.Fprintf(w, "\npayload (%d bytes, not JSON):\n%s\n\n%s", len(p), strconv.QuoteToASCII(string(p)), hex.Dump(p))
 	}
 	if e.Stack != "" {
-		fmt.Fprintf(w, "\nstack:\n%s\n", strings.TrimRight(e.Stack, "\n"))
+		fmt.Fprintf(w, "\nstack:\n%s\n", terminalText(strings.TrimRight(e.Stack, "\n"), true))
 	}
+}
+
+func printPoisonStats(w io.Writer, s store.PoisonStats) {
+	fmt.Fprintln(w, countOf(s.Total, "entry", "entries"))
+	if s.Oldest != nil {
+		fmt.Fprintf(w, "oldest: %s  last failed %s (first %s)\n", s.Oldest.ID, formatTime(s.Oldest.LastFailure), formatTime(s.Oldest.FirstFailure))
+		fmt.Fprintf(w, "newest: %s  last failed %s\n", s.Newest.ID, formatTime(s.Newest.LastFailure))
+	}
+	for _, d := range []struct {
+		title string
+		g     store.PoisonGroups
+	}{
+		{"CLASS", s.ByClass}, {"REASON KIND", s.ByReason}, {"SUBJECT", s.BySubject}, {"INGRESS", s.ByIngress},
+	} {
+		if len(d.g.Top) == 0 {
+			continue
+		}
+		width := len("ENTRIES")
+		for _, c := range d.g.Top {
+			width = max(width, len(strconv.Itoa(c.Count)))
+		}
+		fmt.Fprintf(w, "\n%*s  %s\n", width, "ENTRIES", d.title)
+		for _, c := range d.g.Top {
+			fmt.Fprintf(w, "%*d  %s\n", width, c.Count, orDash(clipWords(cell(c.Key), 2*reasonWidth)))
+		}
+		if d.g.OtherGroups > 0 {
+			fmt.Fprintf(w, "%*d  (%d more)\n", width, d.g.OtherCount, d.g.OtherGroups)
+		}
+	}
+}
+
+// replayOutput prints replay results: for IDs a line each and a summary;
+// for --all the summary and the first entries that did not replay (the
+// selection may be the whole queue); as JSON, an array written as results
+// come, so that it is never held whole.
+type replayOutput struct {
+	w           io.Writer
+	json, all   bool
+	dryRun      bool
+	results     []router.ReplayResult // IDs only
+	counts      map[string]int
+	n           int
+	shownFailed int
+	jsonStarted bool
+}
+
+// maxFailuresShown bounds the failures --all lists by name.
+const maxFailuresShown = 10
+
+func newReplayOutput(w io.Writer, asJSON, all, dryRun bool) *replayOutput {
+	return &replayOutput{w: w, json: asJSON, all: all, dryRun: dryRun, counts: map[string]int{}}
+}
+
+func (o *replayOutput) count() int { return o.n }
+
+func (o *replayOutput) add(r router.ReplayResult) {
+	o.n++
+	o.counts[r.Result]++
+	switch {
+	case o.json:
+		sep := ",\n"
+		if !o.jsonStarted {
+			sep, o.jsonStarted = "[\n", true
+		}
+		b, _ := json.MarshalIndent(r, "  ", "  ")
+		fmt.Fprintf(o.w, "%s  %s", sep, b)
+	case !o.all:
+		o.results = append(o.results, r)
+	case !replayed(r.Result) && o.shownFailed < maxFailuresShown:
+		o.shownFailed++
+		fmt.Fprintf(o.w, "%s  %s  %s\n", cell(r.ID), r.Result, clipWords(cell(r.Reason), 2*reasonWidth))
+	}
+}
+
+func replayed(result string) bool {
+	return result == router.ReplayCommitted || result == router.ReplayWouldCommit
 }
 
 // replayResultOrder is the order of the replay summary: successes first.
@@ -437,51 +671,49 @@ var replayResultOrder = []string{
 	router.ReplayRetryLater, replayNotFound, replayError,
 }
 
-func printReplayResults(w io.Writer, results []router.ReplayResult, dryRun bool) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	counts := map[string]int{}
-	for _, r := range results {
-		detail := clip(displayable(r.Reason), 2*reasonWidth)
+func (o *replayOutput) finish() error {
+	if o.json {
+		if !o.jsonStarted {
+			_, err := fmt.Fprintln(o.w, "[]")
+			return err
+		}
+		_, err := fmt.Fprintln(o.w, "\n]")
+		return err
+	}
+	tw := tabwriter.NewWriter(o.w, 0, 0, 2, ' ', 0)
+	for _, r := range o.results {
+		detail := clipWords(cell(r.Reason), 2*reasonWidth)
 		if r.CommandID != "" {
 			detail = r.CommandType + " " + r.CommandID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", displayable(r.ID), r.Result, detail)
-		counts[r.Result]++
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", cell(r.ID), r.Result, detail)
 	}
 	tw.Flush()
+	if failed := o.n - o.counts[router.ReplayCommitted] - o.counts[router.ReplayWouldCommit]; o.all && failed > o.shownFailed {
+		fmt.Fprintf(o.w, "… and %d more not replayed (poison list shows them)\n", failed-o.shownFailed)
+	}
 	var parts []string
 	for _, result := range replayResultOrder {
-		if counts[result] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", counts[result], strings.ReplaceAll(result, "_", " ")))
+		if o.counts[result] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", o.counts[result], strings.ReplaceAll(result, "_", " ")))
 		}
 	}
-	summary := countOf(len(results), "entry", "entries")
+	summary := countOf(o.n, "entry", "entries")
 	if len(parts) > 0 {
 		summary += ": " + strings.Join(parts, ", ")
 	}
-	if dryRun {
+	if o.dryRun {
 		summary = "dry run, nothing written: " + summary
 	}
-	fmt.Fprintln(w, summary)
+	_, err := fmt.Fprintln(o.w, summary)
+	return err
 }
 
-// replayFailure is the exit status of replay: an error when any entry did
-// not (or, in a dry run, would not) leave the queue with its command.
-func replayFailure(results []router.ReplayResult) error {
-	var failing, wouldFail, later, missing int
-	for _, r := range results {
-		switch r.Result {
-		case router.ReplayCommitted, router.ReplayWouldCommit:
-		case router.ReplayStillFailing:
-			failing++
-		case router.ReplayWouldFail:
-			wouldFail++
-		case replayNotFound:
-			missing++
-		default: // retry_later, error
-			later++
-		}
-	}
+// failure is the exit status of replay: an error when any entry did not
+// (or, in a dry run, would not) leave the queue with its command.
+func (o *replayOutput) failure() error {
+	failing, wouldFail, missing := o.counts[router.ReplayStillFailing], o.counts[router.ReplayWouldFail], o.counts[replayNotFound]
+	later := o.counts[router.ReplayRetryLater] + o.counts[replayError]
 	var why []string
 	if failing > 0 {
 		why = append(why, fmt.Sprintf("%d still failing (kept in the queue with the new reason)", failing))
@@ -498,7 +730,7 @@ func replayFailure(results []router.ReplayResult) error {
 	if len(why) == 0 {
 		return nil
 	}
-	return fmt.Errorf("poison replay: %d of %d not replayed: %s", failing+wouldFail+later+missing, len(results), strings.Join(why, ", "))
+	return fmt.Errorf("poison replay: %d of %d not replayed: %s", failing+wouldFail+later+missing, o.n, strings.Join(why, ", "))
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -509,9 +741,9 @@ func printJSON(w io.Writer, v any) error {
 
 func shortID(id string) string {
 	if len(id) > 8 {
-		return id[:8]
+		return cell(id[:8])
 	}
-	return id
+	return cell(id)
 }
 
 func formatTime(t time.Time) string {
@@ -542,40 +774,21 @@ func countOf(n int, one, many string) string {
 	return strconv.Itoa(n) + " " + many
 }
 
-// clip cuts s to n runes, marking the cut with "…".
-func clip(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
+// clipWords cuts s to at most n runes, "…" included, at a word boundary
+// when there is one in the second half (else mid-word).
+func clipWords(s string, n int) string {
+	runes := []rune(s)
+	if len(runes) <= n {
 		return s
 	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
-}
-
-// hasUnsafe reports control characters other than line layout, which a
-// terminal could act on.
-func hasUnsafe(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool {
-		return unicode.IsControl(r) && r != '\n' && r != '\t' && r != '\r'
-	})
-}
-
-// displayable escapes control characters (and tabs and newlines, which
-// would break a table row) in text that came from outside.
-func displayable(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) && utf8.ValidString(s) {
-		return s
-	}
-	var b strings.Builder
-	for i, r := range s {
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsControl(r):
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
+	cut := n - 1
+	if !unicode.IsSpace(runes[cut]) {
+		for i := cut - 1; i >= n/2; i-- {
+			if unicode.IsSpace(runes[i]) {
+				cut = i
+				break
+			}
 		}
 	}
-	return b.String()
+	return strings.TrimRightFunc(string(runes[:cut]), unicode.IsSpace) + "…"
 }

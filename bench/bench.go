@@ -238,7 +238,7 @@ func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 	rep := &Report{
 		Mode: "backlog", Backend: o.Backend, Database: d.Name, Events: o.Events(),
 		NATS:    "in-process nats-server (JetStream, file store in a temp dir)",
-		Machine: Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg1: loadAverage()},
+		Machine: newMachine(),
 		Router: RouterSettings{
 			Binary: bin, MaxInFlight: "default", MaxAckPending: "default", Env: o.Env,
 		},
@@ -270,6 +270,10 @@ func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 		rep.Notes = append(rep.Notes, "SQLite runs inside the router process: its CPU and fsyncs count as the router's")
 	}
 	return rep
+}
+
+func newMachine() Machine {
+	return Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg1: loadAverage()}
 }
 
 // waitRows polls the commands table every 100 ms until it holds n rows.

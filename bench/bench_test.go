@@ -70,6 +70,29 @@ func TestBenchCorrectness(t *testing.T) {
 	}
 }
 
+// TestBenchPoison runs poison mode on a small queue: every step runs and
+// its checks hold (figures are not asserted).
+func TestBenchPoison(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the router binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := RunPoison(ctx, Options{Backend: "sqlite", Poison: 600, Timeout: time.Minute, Progress: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed := rep.Failed(); len(failed) > 0 {
+		t.Fatalf("checks failed: %v", failed)
+	}
+	if len(rep.CLI) != 5 || rep.DeleteAll == nil || len(rep.API) < 16 || rep.RouterIdleRSSBytes <= 0 || rep.RouterPeakRSSBytes <= 0 {
+		t.Errorf("report incomplete: %d CLI runs, %d API requests, delete %v, RSS %d/%d", len(rep.CLI), len(rep.API), rep.DeleteAll, rep.RouterIdleRSSBytes, rep.RouterPeakRSSBytes)
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	t.Log("\n" + text.String())
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -139,6 +162,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"-paced-rate", "1000", "-baseline"}, "-baseline"},
 		{[]string{"-env", "NOEQUALS"}, "-env"},
 		{[]string{"-paced-rate", "1", "-paced-duration", "0s"}, "publishes no event"},
+		{[]string{"-poison", "1000"}, ""},
+		{[]string{"-poison", "1000", "-baseline"}, "-poison"},
+		{[]string{"-poison", "-1"}, "-poison"},
 	}
 	for _, tt := range tests {
 		_, err := parseFlags(tt.args, &strings.Builder{})

@@ -7,6 +7,7 @@
 //
 //	go run ./bench -db postgres -n 200000 -baseline
 //	go run ./bench -db sqlite -paced-rate 1000 -paced-duration 20s
+//	go run ./bench -db postgres -poison 200000   # the poison queue at size
 //
 // A correctness failure exits with status 1, bad flags with status 2.
 package main
@@ -80,6 +81,9 @@ type Options struct {
 	PerfOut string
 	// JSON prints the report as JSON.
 	JSON bool
+	// Poison, when above 0, selects poison mode: seed that many poison
+	// entries and time the queue's commands and API (see RunPoison).
+	Poison int
 	// Progress receives progress lines; nil discards them.
 	Progress io.Writer
 }
@@ -110,6 +114,12 @@ func (o Options) validate() error {
 	}
 	if o.Paced() && o.Events() < 1 {
 		errs = append(errs, fmt.Errorf("-paced-rate=%v × -paced-duration=%v: publishes no event", o.PacedRate, o.PacedDuration))
+	}
+	if o.Poison < 0 {
+		errs = append(errs, fmt.Errorf("-poison=%d: must not be negative", o.Poison))
+	}
+	if o.Poison > 0 && (o.Paced() || o.Baseline || o.PerfOut != "") {
+		errs = append(errs, errors.New("-poison: a mode of its own; not with -paced-rate, -baseline or -perf"))
 	}
 	if o.Paced() && o.Baseline {
 		errs = append(errs, errors.New("-baseline: only with a backlog (not with -paced-rate)"))
@@ -157,6 +167,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up waiting for the drain after this long")
 	fs.StringVar(&o.PerfOut, "perf", "", "record a CPU profile of the router with perf(1) into this file while it drains")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as JSON")
+	fs.IntVar(&o.Poison, "poison", 0, "poison mode: seed this many poison entries, then time poison list/stats/delete --all and the admin API's pages, and watch the router's RSS (-n, -paced-* and -baseline do not apply)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -176,6 +187,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	o.Progress = stderr
+	if o.Poison > 0 {
+		rep, err := RunPoison(ctx, o)
+		if err != nil {
+			return err
+		}
+		if o.JSON {
+			if err := rep.WriteJSON(stdout); err != nil {
+				return err
+			}
+		} else {
+			rep.WriteText(stdout)
+		}
+		if failed := rep.Failed(); len(failed) > 0 {
+			return fmt.Errorf("check failed: %s", strings.Join(failed, "; "))
+		}
+		return nil
+	}
 	rep, err := Run(ctx, o)
 	if err != nil {
 		return err

@@ -164,9 +164,17 @@ func TestChain(t *testing.T) {
 			if corr == "" || !reflect.DeepEqual(b.observed, want) {
 				t.Errorf("observed %+v, want %+v", b.observed, want)
 			}
-			// Correlation is outermost: one outcome line per delivery.
-			if lines := logLines(t, b.logs, logHandled, logFailed, logPoisoned); len(lines) != 1 {
-				t.Errorf("outcome log lines = %v, want one", lines)
+			// Correlation is outermost: one outcome line per delivery, and
+			// it names the poison entry on every path that has one.
+			lines := logLines(t, b.logs, logHandled, logFailed, logPoisoned)
+			if len(lines) != 1 {
+				t.Fatalf("outcome log lines = %v, want one", lines)
+			}
+			if tt.wantClass != "" && lines[0]["poison_id"] != entries[0].ID {
+				t.Errorf("the poison line's poison_id = %v, want %s: %v", lines[0]["poison_id"], entries[0].ID, lines[0])
+			}
+			if _, ok := lines[0]["poison_id"]; tt.wantClass == "" && ok {
+				t.Errorf("a line without a poison entry names one: %v", lines[0])
 			}
 		})
 	}

@@ -70,14 +70,15 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 }
 
 // LogAttrs are the attributes every log line about msg carries, with the
-// same keys everywhere.
+// same keys everywhere; poison_id once the message has (or was about to
+// have) a poison entry.
 func LogAttrs(msg *message.Message) []slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("correlation_id", msg.Metadata.Get(handlers.MetaCorrelationID)),
 		slog.String("message_uuid", msg.UUID),
 		slog.String("ingress", msg.Metadata.Get(handlers.MetaIngress)),
 	}
-	for _, k := range []string{handlers.MetaSubject, handlers.MetaStreamSeq, handlers.MetaDeliveryAttempt, handlers.MetaHandler, handlers.MetaUserID} {
+	for _, k := range []string{handlers.MetaSubject, handlers.MetaStreamSeq, handlers.MetaDeliveryAttempt, handlers.MetaHandler, handlers.MetaUserID, MetaPoisonID} {
 		if v := msg.Metadata.Get(k); v != "" {
 			attrs = append(attrs, slog.String(k, v))
 		}

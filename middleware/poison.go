@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
 
@@ -90,16 +91,18 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			return nil, err
 		}
 		entry := p.entry(msg, class, err)
+		// The id goes on the message before the write, so that the log
+		// line of a write that fails names the entry too.
+		msg.Metadata.Set(MetaPoisonID, entry.ID)
 		// The write must not die with the delivery's context: on the last
 		// delivery a shutdown would otherwise strand the message.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), poisonWriteTimeout)
 		defer cancel()
 		if werr := p.Sink.PutPoison(wctx, entry); werr != nil {
-			return nil, fmt.Errorf("write poison entry: %w (while handling: %w)", werr, err)
+			return nil, fmt.Errorf("write poison entry %s: %w (while handling: %w)", entry.ID, werr, err)
 		}
 		msg.Metadata.Set(MetaPoisonClass, class)
 		msg.Metadata.Set(MetaPoisonReason, entry.Reason)
-		msg.Metadata.Set(MetaPoisonID, entry.ID)
 		return nil, nil
 	}
 }
@@ -137,9 +140,18 @@ func (p *Poison) entry(msg *message.Message, class string, err error) store.Pois
 		Handler:       msg.Metadata.Get(handlers.MetaHandler),
 		Ingress:       msg.Metadata.Get(handlers.MetaIngress),
 		CorrelationID: msg.Metadata.Get(handlers.MetaCorrelationID),
-		Stream:        msg.Metadata.Get(handlers.MetaStream),
-		FirstFailure:  now,
-		LastFailure:   now,
+		// Set when the event decoded; otherwise the store reads them
+		// from the payload as well as it can.
+		UserID:       msg.Metadata.Get(handlers.MetaUserID),
+		Action:       msg.Metadata.Get(handlers.MetaAction),
+		Stream:       msg.Metadata.Get(handlers.MetaStream),
+		FirstFailure: now,
+		LastFailure:  now,
+	}
+	if e.Ingress == schema.IngressReplay {
+		// A replay that failed again: the store keeps the entry's own
+		// ingress and delivery facts and counts the replay.
+		e.Replays, e.LastReplayAt = 1, now
 	}
 	e.StreamSeq, _ = strconv.ParseUint(msg.Metadata.Get(handlers.MetaStreamSeq), 10, 64)
 	e.DeliveryCount, _ = strconv.ParseUint(msg.Metadata.Get(handlers.MetaDeliveryAttempt), 10, 64)

@@ -64,11 +64,7 @@ func failWith(err error) message.HandlerFunc {
 // listPoison returns every entry in db's poison queue.
 func listPoison(t *testing.T, db *store.DB) []store.PoisonEntry {
 	t.Helper()
-	entries, err := db.ListPoison(t.Context(), store.PoisonFilter{})
-	if err != nil {
-		t.Fatalf("ListPoison: %v", err)
-	}
-	return entries
+	return storetest.PoisonEntries(t, db)
 }
 
 var errTransient = errors.New("database is down")
@@ -191,6 +187,7 @@ func TestPoison(t *testing.T) {
 				ID:            wantID,
 				Payload:       []byte(badPayload),
 				Reason:        tt.wantReason,
+				ReasonKind:    store.ReasonKind(tt.wantReason),
 				Class:         tt.wantClass,
 				Subject:       testSubject,
 				Handler:       handlers.HandlerCreated,
@@ -267,6 +264,37 @@ func TestPoisonRepeats(t *testing.T) {
 	}
 }
 
+// TestPoisonReplayFailure: a replay that fails again updates the entry's
+// reason and counts the replay, and keeps where the event first came from.
+func TestPoisonReplayFailure(t *testing.T) {
+	t.Parallel()
+	first := time.Date(2026, 11, 28, 13, 0, 0, 0, time.UTC)
+	p, db := setupPoison(t, -1, first)
+	bad := failWith(handlers.Permanent(errors.New("email is not valid")))
+	if _, err := p.Middleware(bad)(delivery(badPayload, "2")); err != nil {
+		t.Fatal(err)
+	}
+	replayAt := first.Add(time.Hour)
+	p.Now = func() time.Time { return replayAt }
+	replay := message.NewMessage(middleware.PoisonID(testSubject, []byte(badPayload)), []byte(badPayload))
+	replay.Metadata.Set(handlers.MetaSubject, testSubject)
+	replay.Metadata.Set(handlers.MetaIngress, schema.IngressReplay)
+	if _, err := p.Middleware(bad)(replay); err != nil {
+		t.Fatal(err)
+	}
+	entries := listPoison(t, db)
+	if len(entries) != 1 {
+		t.Fatalf("entries = %+v, want one", entries)
+	}
+	e := entries[0]
+	if e.Ingress != "nats" || e.StreamSeq != 42 || e.DeliveryCount != 2 || e.Stream != "USER_EVENTS" || e.CorrelationID != "req-7" {
+		t.Errorf("the replay lost where the entry came from: %+v", e)
+	}
+	if e.Replays != 1 || !e.LastReplayAt.Equal(replayAt) || e.Failures != 2 || !e.FirstFailure.Equal(first) || !e.LastFailure.Equal(replayAt) {
+		t.Errorf("replay facts: replays %d at %v, failures %d, first %v, last %v", e.Replays, e.LastReplayAt, e.Failures, e.FirstFailure, e.LastFailure)
+	}
+}
+
 // TestPoisonSinkFailure checks that nothing is acked without a committed
 // entry: when the write fails, the handler's failure is returned.
 func TestPoisonSinkFailure(t *testing.T) {
@@ -301,6 +329,11 @@ func TestPoisonSinkFailure(t *testing.T) {
 			}
 			if v := msg.Metadata.Get(middleware.MetaPoisonClass); v != "" {
 				t.Errorf("poison_class = %q, want unset: nothing was written", v)
+			}
+			// The id of the entry that could not be written: the log line
+			// of the failure names it.
+			if id := msg.Metadata.Get(middleware.MetaPoisonID); id != middleware.PoisonID(testSubject, []byte(badPayload)) || !strings.Contains(err.Error(), id) {
+				t.Errorf("poison_id = %q, error %q; want the entry's id on both", id, err)
 			}
 			if tt.name == "permanent" && !handlers.IsPermanent(err) {
 				t.Errorf("err = %v: the original permanent failure must stay matchable with errors.Is", err)

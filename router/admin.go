@@ -4,158 +4,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/social/user-events-router/configs"
-	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/store"
 )
-
-// PoisonJSON is the one JSON shape of a poison entry, shared by the admin
-// API and `poison … --json`, so scripts written against either read both.
-// Field names are stable.
-type PoisonJSON struct {
-	ID            string    `json:"id"`
-	Class         string    `json:"class"`
-	Reason        string    `json:"reason"`
-	Subject       string    `json:"subject"`
-	Handler       string    `json:"handler"`
-	Ingress       string    `json:"ingress"`
-	CorrelationID string    `json:"correlation_id"`
-	Stream        string    `json:"stream"`
-	StreamSeq     uint64    `json:"stream_seq"`
-	DeliveryCount uint64    `json:"delivery_count"`
-	FirstFailure  time.Time `json:"first_failure_at"`
-	LastFailure   time.Time `json:"last_failure_at"`
-	Failures      int       `json:"failures"`
-	// Payload is the original body when it is valid UTF-8, else null;
-	// PayloadBase64 always holds the exact bytes.
-	Payload       *string `json:"payload"`
-	PayloadBase64 string  `json:"payload_base64"`
-	// Stack is a panic's stack trace.
-	Stack string `json:"stack,omitempty"`
-}
-
-// NewPoisonJSON converts a stored entry to its JSON shape.
-func NewPoisonJSON(e store.PoisonEntry) PoisonJSON {
-	j := PoisonJSON{
-		ID:            e.ID,
-		Class:         e.Class,
-		Reason:        e.Reason,
-		Subject:       e.Subject,
-		Handler:       e.Handler,
-		Ingress:       e.Ingress,
-		CorrelationID: e.CorrelationID,
-		Stream:        e.Stream,
-		StreamSeq:     e.StreamSeq,
-		DeliveryCount: e.DeliveryCount,
-		FirstFailure:  e.FirstFailure.UTC(),
-		LastFailure:   e.LastFailure.UTC(),
-		Failures:      e.Failures,
-		PayloadBase64: base64.StdEncoding.EncodeToString(e.Payload),
-		Stack:         e.Stack,
-	}
-	if utf8.Valid(e.Payload) {
-		s := string(e.Payload)
-		j.Payload = &s
-	}
-	return j
-}
-
-// NewPoisonJSONList converts entries; none is an empty array, not null.
-func NewPoisonJSONList(entries []store.PoisonEntry) []PoisonJSON {
-	out := make([]PoisonJSON, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, NewPoisonJSON(e))
-	}
-	return out
-}
-
-// PoisonQuery is a poison-list filter as people type it, on the command line
-// (--since 2h) or in a URL (?since=2h). Parsing lives here once, so both
-// accept the same values and name the same parameters in their errors.
-type PoisonQuery struct {
-	Reason  string
-	Class   string
-	Subject string
-	// Since and Until are a duration before now ("2h") or an RFC 3339 time.
-	Since, Until string
-	// Limit is a non-negative integer; 0 or empty means no cap.
-	Limit string
-}
-
-// ParamError names the filter parameter that has a bad value.
-type ParamError struct {
-	Param string
-	Value string
-	Err   error
-}
-
-func (e *ParamError) Error() string {
-	return fmt.Sprintf("%s=%q: %v", e.Param, e.Value, e.Err)
-}
-
-func (e *ParamError) Unwrap() error { return e.Err }
-
-// poisonClasses are the error classes a filter may name.
-var poisonClasses = []string{middleware.ClassPermanent, middleware.ClassPanic, middleware.ClassTransientExhausted}
-
-// Filter validates q and converts it, resolving relative times against now.
-// A bad value is a *ParamError naming the parameter (reason, class, subject,
-// since, until, limit).
-func (q PoisonQuery) Filter(now time.Time) (store.PoisonFilter, error) {
-	f := store.PoisonFilter{Reason: q.Reason, Class: q.Class, Subject: q.Subject}
-	var errs []error
-	if q.Class != "" && !slices.Contains(poisonClasses, q.Class) {
-		errs = append(errs, &ParamError{"class", q.Class, fmt.Errorf("must be one of %s", strings.Join(poisonClasses, ", "))})
-	}
-	var err error
-	if f.Since, err = parseWhen(q.Since, now); err != nil {
-		errs = append(errs, &ParamError{"since", q.Since, err})
-	}
-	if f.Until, err = parseWhen(q.Until, now); err != nil {
-		errs = append(errs, &ParamError{"until", q.Until, err})
-	}
-	if q.Limit != "" {
-		n, err := strconv.Atoi(q.Limit)
-		if err != nil || n < 0 {
-			errs = append(errs, &ParamError{"limit", q.Limit, errors.New("must be a non-negative integer (0 = no limit)")})
-		}
-		f.Limit = n
-	}
-	if err := errors.Join(errs...); err != nil {
-		return store.PoisonFilter{}, err
-	}
-	return f, nil
-}
-
-// parseWhen reads "2h" (that long before now) or an RFC 3339 time.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, errors.New("a duration must be positive (it counts back from now)")
-		}
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, errors.New("want a duration before now (e.g. 2h, 30m) or an RFC 3339 time (e.g. 2026-11-28T13:28:17Z)")
-	}
-	return t, nil
-}
 
 // AdminOptions are the dependencies of the admin HTTP handler.
 type AdminOptions struct {
@@ -189,7 +48,10 @@ const readyTimeout = 5 * time.Second
 //	GET    /readyz                      200 while it can take events, or 503 with why not
 //	GET    /status                      every component's state and reason (JSON)
 //	GET    /metrics                     Prometheus metrics
-//	GET    /admin/poison                entries; ?reason ?class ?subject ?since ?until ?limit
+//	GET    /admin/poison                a page of entries, newest first, without payloads:
+//	                                    ?class ?subject ?ingress ?correlation_id ?user_id
+//	                                    ?reason_kind ?reason ?since ?until ?order ?limit ?cursor
+//	GET    /admin/poison/stats          counts by class, reason kind, subject, ingress (same filters)
 //	GET    /admin/poison/{id}           one entry (id or a unique prefix of 8+ characters)
 //	POST   /admin/poison/{id}/replay    replay it; ?dry_run=true writes nothing
 //	DELETE /admin/poison/{id}           delete it
@@ -223,6 +85,7 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 
 	api := http.NewServeMux()
 	api.HandleFunc("GET /admin/poison", a.list)
+	api.HandleFunc("GET /admin/poison/stats", a.stats)
 	api.HandleFunc("GET /admin/poison/{id}", a.get)
 	api.HandleFunc("POST /admin/poison/{id}/replay", a.replay)
 	api.HandleFunc("DELETE /admin/poison/{id}", a.delete)
@@ -287,98 +150,6 @@ func (a *admin) ready(w http.ResponseWriter, r *http.Request) {
 // and its "ready" field says what /readyz says.
 func (a *admin) status(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.StatusFunc())
-}
-
-func (a *admin) list(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	for param := range q {
-		if !slices.Contains([]string{"reason", "class", "subject", "since", "until", "limit"}, param) {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("unknown parameter %q (want reason, class, subject, since, until, limit)", param))
-			return
-		}
-	}
-	f, err := PoisonQuery{
-		Reason:  q.Get("reason"),
-		Class:   q.Get("class"),
-		Subject: q.Get("subject"),
-		Since:   q.Get("since"),
-		Until:   q.Get("until"),
-		Limit:   q.Get("limit"),
-	}.Filter(a.NowFunc())
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	entries, err := a.DB.ListPoison(r.Context(), f)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, NewPoisonJSONList(entries))
-}
-
-func (a *admin) get(w http.ResponseWriter, r *http.Request) {
-	e, err := a.DB.GetPoison(r.Context(), r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, NewPoisonJSON(e))
-}
-
-// replay answers 200 with the ReplayResult whatever became of the entry
-// (committed, still_failing, or a dry run's would_*), except retry_later:
-// 503, because the same request can succeed once the database is back.
-func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
-	dryRun := false
-	if v := r.URL.Query().Get("dry_run"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, &ParamError{"dry_run", v, errors.New("must be true or false")})
-			return
-		}
-		dryRun = b
-	}
-	res, err := a.Replayer.Replay(r.Context(), r.PathValue("id"), dryRun)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if !dryRun {
-		a.logger.InfoContext(r.Context(), "poison entry replayed via admin API", "poison_id", res.ID, "result", res.Result, "reason", res.Reason)
-	}
-	status := http.StatusOK
-	if res.Result == ReplayRetryLater {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, res)
-}
-
-func (a *admin) delete(w http.ResponseWriter, r *http.Request) {
-	// Resolve a prefix first: DeletePoison takes exact ids only.
-	e, err := a.DB.GetPoison(r.Context(), r.PathValue("id"))
-	if err == nil {
-		err = a.DB.DeletePoison(r.Context(), e.ID)
-	}
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.logger.InfoContext(r.Context(), "poison entry deleted via admin API", "poison_id", e.ID, "error_class", e.Class, "subject", e.Subject)
-	writeJSON(w, http.StatusOK, map[string]string{"deleted": e.ID})
-}
-
-// fail maps a store error to its status; anything unexpected is logged.
-func (a *admin) fail(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, store.ErrPoisonNotFound):
-		writeError(w, http.StatusNotFound, err)
-	case errors.Is(err, store.ErrPoisonAmbiguous):
-		writeError(w, http.StatusConflict, err)
-	default:
-		a.logger.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		writeError(w, http.StatusInternalServerError, err)
-	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

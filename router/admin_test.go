@@ -1,13 +1,17 @@
 package router_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,8 +69,11 @@ func setupAdmin(t *testing.T, d store.Dialect, s adminSetup) *adminBundle {
 		if err := db.PutPoison(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
-		e.Failures = 1
-		return e
+		stored, err := db.GetPoison(t.Context(), e.ID) // with what the store derives
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stored
 	}
 	return &adminBundle{
 		db:      db,
@@ -174,22 +181,32 @@ func TestAdminPoisonAPI(t *testing.T) {
 	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
 		b := setupAdmin(t, backend, adminSetup{})
 
-		var list []router.PoisonJSON
-		b.do(t, "GET", "/admin/poison", "").want(t, "list", 200, &list)
-		if want := []router.PoisonJSON{router.NewPoisonJSON(b.bad), router.NewPoisonJSON(b.valid)}; !jsonEqual(list, want) {
-			t.Errorf("list = %+v\nwant   %+v", list, want)
+		// Newest first, without payloads.
+		var page router.PoisonPageJSON
+		b.do(t, "GET", "/admin/poison", "").want(t, "list", 200, &page)
+		want := router.PoisonPageJSON{
+			Entries: []router.PoisonSummaryJSON{router.NewPoisonSummaryJSON(b.valid), router.NewPoisonSummaryJSON(b.bad)},
+			Total:   2, Limit: store.DefaultPoisonPageSize, Order: store.NewestFirst,
 		}
-		b.do(t, "GET", "/admin/poison?class=transient_exhausted&since=2h&subject=user.events.created&reason=FAILURE&limit=5", "").want(t, "filtered list", 200, &list)
-		if len(list) != 1 || list[0].ID != b.valid.ID {
-			t.Errorf("filtered list = %+v, want only the valid entry", list)
+		if !jsonEqual(page, want) {
+			t.Errorf("list = %+v\nwant   %+v", page, want)
 		}
-		b.do(t, "GET", "/admin/poison?class=panic", "").want(t, "empty list", 200, &list)
-		if r := b.do(t, "GET", "/admin/poison?class=panic", ""); strings.TrimSpace(r.body) != "[]" {
-			t.Errorf("empty list body = %q, want []", r.body)
+		b.do(t, "GET", "/admin/poison?class=transient_exhausted&since=2h&subject=user.events.created&reason=FAILURE&ingress=nats&limit=5", "").want(t, "filtered list", 200, &page)
+		if len(page.Entries) != 1 || page.Entries[0].ID != b.valid.ID || page.Total != 1 {
+			t.Errorf("filtered list = %+v, want only the valid entry", page)
+		}
+		b.do(t, "GET", "/admin/poison?user_id=78AF4BC4-afce-4676-b373-5b802a2dfd2e&order=oldest&since=1d", "").want(t, "by user", 200, &page)
+		if len(page.Entries) != 1 || page.Entries[0].ID != b.valid.ID || page.Entries[0].UserID != "78af4bc4-afce-4676-b373-5b802a2dfd2e" {
+			t.Errorf("list by user id = %+v, want the valid entry", page)
+		}
+		if r := b.do(t, "GET", "/admin/poison?class=panic", ""); !jsonEqualText(r.body, `{"entries":[],"total":0,"limit":50,"order":"newest","next_cursor":null}`) {
+			t.Errorf("empty list body = %s", r.body)
 		}
 		for query, param := range map[string]string{
-			"since=yesterday": "since", "until=soon": "until", "limit=-1": "limit",
-			"class=fatal": "class", "clas=panic": `"clas"`, "since=-1h": "since",
+			"since=yesterday": "since", "until=soon": "until", "limit=-1": "limit", "limit=0": "limit", "limit=x": "limit",
+			"limit=1001": "limit", "class=fatal": "class", "clas=panic": "clas=", "since=-1h": "since", "order=sideways": "order",
+			"ingress=smoke": "ingress", "user_id=nope": "user_id", "cursor=garbage": "cursor", "correlation_id=a%00b": "correlation_id",
+			"since=1h&until=2h": "until",
 		} {
 			b.do(t, "GET", "/admin/poison?"+query, "").wantError(t, query, 400, param)
 		}
@@ -224,8 +241,13 @@ func TestAdminPoisonAPI(t *testing.T) {
 			t.Errorf("%d commands after replaying twice, want 1", n)
 		}
 		b.do(t, "POST", "/admin/poison/"+b.bad.ID+"/replay", "").want(t, "replay bad", 200, &res)
-		if e, err := b.db.GetPoison(t.Context(), b.bad.ID); res.Result != router.ReplayStillFailing || err != nil || e.Failures != 2 {
+		e, err := b.db.GetPoison(t.Context(), b.bad.ID)
+		if res.Result != router.ReplayStillFailing || err != nil || e.Failures != 2 {
 			t.Errorf("replay of a bad entry = %+v; entry %+v, %v", res, e, err)
+		}
+		// Where it came from is kept; the replay is counted.
+		if e.Ingress != "nats" || e.Subject != "user.events.created" || e.Replays != 1 || e.LastReplayAt.IsZero() {
+			t.Errorf("entry after a failed replay: ingress %q, subject %q, replays %d at %v", e.Ingress, e.Subject, e.Replays, e.LastReplayAt)
 		}
 
 		if r := b.do(t, "GET", "/admin/poison/"+b.bad.ID+"/replay", ""); r.code != 405 {
@@ -243,6 +265,134 @@ func TestAdminPoisonAPI(t *testing.T) {
 		b.do(t, "GET", "/admin/poison/"+b.bad.ID, "").wantError(t, "get deleted", 404, "no such poison entry")
 		b.do(t, "DELETE", "/admin/poison/"+b.bad.ID, "").wantError(t, "delete again", 404, "no such poison entry")
 	})
+}
+
+// TestAdminPoisonIDs: ids are matched literally. What cannot be an id gets
+// 400 with a message that says what an id is, and never the database's
+// error; an id that is one but matches nothing gets 404.
+func TestAdminPoisonIDs(t *testing.T) {
+	t.Parallel()
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		b := setupAdmin(t, backend, adminSetup{})
+		for _, path := range []string{
+			"/admin/poison/" + b.valid.ID[:6] + "%25%25", // the prefix LIKE once matched
+			"/admin/poison/________",
+			"/admin/poison/" + b.valid.ID[:7] + "%25",
+			"/admin/poison/" + b.valid.ID[:8] + "%00",
+			"/admin/poison/%00",
+			"/admin/poison/" + b.valid.ID[:7],
+			"/admin/poison/" + b.valid.ID + "0",
+			"/admin/poison/%E2%80%AE" + b.valid.ID[:8],
+		} {
+			for _, method := range []string{"GET", "DELETE", "POST"} {
+				target := path
+				if method == "POST" {
+					target += "/replay?dry_run=true"
+				}
+				r := b.do(t, method, target, "")
+				r.wantError(t, method+" "+target, 400, "not a poison entry id")
+				if strings.Contains(r.body, "\x00") || strings.Contains(r.body, "\u202e") || strings.Contains(r.body, "SQLSTATE") {
+					t.Errorf("%s %s: body repeats the id raw or a database error: %s", method, target, r.body)
+				}
+			}
+		}
+		if n, _ := b.db.CountPoison(t.Context()); n != 2 {
+			t.Errorf("%d entries left, want 2", n)
+		}
+		b.do(t, "GET", "/admin/poison/"+strings.ToUpper(b.valid.ID[:8]), "").want(t, "upper-case prefix", 200, nil)
+		b.do(t, "GET", "/admin/poison/bbbbbbbb", "").wantError(t, "unknown prefix", 404, "no such poison entry")
+	})
+}
+
+// TestAdminPoisonPaging follows next_cursor to the end: every entry once,
+// newest first, and never more than limit on a page.
+func TestAdminPoisonPaging(t *testing.T) {
+	t.Parallel()
+	b := setupAdmin(t, store.SQLite, adminSetup{})
+	start := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	want := []string{}
+	for i := range 11 {
+		e := store.PoisonEntry{ID: middleware.PoisonID("user.events.created", []byte(strconv.Itoa(i))), Payload: []byte(strconv.Itoa(i)),
+			Class: "permanent", Reason: "bad", Subject: "user.events.created", FirstFailure: start, LastFailure: start.Add(time.Duration(i/3) * time.Minute)}
+		if err := b.db.PutPoison(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, e.ID)
+	}
+	// Newest first; entries sharing a time (three each) last stored first;
+	// then the bundle's entries, 1 h and 3 h old, stored before them.
+	slices.Reverse(want)
+	want = append(want, b.valid.ID, b.bad.ID)
+	var got []string
+	target := "/admin/poison?limit=4&since=1d"
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		var page router.PoisonPageJSON
+		b.do(t, "GET", target, "").want(t, target, 200, &page)
+		if len(page.Entries) > 4 || page.Total != 13 || page.Limit != 4 {
+			t.Fatalf("%s: %d entries, total %d, limit %d", target, len(page.Entries), page.Total, page.Limit)
+		}
+		for _, e := range page.Entries {
+			got = append(got, e.ID)
+		}
+		if page.NextCursor == nil {
+			break
+		}
+		target = "/admin/poison?limit=4&since=1d&cursor=" + url.QueryEscape(*page.NextCursor)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged ids\n got %v\nwant %v", got, want)
+	}
+	b.do(t, "GET", "/admin/poison?limit=4&order=oldest&cursor="+url.QueryEscape(target[len("/admin/poison?limit=4&since=1d&cursor="):]), "").
+		wantError(t, "cursor of the other order", 400, "order")
+}
+
+func TestAdminPoisonStats(t *testing.T) {
+	t.Parallel()
+	b := setupAdmin(t, store.SQLite, adminSetup{})
+	var s router.PoisonStatsJSON
+	b.do(t, "GET", "/admin/poison/stats", "").want(t, "stats", 200, &s)
+	if s.Total != 2 || s.Newest == nil || s.Newest.ID != b.valid.ID || s.Oldest == nil || s.Oldest.ID != b.bad.ID ||
+		!jsonEqual(s.ByClass.Groups, []router.PoisonCountJSON{{"permanent", 1}, {"transient_exhausted", 1}}) ||
+		!jsonEqual(s.BySubject.Groups, []router.PoisonCountJSON{{"user.events.created", 2}}) {
+		t.Errorf("stats = %+v", s)
+	}
+	b.do(t, "GET", "/admin/poison/stats?class=permanent", "").want(t, "filtered stats", 200, &s)
+	if s.Total != 1 || s.Newest.ID != b.bad.ID {
+		t.Errorf("filtered stats = %+v", s)
+	}
+	b.do(t, "GET", "/admin/poison/stats?limit=5", "").wantError(t, "stats with a page parameter", 400, "limit")
+	var generic map[string]any
+	b.do(t, "GET", "/admin/poison/stats", "").want(t, "stats", 200, &generic)
+	if got := slices.Sorted(maps.Keys(generic)); !slices.Equal(got, []string{"by_class", "by_event_subject", "by_ingress", "by_reason_kind", "newest", "oldest", "total"}) {
+		t.Errorf("stats fields = %v", got)
+	}
+}
+
+// TestAdminPoisonJSONShape pins the field names: scripts and the console
+// read them.
+func TestAdminPoisonJSONShape(t *testing.T) {
+	t.Parallel()
+	b := setupAdmin(t, store.SQLite, adminSetup{})
+	summary := []string{"action", "class", "correlation_id", "delivery_count", "event_subject", "failures", "first_failure_at", "handler",
+		"id", "ingress", "last_failure_at", "last_replay_at", "reason", "reason_kind", "replays", "stream", "stream_seq", "subject", "user_id"}
+	var page map[string]any
+	b.do(t, "GET", "/admin/poison", "").want(t, "list", 200, &page)
+	if got := slices.Sorted(maps.Keys(page)); !slices.Equal(got, []string{"entries", "limit", "next_cursor", "order", "total"}) {
+		t.Errorf("page fields = %v", got)
+	}
+	entry := page["entries"].([]any)[0].(map[string]any)
+	if got := slices.Sorted(maps.Keys(entry)); !slices.Equal(got, summary) {
+		t.Errorf("list entry fields = %v\nwant %v (no payload)", got, summary)
+	}
+	var full map[string]any
+	b.do(t, "GET", "/admin/poison/"+b.valid.ID, "").want(t, "get", 200, &full)
+	wantFull := slices.Sorted(slices.Values(append(slices.Clone(summary), "payload", "payload_base64")))
+	if got := slices.Sorted(maps.Keys(full)); !slices.Equal(got, wantFull) {
+		t.Errorf("entry fields = %v\nwant %v", got, wantFull)
+	}
 }
 
 func TestAdminDatabaseFailure(t *testing.T) {
@@ -278,6 +428,51 @@ func TestAdminReplayDuringOutage(t *testing.T) {
 	}
 	if e, err := b.db.GetPoison(t.Context(), b.valid.ID); err != nil || e.Failures != 1 {
 		t.Errorf("entry after a transient failure: %+v, %v; want it unchanged", e, err)
+	}
+}
+
+// TestReplayLogsPoisonID: every log line about a replay names the entry,
+// whether it fails again or cannot be written for now.
+func TestReplayLogsPoisonID(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	var logs bytes.Buffer
+	replayer := newReplayer(t, db, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	bad := store.PoisonEntry{ID: middleware.PoisonID("user.events.created", []byte(`{"id":"abc"}`)), Payload: []byte(`{"id":"abc"}`),
+		Class: "permanent", Reason: "bad", Subject: "user.events.created", Ingress: "nats"}
+	valid := store.PoisonEntry{ID: middleware.PoisonID("user.events.created", []byte(producerPayload)), Payload: []byte(producerPayload),
+		Class: "transient_exhausted", Reason: "down", Subject: "user.events.created", Ingress: "nats"}
+	for _, e := range []store.PoisonEntry{bad, valid} {
+		if err := db.PutPoison(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := replayer.Replay(t.Context(), bad.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL.Exec(`CREATE TRIGGER outage BEFORE INSERT ON watermill_profile_sync_commands
+		BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replayer.Replay(t.Context(), valid.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"event sent to the poison queue": bad.ID, "event not handled; it will be delivered again": valid.ID}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		msg, _ := rec["msg"].(string)
+		if id, ok := want[msg]; ok {
+			if rec["poison_id"] != id {
+				t.Errorf("%q: poison_id = %v, want %s", msg, rec["poison_id"], id)
+			}
+			delete(want, msg)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no log lines %v in:\n%s", want, logs.String())
 	}
 }
 
@@ -351,27 +546,58 @@ func TestNewAdminHandlerValidates(t *testing.T) {
 func TestPoisonQueryFilter(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
-	f, err := router.PoisonQuery{Reason: "uuid", Class: "panic", Subject: "user.events.created", Since: "2h", Until: "2026-11-28T13:30:00+01:00", Limit: "10"}.Filter(now)
-	want := store.PoisonFilter{Reason: "uuid", Class: "panic", Subject: "user.events.created",
-		Since: now.Add(-2 * time.Hour), Until: time.Date(2026, 11, 28, 12, 30, 0, 0, time.UTC), Limit: 10}
-	if err != nil || !f.Since.Equal(want.Since) || !f.Until.Equal(want.Until) || f.Reason != want.Reason || f.Class != want.Class || f.Subject != want.Subject || f.Limit != want.Limit {
-		t.Errorf("Filter = %+v, %v\nwant     %+v", f, err, want)
+	q := router.PoisonQuery{Reason: "uuid", ReasonKind: "id: missing", Class: "panic", Subject: "user.events.created", Ingress: "http",
+		CorrelationID: "c-1", UserID: "78AF4BC4-AFCE-4676-B373-5B802A2DFD2E", Since: "1d2h", Until: "2026-11-28T13:30:00+01:00", Limit: "10", Order: "oldest", Cursor: "abc"}
+	r, err := q.Page(now)
+	want := store.PoisonPageRequest{
+		Filter: store.PoisonFilter{Reason: "uuid", ReasonKind: "id: missing", Class: "panic", Subject: "user.events.created", Ingress: "http",
+			CorrelationID: "c-1", UserID: "78af4bc4-afce-4676-b373-5b802a2dfd2e",
+			Since: now.Add(-26 * time.Hour), Until: time.Date(2026, 11, 28, 12, 30, 0, 0, time.UTC)},
+		Order: store.OldestFirst, Limit: 10, Cursor: "abc",
 	}
-	if f, err := (router.PoisonQuery{}).Filter(now); err != nil || f != (store.PoisonFilter{}) {
-		t.Errorf("empty query = %+v, %v; want the zero filter", f, err)
+	if err != nil || !r.Filter.Since.Equal(want.Filter.Since) || !r.Filter.Until.Equal(want.Filter.Until) {
+		t.Errorf("Page = %+v, %v\nwant   %+v", r, err, want)
 	}
-
-	_, err = router.PoisonQuery{Class: "fatal", Since: "yesterday", Until: "-1h", Limit: "x"}.Filter(now)
-	var params []string
-	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-		var pe *router.ParamError
-		if errors.As(e, &pe) {
-			params = append(params, pe.Param)
+	r.Filter.Since, r.Filter.Until, want.Filter.Since, want.Filter.Until = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if r != want {
+		t.Errorf("Page = %+v\nwant   %+v", r, want)
+	}
+	if r, err := (router.PoisonQuery{}).Page(now); err != nil || r != (store.PoisonPageRequest{Order: store.NewestFirst, Limit: store.DefaultPoisonPageSize}) {
+		t.Errorf("empty query = %+v, %v; want the first page of 50, newest first", r, err)
+	}
+	for since, ago := range map[string]time.Duration{"1d": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "30m": 30 * time.Minute, "1d12h": 36 * time.Hour, "0s": 0} {
+		if f, err := (router.PoisonQuery{Since: since}).Filter(now); err != nil || !f.Since.Equal(now.Add(-ago)) {
+			t.Errorf("since %s = %v, %v; want %v", since, f.Since, err, now.Add(-ago))
 		}
 	}
-	if !slices.Equal(params, []string{"class", "since", "until", "limit"}) {
+
+	_, err = router.PoisonQuery{Class: "fatal", Since: "yesterday", Until: "-1h", Limit: "x", Ingress: "carrier pigeon", UserID: "abc", Order: "up"}.Page(now)
+	var params []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		for _, e := range append([]error{e}, unwrapAll(e)...) {
+			var pe *router.ParamError
+			if errors.As(e, &pe) && !slices.Contains(params, pe.Param) {
+				params = append(params, pe.Param)
+			}
+		}
+	}
+	slices.Sort(params)
+	if !slices.Equal(params, []string{"class", "ingress", "limit", "order", "since", "until", "user_id"}) {
 		t.Errorf("errors name %v, want every bad parameter: %v", params, err)
 	}
+}
+
+func unwrapAll(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return nil
+}
+
+// jsonEqualText compares a JSON body with the JSON it should be.
+func jsonEqualText(body, want string) bool {
+	var a, b any
+	return json.Unmarshal([]byte(body), &a) == nil && json.Unmarshal([]byte(want), &b) == nil && jsonEqual(a, b)
 }
 
 // jsonEqual compares values by their JSON, as clients see them.

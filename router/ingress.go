@@ -272,7 +272,7 @@ func (in *ingress) keepOversized(r *http.Request, headerID string, body []byte) 
 		LastFailure:   now,
 	}
 	if err := in.Poison.PutPoison(r.Context(), e); err != nil {
-		in.logger.WarnContext(r.Context(), "oversized body could not be kept in the poison queue", "correlation_id", corr, "error", err)
+		in.logger.WarnContext(r.Context(), "oversized body could not be kept in the poison queue", "correlation_id", corr, "poison_id", e.ID, "error", err)
 		a := unavailable(corr)
 		a.bodyBytes = len(body)
 		return a

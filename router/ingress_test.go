@@ -172,11 +172,7 @@ func commandPayloads(t *testing.T, db *store.DB) []map[string]any {
 
 func poisonEntries(t *testing.T, db *store.DB) []store.PoisonEntry {
 	t.Helper()
-	entries, err := db.ListPoison(t.Context(), store.PoisonFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return entries
+	return storetest.PoisonEntries(t, db)
 }
 
 // wantKept checks that the poison queue holds exactly body under rep's id.

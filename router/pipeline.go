@@ -146,12 +146,39 @@ func alreadyCarried(why string) string {
 	return "no new command: the event is already carried (" + why + ")"
 }
 
+// ReplayMatching replays every entry that matches f, in the order they
+// were stored, a batch of ids at a time (the queue is never read whole),
+// and calls each with each result; an error from each stops it. Entries
+// that arrive meanwhile are left for later; one that fails again is not
+// tried twice. An entry that cannot be read is reported as a result with
+// the error, not returned.
+func (r *Replayer) ReplayMatching(ctx context.Context, f store.PoisonFilter, dryRun bool, each func(ReplayResult, error) error) error {
+	return r.db.EachPoison(ctx, f, func(batch []store.PoisonEntry) error {
+		for _, e := range batch {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			res, err := r.Replay(ctx, e.ID, dryRun)
+			if err != nil {
+				res.ID = e.ID
+			}
+			if err := each(res, err); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // replayMessage rebuilds the message of a poison entry: original bytes,
-// subject and correlation id, with ingress "replay".
+// subject and correlation id, with ingress "replay" (the command records
+// it; the entry keeps its own), and the entry's id, so that every log line
+// about the replay names it.
 func replayMessage(e store.PoisonEntry) *message.Message {
 	msg := message.NewMessage(e.ID, e.Payload)
 	msg.Metadata.Set(handlers.MetaSubject, e.Subject)
 	msg.Metadata.Set(handlers.MetaIngress, schema.IngressReplay)
+	msg.Metadata.Set(middleware.MetaPoisonID, e.ID)
 	if e.CorrelationID != "" {
 		msg.Metadata.Set(handlers.MetaCorrelationID, e.CorrelationID)
 	}

@@ -184,8 +184,10 @@ func (db *DB) OffsetsAdapter() wmsql.OffsetsAdapter {
 var validTopic = regexp.MustCompile(`^[A-Za-z0-9\-$:._]+$`)
 
 // InitSchema creates, if absent, the messages and offsets tables for each
-// topic, and makes sure the messages table has its unique uuid index. With
-// CommandsTopic it also creates the ledger (LedgerTable).
+// topic, and makes sure the messages table has its unique uuid index (and,
+// for PoisonTopic, the generated columns and indexes its queries use; see
+// poisonColumns). With CommandsTopic it also creates the ledger
+// (LedgerTable).
 //
 // It runs the adapters' queries the way watermill-sql does, in one
 // transaction where the schema adapter asks for it (PostgreSQL, behind an
@@ -234,7 +236,13 @@ func (db *DB) initTopic(ctx context.Context, topic string) error {
 	if err != nil {
 		return err
 	}
-	return db.ensureUUIDUnique(ctx, topic)
+	if err := db.ensureUUIDUnique(ctx, topic); err != nil {
+		return err
+	}
+	if topic == PoisonTopic {
+		return db.ensurePoisonColumns(ctx)
+	}
+	return nil
 }
 
 func (db *DB) maxIdentifier() int {

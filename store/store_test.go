@@ -376,6 +376,10 @@ func TestTableLayout(t *testing.T) {
 		store.MySQL:    {"consumer_group", "offset_acked", "offset_consumed"},
 		store.SQLite:   {"consumer_group", "offset_acked", "offset_consumed"},
 	}
+	// The poison table also has generated columns (derived from metadata,
+	// never written) for its filters and indexes.
+	poisonColumns := []string{"poison_last_failure", "poison_class", "poison_subject", "poison_ingress",
+		"poison_correlation_id", "poison_user_id", "poison_reason_kind", "poison_reason"}
 	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
 		tables := []string{
@@ -394,11 +398,32 @@ func TestTableLayout(t *testing.T) {
 			case table == store.LedgerTable:
 				want = []string{"user_id", "state", "updated_at"}
 			}
+			if table == "watermill_user_events_poison" {
+				want = append(slices.Clone(want), poisonColumns...)
+			}
 			if got := columnNames(t, db, table); !slices.Equal(got, want) {
 				t.Errorf("%s columns = %v, want %v", table, got, want)
 			}
 		}
+		if got := generatedColumns(t, db, "watermill_user_events_poison"); !slices.Equal(got, poisonColumns) {
+			t.Errorf("generated columns of the poison table = %v, want %v", got, poisonColumns)
+		}
 	})
+}
+
+// generatedColumns lists a table's generated columns in definition order.
+func generatedColumns(t *testing.T, db *store.DB, table string) []string {
+	t.Helper()
+	switch db.Dialect {
+	case store.Postgres:
+		return queryStrings(t, db, `SELECT column_name FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = $1 AND is_generated = 'ALWAYS' ORDER BY ordinal_position`, table)
+	case store.MySQL:
+		return queryStrings(t, db, `SELECT column_name FROM information_schema.columns
+			WHERE table_schema = DATABASE() AND table_name = ? AND extra LIKE '%GENERATED%' ORDER BY ordinal_position`, table)
+	default:
+		return queryStrings(t, db, `SELECT name FROM pragma_table_xinfo(?) WHERE hidden IN (2, 3) ORDER BY cid`, table)
+	}
 }
 
 // tableNames lists the tables of db's database (schema), sorted by
@@ -444,7 +469,8 @@ func columnNames(t *testing.T, db *store.DB, table string) []string {
 		return queryStrings(t, db, `SELECT column_name FROM information_schema.columns
 			WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position`, table)
 	default:
-		return queryStrings(t, db, `SELECT name FROM pragma_table_info(?) ORDER BY cid`, table)
+		// table_xinfo: table_info leaves out generated columns.
+		return queryStrings(t, db, `SELECT name FROM pragma_table_xinfo(?) ORDER BY cid`, table)
 	}
 }
 

@@ -190,3 +190,27 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b) // never fails: crypto/rand crashes the program instead
 	return hex.EncodeToString(b)
 }
+
+// PoisonEntries returns every entry of db's poison queue, payloads
+// included, in the order they were stored. Lists leave payloads out; tests
+// that check them read each entry.
+func PoisonEntries(t testing.TB, db *store.DB) []store.PoisonEntry {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	var out []store.PoisonEntry
+	err := db.EachPoison(ctx, store.PoisonFilter{}, func(batch []store.PoisonEntry) error {
+		for _, e := range batch {
+			full, err := db.GetPoison(ctx, e.ID)
+			if err != nil {
+				return err
+			}
+			out = append(out, full)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("storetest: poison entries: %v", err)
+	}
+	return out
+}
