@@ -2,12 +2,14 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
@@ -94,15 +96,28 @@ func read(t *testing.T, db *store.DB, group string, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var last *message.Message
 	for range n {
 		select {
-		case m := <-msgs:
-			m.Ack()
+		case last = <-msgs:
+			last.Ack()
 		case <-ctx.Done():
 			t.Fatalf("group %s: no message to read", group)
 		}
 	}
-	// The ack commits with the subscriber's next round; closing waits for it.
+	// The ack commits with the subscriber's next round. Closing before the
+	// subscriber has seen the last ack would leave it unacked, so wait for
+	// the group's offset to reach it.
+	var want int64
+	off := quoteIdent(db.Dialect, "offset")
+	if err := db.SQL.QueryRowContext(ctx, db.Bind("SELECT "+off+" FROM "+quoteIdent(db.Dialect, "watermill_"+store.CommandsTopic)+" WHERE uuid = ?"), last.UUID).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	routertest.Eventually(t, 30*time.Second, "group "+group+"'s ack to commit", func() bool {
+		var acked sql.NullInt64
+		err := db.SQL.QueryRowContext(ctx, db.Bind("SELECT offset_acked FROM "+quoteIdent(db.Dialect, "watermill_offsets_"+store.CommandsTopic)+" WHERE consumer_group = ?"), group).Scan(&acked)
+		return err == nil && acked.Int64 >= want
+	})
 	if err := sub.Close(); err != nil {
 		t.Fatal(err)
 	}
