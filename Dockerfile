@@ -20,6 +20,7 @@ COPY --from=build /out/user-events-router /usr/local/bin/user-events-router
 USER 65532:65532
 # Inside a container the embedded NATS server must be reachable from outside.
 ENV DATA_DIR=/data \
+    HTTP_ADDR=:3000 \
     NATS_LISTEN=0.0.0.0:4222
 VOLUME /data
 EXPOSE 3000 4222 8081
