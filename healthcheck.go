@@ -27,7 +27,7 @@ func healthcheckCommand(ctx context.Context, args []string, getenv func(string) 
 	var (
 		live    = fs.Bool("live", false, "ask /healthz (the process is alive) instead of /readyz (it can take events)")
 		addr    = fs.String("addr", "", "admin address to ask, host:port (default: ADMIN_ADDR)")
-		timeout = fs.Duration("timeout", 3*time.Second, "give up after this long")
+		timeout = fs.Duration("timeout", healthcheckTimeout, "give up after this long")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -83,6 +83,11 @@ func healthcheckCommand(ctx context.Context, args []string, getenv func(string) 
 	fmt.Fprintf(stdout, "GET %s: %s: %s\n", u, resp.Status, said)
 	return nil
 }
+
+// healthcheckTimeout is healthcheck's default -timeout: shorter than the
+// image's HEALTHCHECK --timeout, so the command reports why it failed
+// rather than being killed.
+const healthcheckTimeout = 3 * time.Second
 
 // probeURL is the URL of path on a server listening on addr, as seen from
 // the same host: a server on every interface (":8081", "0.0.0.0:8081",
