@@ -53,6 +53,7 @@ commands:
   poison     list, show, replay or delete poison queue entries
              (see: user-events-router poison help)
   check      load the configuration and check the database and NATS
+  healthcheck exit 0 if the router on ADMIN_ADDR is ready (-live: alive)
   version    print the version
   help       print this help
 
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return poisonCommand(ctx, args, getenv, stdout, stderr)
 	case "check":
 		return checkCommand(ctx, args, getenv, stdout, stderr)
+	case "healthcheck":
+		return healthcheckCommand(ctx, args, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -114,7 +114,7 @@ func Defaults() Config {
 		CommitBatchWait:        time.Millisecond,
 		CommitWorkers:          2,
 		DataDir:                "./data",
-		HTTPAddr:               ":3000",
+		HTTPAddr:               "127.0.0.1:3000",
 		IngressMaxBody:         64 << 10,
 		AdminAddr:              "127.0.0.1:8081",
 		HandlerTimeout:         5 * time.Second,

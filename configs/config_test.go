@@ -24,7 +24,7 @@ func TestLoadDefaults(t *testing.T) {
 	if got := c.DatabaseURLOrDefault(); got != "sqlite:data/router.db" {
 		t.Errorf("default database = %q", got)
 	}
-	if c.NATSListen != "127.0.0.1:4222" || c.Durable != "social-backend-consumer" || c.HTTPAddr != ":3000" || c.AdminAddr != "127.0.0.1:8081" {
+	if c.NATSListen != "127.0.0.1:4222" || c.Durable != "social-backend-consumer" || c.HTTPAddr != "127.0.0.1:3000" || c.AdminAddr != "127.0.0.1:8081" {
 		t.Errorf("defaults differ from DESIGN §3: %+v", c)
 	}
 }
