@@ -22,6 +22,9 @@ import (
 // commands table as; its offset lives in watermill's offsets table.
 const DefaultConsumerGroup = "monolith-apply"
 
+// ackDeadline bounds one command's stay in apply's handler.
+const ackDeadline = 5 * time.Second
+
 // HandlerName names the Watermill handler (logs, metrics).
 const HandlerName = "apply_commands"
 
@@ -62,7 +65,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	m := newMetrics(o.Registerer)
 	wlog := watermill.NewSlogLoggerWithLevelMapping(o.Logger.With("component", "apply"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	sub, err := o.Commands.Subscriber(o.ConsumerGroup, wlog)
+	// A command takes milliseconds to apply. watermill-sql hands a rejected
+	// message back in the same transaction until the ack deadline, so after
+	// a database outage (a dead transaction) a short deadline is what gets
+	// apply going again: 5 s rather than 30 s.
+	config := o.Commands.SubscriberConfig(o.ConsumerGroup)
+	deadline := ackDeadline
+	config.AckDeadline = &deadline
+	sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(o.Commands.SQL), config, wlog)
 	if err != nil {
 		return fmt.Errorf("apply: subscriber: %w", err)
 	}

@@ -28,7 +28,9 @@ import (
 //     event by the other path (HTTP for NATS, NATS for HTTP) is taken as
 //     the same event; by the same path it is a new one.
 //   - any action: a JetStream redelivery (same stream sequence, same bytes)
-//     is the same event.
+//     is the same event; and within the newest second, a JetStream message
+//     the stream holds before one already carried is older than it (it was
+//     redelivered after a crash while a later one was carried): stale.
 //
 // Each command it lets through gets the user's next Sequence, which with
 // Generation and occurred_at orders the user's commands for a consumer.
@@ -130,6 +132,10 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 		case l.Deleted && a.At.Before(l.Newest):
 			// A try of the deleted registration, arriving late.
 			return Verdict{Why: VerdictStale}
+		case l.Deleted && l.overtaken(a):
+			// Published before the deletion that was carried first (a
+			// redelivery after a crash): that registration's copy.
+			return Verdict{Why: VerdictStale}
 		case l.Deleted && atNewest && !l.Created:
 			// Deleted in this very second, and its registration never came:
 			// this is that registration, late. (With the registration
@@ -139,6 +145,11 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 		case l.Deleted:
 			return l.open(a)
 		case l.Created:
+			if atNewest {
+				// Kept so that a deletion of this second published before
+				// it, arriving after it, is known to be older.
+				l.note(a)
+			}
 			return Verdict{Why: VerdictRegistered}
 		default:
 			// The identity came first (sync_identity); its profile now.
@@ -153,7 +164,7 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 			return v
 		case l.Deleted:
 			return Verdict{Why: VerdictDeleted}
-		case a.At.Before(l.Newest):
+		case a.At.Before(l.Newest), l.overtaken(a):
 			// Older than an event of the living registration: the deletion
 			// of an earlier one, arriving late.
 			return Verdict{Why: VerdictStale}
@@ -171,7 +182,7 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 			return l.open(a)
 		case l.Deleted:
 			return Verdict{Why: VerdictAfterDeleted}
-		case a.At.Before(l.Newest):
+		case a.At.Before(l.Newest), l.overtaken(a):
 			return Verdict{Why: VerdictStale}
 		case atNewest && l.copyByOtherPath(a):
 			l.note(a)
@@ -207,6 +218,23 @@ func (l *Ledger) note(a Arrival) {
 		l.Recent = append(l.Recent[:0], l.Recent[1:]...)
 	}
 	l.Recent = append(l.Recent, Arrival{Hash: a.Hash, Path: a.Path, StreamSeq: a.StreamSeq})
+}
+
+// overtaken reports whether a is a JetStream message of the newest second
+// that the stream holds before one already carried: it was published
+// earlier and arrives later (redelivered after a crash of the process that
+// held it, while a later one went to a new process). Within one second the
+// stream's order is the producer's order, the only one there is.
+func (l *Ledger) overtaken(a Arrival) bool {
+	if a.Path != PathNATS || a.StreamSeq == 0 || !a.At.Equal(l.Newest) {
+		return false
+	}
+	for _, r := range l.Recent {
+		if r.Path == PathNATS && r.StreamSeq > a.StreamSeq {
+			return true
+		}
+	}
+	return false
 }
 
 // has reports whether the JetStream message a was carried already.

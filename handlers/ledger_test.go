@@ -51,7 +51,7 @@ func TestLedgerDecides(t *testing.T) {
 			{c, 6, "reg", n, 2, VerdictRegistered}, // try 2 (a 503 answered mid-commit): new timestamp
 			{c, 6, "reg", w, 0, VerdictRegistered},
 			{c, 0, "reg", n, 1, VerdictRegistered}, // try 1's buffered NATS copy, minutes later
-			{c, 0, "reg", n, 1, VerdictRegistered}, // and its redelivery
+			{c, 0, "reg", n, 1, VerdictRedelivery}, // and its redelivery
 		}, 1, 1, false},
 		{"deletion retried", []step{
 			{c, 0, "reg", n, 1, VerdictNew},
@@ -110,6 +110,17 @@ func TestLedgerDecides(t *testing.T) {
 			{d, 5, "del", w, 0, VerdictStale}, // the old deletion's HTTP copy
 			{u, 10, "B", n, 5, VerdictNew},
 		}, 2, 4, false},
+		{"A → B → A in one second, B redelivered after the second A (a crash held it)", []step{
+			{c, 0, "reg", n, 1, VerdictNew},
+			{u, 5, "A", n, 2, VerdictNew},
+			{u, 5, "A", n, 4, VerdictNew}, // the new process carried it first
+			{u, 5, "B", n, 3, VerdictStale},
+		}, 1, 3, false},
+		{"created → deleted → created in one second, the deletion redelivered last", []step{
+			{c, 0, "reg", n, 1, VerdictNew},
+			{c, 0, "reg", n, 3, VerdictRegistered},
+			{d, 0, "del", n, 2, VerdictStale}, // published before the registration carried
+		}, 1, 1, false},
 		{"a deletion older than the living registration's newest event", []step{
 			{c, 0, "reg", n, 1, VerdictNew},
 			{u, 5, "A", n, 2, VerdictNew},

