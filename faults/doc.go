@@ -4,7 +4,8 @@
 // restarts the broker, cuts the database away and runs several replicas,
 // and checks the guarantees of DESIGN §4 from the outside: every event
 // published yields exactly one profile-sync command, the stream ends empty,
-// and no fault puts anything in the poison queue.
+// no fault puts anything in the poison queue, and (TestConvergence, with
+// `apply` killed too) the monolith's users end equal to the Auth Service's.
 //
 // The package has tests only. `go test ./faults` runs a short version
 // (a couple of thousand events); FAULTS_LONG=1 runs the long one; -short

@@ -159,47 +159,18 @@ func TestNATSRestart(t *testing.T) {
 }
 
 // TestDBOutage takes the database away while the router drains, for a few
-// seconds at a time, then brings it back. PostgreSQL (and MySQL) go away
-// for real: a TCP proxy between router and server drops every connection
-// and refuses new ones. SQLite has no server, so its commands table is
-// renamed away instead, as outage_test.go does. Failed commits must leave
-// their events in the stream, and nothing may be poisoned.
+// seconds at a time, then brings it back (see dbOutage). Failed commits
+// must leave their events in the stream, and nothing may be poisoned.
 func TestDBOutage(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, "db-outage", func(t *testing.T, f *fixture) {
-		routerURL := f.dbURL
-		// table is where the commands are during an outage, for the test
-		// to see that commits stopped.
-		table := "watermill_profile_sync_commands"
-		var down, up func()
-		if f.backend == store.SQLite {
-			down = func() { f.exec(t, `ALTER TABLE watermill_profile_sync_commands RENAME TO parked_commands`) }
-			up = func() { f.exec(t, `ALTER TABLE parked_commands RENAME TO watermill_profile_sync_commands`) }
-			table = "parked_commands"
-		} else {
-			u, err := url.Parse(f.dbURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			proxy := routertest.StartProxy(t, u.Host)
-			u.Host = proxy.Addr()
-			routerURL = u.String()
-			down, up = proxy.Cut, func() { proxy.Restore(t) }
-		}
-		f.drainWithFaults(t, "outages", procOptions{databaseURL: routerURL}, func(k int, p *routerProc) (*routerProc, string) {
-			down()
+		outage := f.newDBOutage(t)
+		f.drainWithFaults(t, "outages", procOptions{databaseURL: outage.url}, func(k int, p *routerProc) (*routerProc, string) {
 			length := time.Duration(2000+f.rng.IntN(1000)) * time.Millisecond
 			if f.size.events > 2000 {
 				length += 2 * time.Second
 			}
-			// Commits that were under way when the outage began end
-			// within a moment; after that the count must stand still.
-			time.Sleep(300 * time.Millisecond)
-			before := f.countIn(t, table)
-			time.Sleep(length - 300*time.Millisecond) // the outage itself
-			after := f.countIn(t, table)
-			left := f.streamMsgs(t)
-			up()
+			before, after, left := outage.cut(t, length)
 			if after != before {
 				t.Errorf("outage %d: %d commands written while the database was away (the outage was not real)", k+1, after-before)
 			}
@@ -212,6 +183,58 @@ func TestDBOutage(t *testing.T) {
 			return p, fmt.Sprintf("%d(%v)", before, length)
 		})
 	})
+}
+
+// dbOutage takes the database away from the processes under test and
+// brings it back. PostgreSQL (and MySQL) go away for real: a TCP proxy
+// between the processes and the server drops every connection and refuses
+// new ones. SQLite has no server, so its commands table is renamed away
+// instead, as outage_test.go does. The test's own connection (f.db) never
+// goes through the proxy.
+type dbOutage struct {
+	f *fixture
+	// url is the database URL the processes under test must be given.
+	url string
+	// table is where the commands are during an outage, for the test to
+	// see that commits stopped.
+	table    string
+	down, up func()
+}
+
+func (f *fixture) newDBOutage(t *testing.T) *dbOutage {
+	t.Helper()
+	o := &dbOutage{f: f, url: f.dbURL, table: "watermill_profile_sync_commands"}
+	if f.backend == store.SQLite {
+		o.down = func() { f.exec(t, `ALTER TABLE watermill_profile_sync_commands RENAME TO parked_commands`) }
+		o.up = func() { f.exec(t, `ALTER TABLE parked_commands RENAME TO watermill_profile_sync_commands`) }
+		o.table = "parked_commands"
+		return o
+	}
+	u, err := url.Parse(f.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := routertest.StartProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	o.url = u.String()
+	o.down, o.up = proxy.Cut, func() { proxy.Restore(t) }
+	return o
+}
+
+// cut takes the database away for length, then brings it back. before and
+// after count the commands 300 ms into the outage (commits that were under
+// way when it began end within a moment) and at its end: equal when the
+// outage was real. left is what the stream held at the end.
+func (o *dbOutage) cut(t *testing.T, length time.Duration) (before, after int, left uint64) {
+	t.Helper()
+	o.down()
+	time.Sleep(300 * time.Millisecond)
+	before = o.f.countIn(t, o.table)
+	time.Sleep(length - 300*time.Millisecond) // the outage itself
+	after = o.f.countIn(t, o.table)
+	left = o.f.streamMsgs(t)
+	o.up()
+	return before, after, left
 }
 
 // TestSIGTERM stops the router with SIGTERM while it drains a backlog and

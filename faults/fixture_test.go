@@ -30,14 +30,15 @@ type sizes struct {
 	events     int           // N: backlog published to the stream
 	kills      int           // K: faults injected per scenario
 	httpEvents int           // M: events posted to the HTTP fallback
+	users      int           // users whose histories TestConvergence plays
 	drain      time.Duration // how long a backlog may take to drain
 }
 
 func scale() sizes {
 	if os.Getenv("FAULTS_LONG") == "1" {
-		return sizes{events: 20000, kills: 5, httpEvents: 1000, drain: 15 * time.Minute}
+		return sizes{events: 20000, kills: 5, httpEvents: 1000, users: 20000, drain: 15 * time.Minute}
 	}
-	return sizes{events: 2000, kills: 2, httpEvents: 100, drain: 3 * time.Minute}
+	return sizes{events: 2000, kills: 2, httpEvents: 100, users: 2000, drain: 3 * time.Minute}
 }
 
 // backends are the databases every scenario runs against: SQLite always,
@@ -434,6 +435,9 @@ type outcome struct {
 	committed int            // COUNT(*) of commands
 	distinct  int            // COUNT(DISTINCT uuid)
 	perUser   map[string]int // commands per user_id in the payload
+	// payloads are the commands' payloads by user_id, for a failure to
+	// show what a user got.
+	payloads map[string][][]byte
 	// redelivered counts commands written from a JetStream delivery
 	// after the first: evidence that a fault hit messages in flight.
 	redelivered  int
@@ -447,7 +451,7 @@ type outcome struct {
 func (f *fixture) measure(t *testing.T) outcome {
 	t.Helper()
 	ctx := t.Context()
-	o := outcome{perUser: map[string]int{}}
+	o := outcome{perUser: map[string]int{}, payloads: map[string][][]byte{}}
 	// The stream first: an event acked after this count was committed
 	// before its ack, so the commands counted next include it.
 	left, orphans, err := f.tryStreamLeft(ctx)
@@ -479,6 +483,7 @@ func (f *fixture) measure(t *testing.T) outcome {
 			t.Fatalf("command payload is not JSON: %v: %s", err, payload)
 		}
 		o.perUser[cmd.UserID]++
+		o.payloads[cmd.UserID] = append(o.payloads[cmd.UserID], payload)
 		if cmd.Source.DeliveryAttempt > 1 {
 			o.redelivered++
 		}
@@ -497,9 +502,6 @@ func (f *fixture) measure(t *testing.T) outcome {
 // may at most one, and no command belongs to anyone else.
 func problems(o outcome, must, may []string) []string {
 	var out []string
-	if o.committed != o.distinct {
-		out = append(out, fmt.Sprintf("%d commands but %d distinct uuids", o.committed, o.distinct))
-	}
 	var lost, dup []string
 	known := make(map[string]bool, len(must)+len(may))
 	for _, id := range must {
@@ -532,6 +534,17 @@ func problems(o outcome, must, may []string) []string {
 	if len(stray) > 0 {
 		out = append(out, fmt.Sprintf("%d commands for users never published, e.g. %s", len(stray), sample(stray)))
 	}
+	return append(out, endProblems(o)...)
+}
+
+// endProblems lists what every scenario must end without, whatever its
+// events: a command stored twice, a message left in the stream, a poison
+// entry.
+func endProblems(o outcome) []string {
+	var out []string
+	if o.committed != o.distinct {
+		out = append(out, fmt.Sprintf("%d commands but %d distinct uuids", o.committed, o.distinct))
+	}
 	if o.leftInStream != 0 {
 		out = append(out, fmt.Sprintf("%d messages left in the stream", o.leftInStream))
 	}
@@ -555,16 +568,22 @@ func sample(ids []string) string {
 func (f *fixture) verify(t *testing.T, must, may []string, extra string) {
 	t.Helper()
 	o := f.measure(t)
+	t.Log(f.summary(o, len(must)+len(may), extra))
+	for _, p := range problems(o, must, may) {
+		t.Error(p)
+	}
+}
+
+// summary is a scenario's one-line report of o, after published events;
+// extra is appended (key=value pairs).
+func (f *fixture) summary(o outcome, published int, extra string) string {
 	line := fmt.Sprintf("scenario=%s published=%d committed=%d distinct=%d left_in_stream=%d poisoned=%d backend=%s redelivered_commits=%d",
-		f.name, len(must)+len(may), o.committed, o.distinct, o.leftInStream, o.poisoned, f.backend, o.redelivered)
+		f.name, published, o.committed, o.distinct, o.leftInStream, o.poisoned, f.backend, o.redelivered)
 	if o.orphans > 0 {
 		line += fmt.Sprintf(" acked_left_by_broker=%d", o.orphans)
 	}
 	if extra != "" {
 		line += " " + extra
 	}
-	t.Log(line)
-	for _, p := range problems(o, must, may) {
-		t.Error(p)
-	}
+	return line
 }

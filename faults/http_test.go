@@ -22,8 +22,11 @@ type authClient struct {
 	url    string
 	client *http.Client
 	ok     atomic.Int64 // events answered 200 so far
+	// retrying counts the events being tried that have had a failed try
+	// (at most one per client, as it posts sequentially).
+	retrying atomic.Int64
 
-	// Filled in by run, read after it returns.
+	// Filled in by run and send, read after they return.
 	accepted []string // user ids answered 200
 	dropped  []string // user ids never answered 200 (may or may not be committed)
 	retried  int      // events that needed more than one try
@@ -50,34 +53,45 @@ func (c *authClient) run(ctx context.Context, events []event) {
 		if ctx.Err() != nil {
 			return
 		}
-		ok := false
-		for try, wait := range authRetries {
-			if try > 0 {
-				select {
-				case <-ctx.Done():
-				case <-time.After(wait):
-				}
-				if ctx.Err() != nil {
-					break
-				}
-				if try == 1 {
-					c.retried++
-				}
+		c.send(ctx, ev)
+	}
+}
+
+// send tries one event on the Auth Service's schedule and records it as
+// accepted (answered 200) or dropped; it reports whether it was accepted.
+func (c *authClient) send(ctx context.Context, ev event) bool {
+	ok := false
+	for try, wait := range authRetries {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
 			}
-			problem := c.post(ctx, ev.body)
-			if problem == "" {
-				ok = true
+			if ctx.Err() != nil {
 				break
 			}
-			c.failures = append(c.failures, fmt.Sprintf("%s try %d at %s: %s", ev.userID, try+1, time.Now().Format("15:04:05.000"), problem))
+			if try == 1 {
+				c.retried++
+			}
 		}
-		if ok {
-			c.accepted = append(c.accepted, ev.userID)
-			c.ok.Add(1)
-		} else {
-			c.dropped = append(c.dropped, ev.userID)
+		problem := c.post(ctx, ev.body)
+		if problem == "" {
+			ok = true
+			break
+		}
+		c.failures = append(c.failures, fmt.Sprintf("%s try %d at %s: %s", ev.userID, try+1, time.Now().Format("15:04:05.000"), problem))
+		if try == 0 {
+			c.retrying.Add(1)
+			defer c.retrying.Add(-1)
 		}
 	}
+	if ok {
+		c.accepted = append(c.accepted, ev.userID)
+		c.ok.Add(1)
+	} else {
+		c.dropped = append(c.dropped, ev.userID)
+	}
+	return ok
 }
 
 // post returns "" when the router answered 200, else what went wrong.

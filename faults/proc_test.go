@@ -59,16 +59,23 @@ type procOptions struct {
 	// dataDir overrides the process's own DATA_DIR (to restart on the same
 	// embedded store).
 	dataDir string
+	// apply runs `user-events-router apply` (the monolith's side) instead
+	// of serve, with its health and metrics on the process's admin address.
+	apply bool
 }
 
-// startRouter starts `user-events-router` (serve) and waits until its
-// /readyz answers 200. The process is killed and reaped when the test ends;
-// if the test failed, the tail of its log is printed.
+// startRouter starts `user-events-router` (serve, or apply) and waits until
+// its /readyz answers 200. The process is killed and reaped when the test
+// ends; if the test failed, the tail of its log is printed.
 func (f *fixture) startRouter(t *testing.T, o procOptions) *routerProc {
 	t.Helper()
 	f.procs++
+	kind, command := "router", "serve"
+	if o.apply {
+		kind, command = "apply", "apply"
+	}
 	p := &routerProc{
-		name:      fmt.Sprintf("router-%d", f.procs),
+		name:      fmt.Sprintf("%s-%d", kind, f.procs),
 		httpAddr:  o.httpAddr,
 		adminAddr: freeAddr(t),
 		exited:    make(chan struct{}),
@@ -95,7 +102,7 @@ func (f *fixture) startRouter(t *testing.T, o procOptions) *routerProc {
 	}
 	defer logFile.Close() // the child has its own descriptor
 
-	p.cmd = exec.Command(routerBinary, "serve")
+	p.cmd = exec.Command(routerBinary, command)
 	// A clean environment: nothing from the developer's shell (a NATS_CREDS,
 	// a DATABASE_URL) leaks into the router under test.
 	p.cmd.Env = []string{
@@ -115,6 +122,9 @@ func (f *fixture) startRouter(t *testing.T, o procOptions) *routerProc {
 		"NATS_ACK_WAIT=" + ackWait,
 		"NATS_MAX_ACK_PENDING=" + maxAckPending,
 		"CLOSE_TIMEOUT=" + closeTimeout.String(),
+	}
+	if o.apply {
+		p.cmd.Env = append(p.cmd.Env, "APPLY_ADMIN_ADDR="+p.adminAddr)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
