@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/store"
 )
@@ -36,7 +36,7 @@ func checkCommand(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("database: %w", err)
 	}
 	defer db.Close()
-	fmt.Fprintf(stdout, "database: reachable (%s, %s)\n", db.Dialect, configs.RedactURL(cfg.DatabaseURLOrDefault()))
+	fmt.Fprintf(stdout, "database: reachable (%s, %s)\n", db.Dialect, redact.URL(cfg.DatabaseURLOrDefault()))
 	if err := checkTables(ctx, db, stdout); err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func checkCommand(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("nats: stream %s: %w", cfg.Stream, err)
 	}
 	info := s.CachedInfo()
-	fmt.Fprintf(stdout, "nats: ok (%s), stream %s: %d messages, retention %v\n", configs.RedactURL(nc.ConnectedUrl()), cfg.Stream, info.State.Msgs, info.Config.Retention)
+	fmt.Fprintf(stdout, "nats: ok (%s), stream %s: %d messages, retention %v\n", redact.URL(nc.ConnectedUrl()), cfg.Stream, info.State.Msgs, info.Config.Retention)
 	c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
 	if err != nil {
 		fmt.Fprintf(stdout, "consumer %s: absent (serve creates it): %v\n", cfg.Durable, err)

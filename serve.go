@@ -26,6 +26,7 @@ import (
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/metrics"
 	"github.com/social/user-events-router/middleware"
+	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/store"
 )
@@ -373,7 +374,7 @@ func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.Embedde
 func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (router.Binding, error) {
 	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return router.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", configs.RedactURL(nc.ConnectedUrl()), err)
+			return router.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", redact.URL(nc.ConnectedUrl()), err)
 		}
 		return router.Binding{}, err
 	}
