@@ -81,10 +81,13 @@ func (e *EmbeddedServer) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
-// natsLogger forwards the server's log lines to slog.
+// natsLogger forwards the server's log lines to slog. Its notices are
+// debug lines: at start they are the 25-line banner (version, ports, store
+// limits), which the router sums up in one line of its own ("embedded NATS
+// server started"); warnings and errors stay what they are.
 type natsLogger struct{ l *slog.Logger }
 
-func (n natsLogger) Noticef(format string, v ...any) { n.l.Info(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
