@@ -14,14 +14,22 @@ import (
 	"github.com/social/user-events-router/store"
 )
 
+const checkUsage = `usage: user-events-router check
+
+Checks the configuration, the database (its tables take an insert, rolled
+back) and the broker (NATS_URL). Changes no data. Exit 0 when all is well,
+1 on a problem, 2 on a bad configuration.
+`
+
 // checkCommand is the deployment's pre-flight: it validates the
 // configuration, reaches the database and proves its tables writable the
 // way /readyz does, reaches the broker (when NATS_URL is set), and reports
 // the stream and consumer it would use. It changes no data: the write
 // probe is rolled back (see store.DB.ProbeWritable for what that costs).
 func checkCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		return usagef("check takes no arguments, got %q", args[0])
+	fs := newCommandFlags("check", checkUsage)
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {

@@ -356,6 +356,20 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"serve"}, env: map[string]string{"MAX_IN_FLIGHT": "lots"}, code: 2, stderr: `MAX_IN_FLIGHT="lots"`},
 		{args: []string{"publish", "-action", "renamed"}, code: 2, stderr: "-action must be"},
 		{args: []string{"publish", "-bogus"}, code: 2, stderr: "flag provided but not defined"},
+		// Each command's help is asked for, not a mistake: exit 0, on stdout.
+		{args: []string{"serve", "--help"}, code: 0, stdout: "usage: user-events-router [serve]"},
+		{args: []string{"serve", "-h"}, code: 0, stdout: "Runs the router"},
+		{args: []string{"publish", "-h"}, code: 0, stdout: "-payload BYTES"},
+		{args: []string{"publish", "--help"}, code: 0, stdout: "usage: user-events-router publish"},
+		{args: []string{"check", "--help"}, code: 0, stdout: "usage: user-events-router check"},
+		{args: []string{"apply", "-h"}, code: 0, stdout: "usage: user-events-router apply"},
+		{args: []string{"prune", "--help"}, code: 0, stdout: "-dry-run"},
+		{args: []string{"poison", "list", "-h"}, code: 0},
+		{args: []string{"publish", "-payload", "{}"}, code: 2, stderr: "need -subject"},
+		{args: []string{"publish", "-payload", "{}", "-file", "x", "-subject", "s"}, code: 2, stderr: "give one body"},
+		{args: []string{"publish", "-payload", "{}", "-action", "deleted", "-subject", "s"}, code: 2, stderr: "-action describes a generated event"},
+		{args: []string{"publish", "-http", "http://127.0.0.1:1/", "-subject", "s"}, code: 2, stderr: "the HTTP fallback has no subject"},
+		{args: []string{"publish", "-file", "/nonexistent/event.json", "-subject", "s"}, code: 2, stderr: "-file: open /nonexistent/event.json"},
 		{args: []string{"check"}, env: map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/none?connect_timeout=1"}, code: 1, stderr: "database"},
 	}
 	for _, tt := range tests {

@@ -31,9 +31,19 @@ import (
 	"github.com/social/user-events-router/store"
 )
 
-func serveCommand(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	if len(args) > 0 {
-		return usagef("serve takes no arguments (configuration is read from the environment), got %q", args[0])
+const serveUsage = `usage: user-events-router [serve]
+
+Runs the router: consumes the user events from NATS JetStream (NATS_URL, or
+an embedded server on NATS_LISTEN, persisted under DATA_DIR) and the HTTP
+fallback (HTTP_ADDR), and writes profile-sync commands to DATABASE_URL. Admin API,
+health and metrics on ADMIN_ADDR. Configuration comes from the environment;
+see README.md, "Configuration". Logs go to stderr.
+`
+
+func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newCommandFlags("serve", serveUsage)
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
