@@ -22,7 +22,8 @@ import (
 const publishUsage = `usage: user-events-router publish [flags]
 
 Sends user events the way the Auth Service does (plain JSON, no headers) to
-NATS — -nats, else NATS_URL, else NATS_LISTEN — or, with -http, to the
+NATS — -nats, else NATS_URL, else the embedded server a running serve
+recorded in DATA_DIR/nats.addr, else NATS_LISTEN — or, with -http, to the
 fallback ingress (three tries at 0 s, +1 s, +3 s; only 200 counts).
 
 By default it generates well-formed events (-action, -n, -id, …). With
@@ -40,7 +41,7 @@ const progressEvery = time.Second
 func publishCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newCommandFlags("publish", publishUsage)
 	var (
-		natsURL   = fs.String("nats", "", "NATS `URL` (default: NATS_URL, else nats://NATS_LISTEN)")
+		natsURL   = fs.String("nats", "", "NATS `URL` (default: NATS_URL, else the embedded server in DATA_DIR/nats.addr, else nats://NATS_LISTEN)")
 		httpURL   = fs.String("http", "", "POST to this fallback `URL` (e.g. http://127.0.0.1:3000/api/sync/users) instead of NATS")
 		action    = fs.String("action", "created", "created, updated, deleted, or lifecycle (created, updated, deleted per user)")
 		count     = fs.Int("n", 1, "number of users (with -payload or -file: times to send it)")
@@ -111,10 +112,14 @@ func publishCommand(ctx context.Context, args []string, getenv func(string) stri
 	} else {
 		url := *natsURL
 		if url == "" {
-			url = cfg.NATSURL
-		}
-		if url == "" {
-			url = "nats://" + cfg.NATSListen
+			broker, err := findBroker(cfg)
+			if err != nil {
+				return err
+			}
+			if broker.Source == fromNATSListen {
+				fmt.Fprintf(stderr, "publish: NATS_URL unset and no embedded server recorded in %s (is serve running with this DATA_DIR?): trying %s (NATS_LISTEN)\n", broker.AddrFile, broker.URL)
+			}
+			url = broker.URL
 		}
 		nc, err := router.Connect(url, cfg, "user-events-router-publish", newLogger(cfg, io.Discard))
 		if err != nil {

@@ -34,8 +34,9 @@ import (
 const serveUsage = `usage: user-events-router [serve]
 
 Runs the router: consumes the user events from NATS JetStream (NATS_URL, or
-an embedded server on NATS_LISTEN, persisted under DATA_DIR) and the HTTP
-fallback (HTTP_ADDR), and writes profile-sync commands to DATABASE_URL. Admin API,
+an embedded server on NATS_LISTEN, persisted under DATA_DIR, whose address
+it records in DATA_DIR/nats.addr while it runs) and the HTTP fallback
+(HTTP_ADDR), and writes profile-sync commands to DATABASE_URL. Admin API,
 health and metrics on ADMIN_ADDR. Configuration comes from the environment;
 see README.md, "Configuration". Logs go to stderr.
 `
@@ -367,7 +368,8 @@ func openStore(ctx context.Context, cfg configs.Config) (*store.DB, error) {
 }
 
 // brokerURL is NATS_URL, or the URL of an embedded server started here
-// (then returned too; nil with NATS_URL).
+// (then returned too; nil with NATS_URL), recorded in DATA_DIR (see
+// router.AddrFileName) until it shuts down.
 func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.EmbeddedServer, error) {
 	if cfg.NATSURL != "" {
 		return cfg.NATSURL, nil, nil
@@ -377,7 +379,13 @@ func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.Embedde
 	if err != nil {
 		return "", nil, err
 	}
-	logger.Info("embedded NATS server started", "url", srv.ClientURL(), "store_dir", dir)
+	// publish and check in another shell find it through this file.
+	addrFile := filepath.Join(cfg.DataDir, router.AddrFileName)
+	if err := srv.RecordAddr(addrFile); err != nil {
+		srv.Shutdown()
+		return "", nil, err
+	}
+	logger.Info("embedded NATS server started", "url", srv.ClientURL(), "store_dir", dir, "addr_file", addrFile)
 	return srv.ClientURL(), srv, nil
 }
 

@@ -1,7 +1,10 @@
 package router_test
 
 import (
+	"errors"
+	"io/fs"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,5 +39,33 @@ func TestEmbeddedBannerOnlyAtDebug(t *testing.T) {
 				t.Errorf("at debug the banner is missing:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// TestEmbeddedAddrFile: the server's address is in the file while it runs,
+// and the file goes with a clean shutdown.
+func TestEmbeddedAddrFile(t *testing.T) {
+	t.Parallel()
+	srv, err := router.StartEmbedded("0.0.0.0:0", t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), router.AddrFileName)
+	if err := srv.RecordAddr(path); err != nil {
+		srv.Shutdown()
+		t.Fatal(err)
+	}
+	got, err := router.ReadAddrFile(path)
+	if err != nil {
+		t.Error(err)
+	}
+	// Listening on every interface, it is dialled on loopback.
+	want := strings.Replace(srv.ClientURL(), "0.0.0.0", "127.0.0.1", 1)
+	if got != want || !strings.HasPrefix(got, "nats://127.0.0.1:") {
+		t.Errorf("recorded %q, want %q", got, want)
+	}
+	srv.Shutdown()
+	if _, err := router.ReadAddrFile(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after shutdown: %v, want the file gone", err)
 	}
 }
