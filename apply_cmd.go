@@ -28,12 +28,9 @@ comes from the environment; see README.md, "Applying commands".
 `
 
 func applyCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		if isHelp(args[0]) {
-			fmt.Fprint(stdout, applyUsage)
-			return nil
-		}
-		return usagef("apply takes no arguments (configuration is read from the environment), got %q", args[0])
+	fs := newCommandFlags("apply", applyUsage)
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -129,13 +126,4 @@ func applyReady(ctx context.Context, commands, target *store.DB) error {
 		}
 	}
 	return nil
-}
-
-// isHelp reports whether arg asks for help.
-func isHelp(arg string) bool {
-	switch arg {
-	case "help", "-h", "--help", "-help":
-		return true
-	}
-	return false
 }

@@ -19,7 +19,8 @@ func TestCheckReportsTables(t *testing.T) {
 	check := func() (string, error) {
 		t.Helper()
 		var stdout, stderr syncBuffer
-		env := map[string]string{"DATABASE_URL": dbURL, "DATA_DIR": t.TempDir()}
+		// NATS_LISTEN free: check asks whether serve could listen there.
+		env := map[string]string{"DATABASE_URL": dbURL, "DATA_DIR": t.TempDir(), "NATS_LISTEN": freeAddr(t)}
 		err := run(context.Background(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr)
 		return stdout.String(), err
 	}

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,8 +33,8 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 // exitCode prints err as one line and maps it to the exit status: 0 ok, 2
 // usage or configuration, 1 anything that went wrong at run time.
 func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
-		return 0
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0 // -h printed the command's usage
 	}
 	fmt.Fprintln(stderr, "user-events-router:", oneLine(err.Error()))
 	var u usageError
@@ -57,6 +58,7 @@ commands:
   version    print the version
   help       print this help
 
+Run "user-events-router COMMAND -h" for a command's usage and flags.
 Configuration comes from environment variables; see README.md.
 `
 
@@ -68,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch cmd {
 	case "serve":
-		return serveCommand(ctx, args, getenv, stderr)
+		return serveCommand(ctx, args, getenv, stdout, stderr)
 	case "prune":
 		return pruneCommand(ctx, args, getenv, stdout, stderr)
 	case "apply":

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -330,14 +334,92 @@ func TestEmbeddedDefaults(t *testing.T) {
 		t.Errorf("/status embedded_nats = %+v, want ok on %s", e, listen)
 	}
 
+	// The quick start's second terminal: the same DATA_DIR, NATS_LISTEN
+	// not exported there (here: another free port, so that nothing else
+	// is touched). publish and check find the router's server by the
+	// address it recorded.
+	addrFile := filepath.Join(dataDir, router.AddrFileName)
+	if got, err := router.ReadAddrFile(addrFile); err != nil || got != "nats://"+listen {
+		t.Errorf("%s: %q, %v; want nats://%s", addrFile, got, err, listen)
+	}
+	terminal2 := map[string]string{"DATA_DIR": dataDir, "NATS_LISTEN": freeAddr(t)}
+	out, err := runCommand(terminal2, "publish", "-action", "updated")
+	if err != nil {
+		t.Fatalf("publish in terminal 2: %v\n%s", err, out)
+	}
+	routertest.Eventually(t, 20*time.Second, "the published event's command", func() bool { return countCommands(t, db) == 2 })
+	out, err = runCommand(terminal2, "check")
+	if err != nil || !strings.Contains(out, "nats: embedded server of the running serve reached (nats://"+listen) ||
+		!strings.Contains(out, "consumer social-backend-consumer: pending") {
+		t.Errorf("check in terminal 2: %v\n%s", err, out)
+	}
+
 	// A second router on the same port fails at once with a clear error.
-	err := run(context.Background(), nil, func(k string) string {
+	err = run(context.Background(), nil, func(k string) string {
 		return map[string]string{"DATA_DIR": t.TempDir(), "NATS_LISTEN": listen}[k]
 	}, &syncBuffer{}, &syncBuffer{})
 	if err == nil || !strings.Contains(err.Error(), "NATS_LISTEN") {
 		t.Errorf("second router on a busy port: err = %v, want one naming NATS_LISTEN", err)
 	}
 	p.stop(t)
+	if _, err := os.Stat(addrFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after a clean shutdown %s: %v, want it removed", addrFile, err)
+	}
+	out, err = runCommand(terminal2, "check")
+	if err != nil || !strings.Contains(out, "none running with this DATA_DIR") {
+		t.Errorf("check after serve stopped: %v\n%s", err, out)
+	}
+}
+
+// runCommand runs one command in process with env, as a shell would, and
+// returns all it printed.
+func runCommand(env map[string]string, args ...string) (string, error) {
+	var out syncBuffer
+	err := run(context.Background(), args, func(k string) string { return env[k] }, &out, &out)
+	return out.String(), err
+}
+
+// TestCheckTellsReachedFromAssumed: with NATS_URL unset, check says which
+// broker it reached and how it knows, and never calls a server it did not
+// reach, or another process's, the router's embedded one.
+func TestCheckTellsReachedFromAssumed(t *testing.T) {
+	t.Parallel()
+	other := routertest.StartServer(t) // a NATS server that is not the router's
+	otherAddr := strings.TrimPrefix(other.URL, "nats://")
+	tests := []struct {
+		name     string
+		addrFile string // "" = none
+		listen   string
+		wantErr  string
+		want     string
+	}{
+		{name: "nothing runs", listen: freeAddr(t), want: "none running with this DATA_DIR"},
+		{name: "another server on NATS_LISTEN", listen: otherAddr, wantErr: "answers: another server"},
+		{name: "stale file, nothing answers", addrFile: "nats://" + freeAddr(t), listen: freeAddr(t), want: "does not answer: serve is not running"},
+		{name: "stale file, another server answers", addrFile: other.URL, listen: freeAddr(t), wantErr: "not a router's embedded server"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dataDir := t.TempDir()
+			if tt.addrFile != "" {
+				if err := os.WriteFile(filepath.Join(dataDir, router.AddrFileName), []byte(tt.addrFile+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := runCommand(map[string]string{"DATA_DIR": dataDir, "NATS_LISTEN": tt.listen}, "check")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("err = %v, want one saying %q\n%s", err, tt.wantErr, out)
+				}
+			} else if err != nil || !strings.Contains(out, tt.want) {
+				t.Errorf("err = %v, output:\n%s\nwant it to say %q", err, out, tt.want)
+			}
+			if strings.Contains(out, "started by serve") || strings.Contains(out, "reached") {
+				t.Errorf("check claims a router's server:\n%s", out)
+			}
+		})
+	}
 }
 
 func TestCommandLine(t *testing.T) {
@@ -356,6 +438,20 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"serve"}, env: map[string]string{"MAX_IN_FLIGHT": "lots"}, code: 2, stderr: `MAX_IN_FLIGHT="lots"`},
 		{args: []string{"publish", "-action", "renamed"}, code: 2, stderr: "-action must be"},
 		{args: []string{"publish", "-bogus"}, code: 2, stderr: "flag provided but not defined"},
+		// Each command's help is asked for, not a mistake: exit 0, on stdout.
+		{args: []string{"serve", "--help"}, code: 0, stdout: "usage: user-events-router [serve]"},
+		{args: []string{"serve", "-h"}, code: 0, stdout: "Runs the router"},
+		{args: []string{"publish", "-h"}, code: 0, stdout: "-payload BYTES"},
+		{args: []string{"publish", "--help"}, code: 0, stdout: "usage: user-events-router publish"},
+		{args: []string{"check", "--help"}, code: 0, stdout: "usage: user-events-router check"},
+		{args: []string{"apply", "-h"}, code: 0, stdout: "usage: user-events-router apply"},
+		{args: []string{"prune", "--help"}, code: 0, stdout: "-dry-run"},
+		{args: []string{"poison", "list", "-h"}, code: 0},
+		{args: []string{"publish", "-payload", "{}"}, code: 2, stderr: "need -subject"},
+		{args: []string{"publish", "-payload", "{}", "-file", "x", "-subject", "s"}, code: 2, stderr: "give one body"},
+		{args: []string{"publish", "-payload", "{}", "-action", "deleted", "-subject", "s"}, code: 2, stderr: "-action describes a generated event"},
+		{args: []string{"publish", "-http", "http://127.0.0.1:1/", "-subject", "s"}, code: 2, stderr: "the HTTP fallback has no subject"},
+		{args: []string{"publish", "-file", "/nonexistent/event.json", "-subject", "s"}, code: 2, stderr: "-file: open /nonexistent/event.json"},
 		{args: []string{"check"}, env: map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/none?connect_timeout=1"}, code: 1, stderr: "database"},
 	}
 	for _, tt := range tests {

@@ -217,7 +217,7 @@ func poisonReplay(ctx context.Context, args []string, getenv func(string) string
 		if err != nil {
 			return err
 		}
-		p := newProgress(stderr, "replay", total, time.Second)
+		p := newProgress(stderr, total, time.Second, time.Now, poisonLine("replay"))
 		stopped = replayer.ReplayMatching(ctx, sel.filter, *dryRun, func(res router.ReplayResult, err error) error {
 			out.add(replayResultOf(res.ID, res, err))
 			p.update(out.count())
@@ -275,7 +275,7 @@ func poisonDelete(ctx context.Context, args []string, getenv func(string) string
 		if err != nil {
 			return err
 		}
-		p := newProgress(stderr, "delete", total, time.Second)
+		p := newProgress(stderr, total, time.Second, time.Now, poisonLine("delete"))
 		deleted, err := db.DeletePoisonMatching(ctx, sel.filter, p.update)
 		p.done(deleted)
 		fmt.Fprintf(stdout, "deleted %s\n", countOf(deleted, "entry", "entries"))
@@ -485,38 +485,6 @@ func (s *selection) parse(fs *flag.FlagSet, args []string) error {
 		return flagErrors(s.cmd, err)
 	}
 	return nil
-}
-
-// progress reports a bulk operation on stderr: a count line at most every
-// interval, and a last one when it took more than one, never a line per
-// entry.
-type progress struct {
-	w         io.Writer
-	verb      string
-	total     int
-	interval  time.Duration
-	start     time.Time
-	last      time.Time
-	nowFunc   func() time.Time
-	announced bool
-}
-
-func newProgress(w io.Writer, verb string, total int, interval time.Duration) *progress {
-	now := time.Now()
-	return &progress{w: w, verb: verb, total: total, interval: interval, start: now, last: now, nowFunc: time.Now}
-}
-
-func (p *progress) update(done int) {
-	if now := p.nowFunc(); now.Sub(p.last) >= p.interval {
-		p.last, p.announced = now, true
-		fmt.Fprintf(p.w, "poison %s: %d of %d entries (%s)\n", p.verb, done, p.total, now.Sub(p.start).Round(time.Second))
-	}
-}
-
-func (p *progress) done(done int) {
-	if p.announced {
-		fmt.Fprintf(p.w, "poison %s: %d of %d entries, done in %s\n", p.verb, done, p.total, p.nowFunc().Sub(p.start).Round(100*time.Millisecond))
-	}
 }
 
 // reasonWidth is how much of a reason fits a table row.

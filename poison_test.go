@@ -586,8 +586,7 @@ func TestPoisonProgress(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	now := time.Date(2026, 11, 28, 13, 0, 0, 0, time.UTC)
-	p := newProgress(&buf, "delete", 3000, time.Second)
-	p.start, p.last, p.nowFunc = now, now, func() time.Time { return now }
+	p := newProgress(&buf, 3000, time.Second, func() time.Time { return now }, poisonLine("delete"))
 	for done := 1000; done <= 3000; done += 1000 {
 		now = now.Add(700 * time.Millisecond)
 		p.update(done)
@@ -598,7 +597,7 @@ func TestPoisonProgress(t *testing.T) {
 		t.Errorf("progress =\n%s\nwant\n%s", buf.String(), want)
 	}
 	buf.Reset()
-	quick := newProgress(&buf, "delete", 10, time.Second)
+	quick := newProgress(&buf, 10, time.Second, time.Now, poisonLine("delete"))
 	quick.update(10)
 	quick.done(10)
 	if buf.Len() != 0 {

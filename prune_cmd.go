@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,23 +16,12 @@ import (
 const pruneInterval = time.Hour
 
 func pruneCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("prune", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommandFlags("prune", "usage: user-events-router prune [--dry-run]\n\n"+
+		"Deletes commands older than COMMANDS_RETENTION that every consumer group has read\n"+
+		"(each group with an offset, and every group in COMMANDS_CONSUMER_GROUPS).\n")
 	dryRun := fs.Bool("dry-run", false, "count the commands that would be pruned; delete nothing")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: user-events-router prune [--dry-run]\n\n"+
-			"Deletes commands older than COMMANDS_RETENTION that every consumer group has read\n"+
-			"(each group with an offset, and every group in COMMANDS_CONSUMER_GROUPS).\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return usagef("prune: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("prune takes no arguments, got %q", fs.Arg(0))
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {

@@ -26,13 +26,25 @@ import (
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/metrics"
 	"github.com/social/user-events-router/middleware"
+	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/store"
 )
 
-func serveCommand(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	if len(args) > 0 {
-		return usagef("serve takes no arguments (configuration is read from the environment), got %q", args[0])
+const serveUsage = `usage: user-events-router [serve]
+
+Runs the router: consumes the user events from NATS JetStream (NATS_URL, or
+an embedded server on NATS_LISTEN, persisted under DATA_DIR, whose address
+it records in DATA_DIR/nats.addr while it runs) and the HTTP fallback
+(HTTP_ADDR), and writes profile-sync commands to DATABASE_URL. Admin API,
+health and metrics on ADMIN_ADDR. Configuration comes from the environment;
+see README.md, "Configuration". Logs go to stderr.
+`
+
+func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newCommandFlags("serve", serveUsage)
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -356,7 +368,8 @@ func openStore(ctx context.Context, cfg configs.Config) (*store.DB, error) {
 }
 
 // brokerURL is NATS_URL, or the URL of an embedded server started here
-// (then returned too; nil with NATS_URL).
+// (then returned too; nil with NATS_URL), recorded in DATA_DIR (see
+// router.AddrFileName) until it shuts down.
 func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.EmbeddedServer, error) {
 	if cfg.NATSURL != "" {
 		return cfg.NATSURL, nil, nil
@@ -366,14 +379,20 @@ func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.Embedde
 	if err != nil {
 		return "", nil, err
 	}
-	logger.Info("embedded NATS server started", "url", srv.ClientURL(), "store_dir", dir)
+	// publish and check in another shell find it through this file.
+	addrFile := filepath.Join(cfg.DataDir, router.AddrFileName)
+	if err := srv.RecordAddr(addrFile); err != nil {
+		srv.Shutdown()
+		return "", nil, err
+	}
+	logger.Info("embedded NATS server started", "url", srv.ClientURL(), "store_dir", dir, "addr_file", addrFile)
 	return srv.ClientURL(), srv, nil
 }
 
 func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (router.Binding, error) {
 	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return router.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", configs.RedactURL(nc.ConnectedUrl()), err)
+			return router.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", redact.URL(nc.ConnectedUrl()), err)
 		}
 		return router.Binding{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/store"
 )
@@ -247,7 +248,7 @@ func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 		rep.Mode = "paced"
 	}
 	if b.srv == nil {
-		rep.NATS = configs.RedactURL(b.URL)
+		rep.NATS = redact.URL(b.URL)
 	}
 	defaults := configs.Defaults()
 	rep.Router.MaxInFlight = "default " + strconv.Itoa(defaults.MaxInFlight)

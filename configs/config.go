@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/social/user-events-router/redact"
 )
 
 // Config is every setting of the router. The zero value is not useful: build
@@ -282,7 +284,7 @@ func (c Config) Validate() error {
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if _, err := url.Parse(strings.TrimSpace(u)); err != nil {
-				bad("NATS_URL", quote(c.NATSURL), "not a URL list")
+				bad("NATS_URL", quote(redact.URL(c.NATSURL)), "not a URL list")
 				break
 			}
 		}
@@ -446,16 +448,17 @@ func (c Config) DatabaseURLOrDefault() string {
 }
 
 // LogValue keeps secrets out of logs: passwords and tokens are replaced and
-// the database URL loses its password.
+// the URLs pass through redact.URL.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("nats_url", RedactURL(c.NATSURL)),
+		slog.String("nats_url", redact.URL(c.NATSURL)),
 		slog.String("nats_listen", c.NATSListen),
 		slog.String("stream", c.Stream),
 		slog.String("subject", c.Subject),
 		slog.String("durable", c.Durable),
 		slog.String("nats_auth", c.natsAuthKind()),
-		slog.String("database_url", RedactURL(c.DatabaseURLOrDefault())),
+		slog.String("database_url", redact.URL(c.DatabaseURLOrDefault())),
+		slog.String("apply_database_url", redact.URL(c.ApplyDatabaseURLOrDefault())),
 		slog.String("data_dir", c.DataDir),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("admin_addr", c.AdminAddr),
@@ -483,30 +486,6 @@ func (c Config) natsAuthKind() string {
 		return "nkey"
 	}
 	return "none"
-}
-
-// RedactURL hides any password in a URL-like string; strings that are not
-// URLs come back unchanged.
-func RedactURL(s string) string {
-	if s == "" || !strings.Contains(s, "://") {
-		return s
-	}
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(unparsable URL)"
-			continue
-		}
-		if u.User != nil {
-			if _, hasPassword := u.User.Password(); !hasPassword {
-				// NATS reads a user without a password as a token.
-				u.User = url.User("xxxxx")
-			}
-		}
-		parts[i] = u.Redacted()
-	}
-	return strings.Join(parts, ",")
 }
 
 // Exposed reports whether a server listening on addr is reachable beyond

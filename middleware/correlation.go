@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -70,8 +71,9 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 }
 
 // LogAttrs are the attributes every log line about msg carries, with the
-// same keys everywhere; poison_id once the message has (or was about to
-// have) a poison entry.
+// same keys and types everywhere (stream_seq and delivery_attempt are
+// numbers, as in the poison queue's JSON and the command's source);
+// poison_id once the message has (or was about to have) a poison entry.
 func LogAttrs(msg *message.Message) []slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("correlation_id", msg.Metadata.Get(handlers.MetaCorrelationID)),
@@ -79,9 +81,17 @@ func LogAttrs(msg *message.Message) []slog.Attr {
 		slog.String("ingress", msg.Metadata.Get(handlers.MetaIngress)),
 	}
 	for _, k := range []string{handlers.MetaSubject, handlers.MetaStreamSeq, handlers.MetaDeliveryAttempt, handlers.MetaHandler, handlers.MetaUserID, MetaPoisonID} {
-		if v := msg.Metadata.Get(k); v != "" {
-			attrs = append(attrs, slog.String(k, v))
+		v := msg.Metadata.Get(k)
+		if v == "" {
+			continue
 		}
+		if k == handlers.MetaStreamSeq || k == handlers.MetaDeliveryAttempt {
+			if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+				attrs = append(attrs, slog.Uint64(k, n))
+				continue
+			}
+		}
+		attrs = append(attrs, slog.String(k, v))
 	}
 	return attrs
 }

@@ -220,8 +220,8 @@ func TestCorrelationLogsOutcome(t *testing.T) {
 				"message_uuid":     "6a1f1f4e-0000-4000-8000-000000000001",
 				"ingress":          "nats",
 				"subject":          testSubject,
-				"stream_seq":       "42",
-				"delivery_attempt": "2",
+				"stream_seq":       float64(42), // numbers, as in the poison queue's JSON
+				"delivery_attempt": float64(2),
 				"handler":          handlers.HandlerCreated,
 				"user_id":          "78af4bc4-afce-4676-b373-5b802a2dfd2e",
 			}

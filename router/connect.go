@@ -1,13 +1,16 @@
 package router
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/redact"
 )
 
 // Connect opens a NATS connection with the credentials and TLS settings of
@@ -25,7 +28,7 @@ func Connect(url string, cfg configs.Config, name string, logger *slog.Logger) (
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
-			logger.Info("nats reconnected", "conn", name, "url", configs.RedactURL(c.ConnectedUrl()))
+			logger.Info("nats reconnected", "conn", name, "url", redact.URL(c.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
@@ -57,7 +60,12 @@ func Connect(url string, cfg configs.Config, name string, logger *slog.Logger) (
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", configs.RedactURL(url), err)
+		// A URL the client cannot parse comes back as a url.Error, which
+		// repeats the URL, secrets and all: keep only the problem.
+		if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redact.URL(url), err)
 	}
 	return nc, nil
 }

@@ -124,6 +124,13 @@ func userPasswordMode(t *testing.T) authMode {
 				wantErr: nats.ErrAuthorization,
 				secrets: []string{wrong, password},
 			},
+			{
+				// The client's parse error (a url.Error) repeats the URL.
+				name:    "password in a URL that does not parse",
+				cfg:     withAuth(nil),
+				url:     func(u string) string { return strings.Replace(u, "nats://", "nats://router:"+wrong+"%zz@", 1) },
+				secrets: []string{wrong, password},
+			},
 			{name: "no credentials", cfg: withAuth(nil), wantErr: nats.ErrAuthorization, secrets: []string{password}},
 		},
 	}
@@ -148,7 +155,7 @@ func tokenMode(t *testing.T) authMode {
 				wantErr: nats.ErrAuthorization,
 				secrets: []string{wrong, token},
 				// NATS reads a URL user without a password as a token:
-				// configs.RedactURL must hide it like a password.
+				// redact.URL must hide it like a password.
 			},
 			{
 				name:    "user and password where a token is due",

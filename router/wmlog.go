@@ -31,8 +31,17 @@ func (w watermillLogger) enabled(level slog.Level) bool {
 	return w.slog.Enabled(context.Background(), level)
 }
 
+// handlerReturnedError is the line Watermill's router logs for every
+// handler error (message/router.go). Every such error has passed
+// middleware.Correlation, which logged it already, with the correlation id
+// and the message's fields; Watermill's copy has neither.
+const handlerReturnedError = "Handler returned error"
+
 func (w watermillLogger) Error(msg string, err error, fields watermill.LogFields) {
-	w.inner.Error(msg, err, fields) // always wanted
+	if msg == handlerReturnedError {
+		return // logged once, by middleware.Correlation
+	}
+	w.inner.Error(msg, err, fields) // any other error is wanted
 }
 
 func (w watermillLogger) Info(msg string, fields watermill.LogFields) {

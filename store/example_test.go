@@ -6,16 +6,6 @@ import (
 	"github.com/social/user-events-router/store"
 )
 
-func ExampleRedact() {
-	fmt.Println(store.Redact("postgres://router:s3cret@db.internal:5432/social?sslmode=require"))
-	fmt.Println(store.Redact("mysql://root:s3cret@127.0.0.1:3306/social?parseTime=true"))
-	fmt.Println(store.Redact("sqlite:/var/lib/router/router.db"))
-	// Output:
-	// postgres://router:xxxxx@db.internal:5432/social?sslmode=require
-	// mysql://root:xxxxx@127.0.0.1:3306/social?parseTime=true
-	// sqlite:/var/lib/router/router.db
-}
-
 func ExampleParseURL() {
 	for _, databaseURL := range []string{
 		"postgresql://router@db.internal/social",

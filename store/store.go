@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/social/user-events-router/redact"
 )
 
 // Topics the router writes. Their tables are "watermill_" + topic.
@@ -71,7 +73,7 @@ type DB struct {
 //     values for the first four; _txlock must stay immediate.
 //
 // Errors about the URL itself wrap ErrInvalidURL. Errors show the URL
-// redacted (see Redact) and mask the password where a driver repeats it.
+// redacted (see redact.URL) and mask the password where a driver repeats it.
 func Open(ctx context.Context, databaseURL string) (*DB, error) {
 	p, err := parseURL(databaseURL)
 	if err != nil {
@@ -79,7 +81,7 @@ func Open(ctx context.Context, databaseURL string) (*DB, error) {
 	}
 	db, err := p.open()
 	if err != nil {
-		return nil, p.scrub(fmt.Errorf("open %s: %w", Redact(databaseURL), err))
+		return nil, p.scrub(fmt.Errorf("open %s: %w", redact.URL(databaseURL), err))
 	}
 	if p.dialect == SQLite {
 		// SQLite serialises writers anyway; a bounded pool keeps a burst of
@@ -95,7 +97,7 @@ func Open(ctx context.Context, databaseURL string) (*DB, error) {
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
-		return nil, p.scrub(fmt.Errorf("ping %s: %w", Redact(databaseURL), err))
+		return nil, p.scrub(fmt.Errorf("ping %s: %w", redact.URL(databaseURL), err))
 	}
 	return &DB{SQL: db, Dialect: p.dialect}, nil
 }
@@ -139,7 +141,7 @@ type redactedError struct {
 func (e *redactedError) Error() string {
 	text := e.err.Error()
 	for _, s := range e.secrets {
-		text = strings.ReplaceAll(text, s, redactedPassword)
+		text = strings.ReplaceAll(text, s, redact.Mask)
 	}
 	return text
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
@@ -180,7 +181,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 			db, err := store.Open(testContext(t), tt.url)
 			if err == nil {
 				_ = db.Close()
-				t.Fatalf("Open(%q) succeeded", store.Redact(tt.url))
+				t.Fatalf("Open(%q) succeeded", redact.URL(tt.url))
 			}
 			if !strings.Contains(err.Error(), tt.problem) {
 				t.Errorf("error %q does not name the problem (%q)", err, tt.problem)
@@ -723,12 +724,12 @@ func TestStoretestIsolatesDatabases(t *testing.T) {
 	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		a, b := storetest.URL(t, d), storetest.URL(t, d)
 		if a == b {
-			t.Fatalf("two calls returned the same database %s", store.Redact(a))
+			t.Fatalf("two calls returned the same database %s", redact.URL(a))
 		}
 		if d == store.Postgres {
 			u, err := url.Parse(a)
 			if err != nil || !strings.HasPrefix(u.Query().Get("search_path"), "t_") {
-				t.Errorf("URL %s does not select a t_ schema", store.Redact(a))
+				t.Errorf("URL %s does not select a t_ schema", redact.URL(a))
 			}
 		}
 	})

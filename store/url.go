@@ -16,11 +16,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
-)
 
-// redactedPassword replaces passwords in logs and errors; it is the mask
-// net/url's URL.Redacted uses, so both spellings look alike.
-const redactedPassword = "xxxxx"
+	"github.com/social/user-events-router/redact"
+)
 
 // minScrubLen is the shortest password that is also masked inside driver
 // error text. Masking shorter strings would mangle every message (a one-letter
@@ -50,8 +48,8 @@ var sqlitePragmas = []struct{ name, value string }{
 // parsedURL is a checked DATABASE_URL, ready to be opened.
 type parsedURL struct {
 	dialect Dialect
-	// secrets are the strings of the URL that Redact hides; errors must
-	// not show them either.
+	// secrets are the strings of the URL that redact.URL hides; errors
+	// must not show them either.
 	secrets []string
 
 	pgx       *pgx.ConnConfig // Postgres
@@ -91,7 +89,7 @@ func parseURL(databaseURL string) (*parsedURL, error) {
 // invalidURL builds an ErrInvalidURL error that names the URL, redacted, and
 // the problem.
 func invalidURL(databaseURL, problem string) error {
-	return fmt.Errorf("%w %q: %s", ErrInvalidURL, Redact(databaseURL), problem)
+	return fmt.Errorf("%w %q: %s", ErrInvalidURL, redact.URL(databaseURL), problem)
 }
 
 // urlProblem is the message of a url.Parse error without the URL, which
@@ -105,7 +103,7 @@ func urlProblem(err error) string {
 }
 
 func parsePostgres(databaseURL string) (*parsedURL, error) {
-	p := &parsedURL{dialect: Postgres, secrets: secretsOf(databaseURL)}
+	p := &parsedURL{dialect: Postgres, secrets: redact.Secrets(databaseURL)}
 	// pgx parses the URL itself: it accepts more than net/url does, such as
 	// several hosts (postgres://h1:5432,h2:5432/db).
 	cfg, err := pgx.ParseConfig(databaseURL)
@@ -134,7 +132,7 @@ func pgxProblem(err error) string {
 }
 
 func parseMySQL(databaseURL string) (*parsedURL, error) {
-	p := &parsedURL{dialect: MySQL, secrets: secretsOf(databaseURL)}
+	p := &parsedURL{dialect: MySQL, secrets: redact.Secrets(databaseURL)}
 	u, err := url.Parse(databaseURL)
 	if err != nil {
 		return nil, p.scrub(invalidURL(databaseURL, urlProblem(err)))
@@ -294,52 +292,4 @@ func (p *parsedURL) scrub(err error) error {
 		return err
 	}
 	return &redactedError{err: err, secrets: leaked}
-}
-
-// secretsOf returns the parts of databaseURL that Redact masks: the password
-// as written and as decoded, and password parameters.
-func secretsOf(databaseURL string) []string {
-	var secrets []string
-	if m := userinfoPassword.FindStringSubmatchIndex(databaseURL); m != nil {
-		// From after "user:" to before the last "@".
-		secrets = append(secrets, databaseURL[m[3]:m[1]-1])
-	}
-	if u, err := url.Parse(databaseURL); err == nil {
-		if pw, ok := u.User.Password(); ok {
-			secrets = append(secrets, pw)
-		}
-	}
-	for _, m := range secretParam.FindAllStringSubmatchIndex(databaseURL, -1) {
-		raw := databaseURL[m[3]:m[1]]
-		secrets = append(secrets, raw)
-		if decoded, err := url.QueryUnescape(raw); err == nil {
-			secrets = append(secrets, decoded)
-		}
-	}
-	return secrets
-}
-
-var (
-	// userinfoPassword finds "scheme://user:password@" (or "scheme:user:password@")
-	// up to the last "@" of the URL, so that a password net/url cannot parse,
-	// or parses differently than meant (an unescaped "@", "/", "?" or "#" in
-	// it), is still hidden. It may hide more than the password (when an "@"
-	// follows in the path or query); it never hides less.
-	userinfoPassword = regexp.MustCompile(`(?s)^([A-Za-z][A-Za-z0-9+.-]*:(?://)?[^/?#@:]*:).*@`)
-	// secretParam finds password-like query parameters (pgx accepts
-	// password=… and sslpassword=…).
-	secretParam = regexp.MustCompile(`(?i)([?&](?:password|passwd|pass|sslpassword)=)[^&#]*`)
-)
-
-// Redact returns databaseURL with any password replaced by "xxxxx", for logs
-// and errors. It masks the password in the user information and in password
-// parameters, and when the URL is malformed it masks too much rather than
-// leak.
-//
-// It works on the text rather than on a parsed URL so that it also masks
-// what net/url cannot parse, and so that the rest of the URL reads exactly
-// as written.
-func Redact(databaseURL string) string {
-	out := userinfoPassword.ReplaceAllString(databaseURL, "${1}"+redactedPassword+"@")
-	return secretParam.ReplaceAllString(out, "${1}"+redactedPassword)
 }

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/store"
 )
 
@@ -147,7 +148,7 @@ func isolated(t testing.TB, env string, srv server) string {
 	}
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("storetest: %s is not a URL: %s", env, store.Redact(base))
+		t.Fatalf("storetest: %s is not a URL: %s", env, redact.URL(base))
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
