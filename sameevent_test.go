@@ -51,6 +51,9 @@ func newWorld(t *testing.T, backend store.Dialect, extraEnv ...string) *world {
 	srv := routertest.StartServer(t)
 	dbURL := storetest.URL(t, backend)
 	env, ingressURL := ingressEnv(t, srv.URL, dbURL)
+	// A short ack wait, as in the fault suite: a registration the ledger
+	// holds back (handlers.VerdictHold) comes back after it.
+	env["HANDLER_TIMEOUT"], env["RETRY_MAX"], env["NATS_ACK_WAIT"] = "1s", "1", "3s"
 	for i := 0; i+1 < len(extraEnv); i += 2 {
 		env[extraEnv[i]] = extraEnv[i+1]
 	}

@@ -131,6 +131,10 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// A registration the ledger cannot decide yet (VerdictHold) comes back
+	// after the durable's ack wait, by when any message of the user that a
+	// crashed process held has been delivered again.
+	dispatcher = dispatcher.WithHold(handlers.HoldOptions{Delay: binding.AckWait + time.Second, MaxDeliver: binding.MaxDeliver})
 	pipeline, err := router.NewPipeline(dispatcher, chain)
 	if err != nil {
 		return err

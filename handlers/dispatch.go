@@ -34,6 +34,26 @@ type Dispatcher struct {
 	registry  Registry
 	committer Committer
 	topic     string
+	hold      HoldOptions
+}
+
+// HoldOptions say when the dispatcher may hold a JetStream message back
+// (VerdictHold) and for how long.
+type HoldOptions struct {
+	// Delay is how long a held message stays away: the durable's ack wait
+	// and a little more, so that any message of the user a crashed process
+	// held is delivered again first. 0 never holds.
+	Delay time.Duration
+	// MaxDeliver is the durable's (-1 unlimited): a message is never held
+	// on its last delivery.
+	MaxDeliver int
+}
+
+// WithHold returns d holding messages as o says.
+func (d *Dispatcher) WithHold(o HoldOptions) *Dispatcher {
+	c := *d
+	c.hold = o
+	return &c
 }
 
 // NewDispatcher validates its dependencies; committer writes commands to
@@ -93,6 +113,9 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 		return fmt.Errorf("commit command: %w", err)
 	}
 	record(msg, verdict, cmd)
+	if verdict.Why == VerdictHold {
+		return &HoldError{Delay: d.hold.Delay, Why: "a registration newer than the user's newest event: an earlier deletion may still be on its way back"}
+	}
 	return nil
 }
 
@@ -177,8 +200,16 @@ func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 			DeliveryAttempt: parseUint(msg.Metadata.Get(MetaDeliveryAttempt)),
 			CorrelationID:   corr,
 		}),
-		arrival: Arrival{Kind: action.Kind, At: ev.Timestamp, Hash: ContentHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq},
+		arrival: Arrival{Kind: action.Kind, At: ev.Timestamp, Hash: ContentHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq,
+			MayHold: d.mayHold(ingress, parseUint(msg.Metadata.Get(MetaDeliveryAttempt)))},
 	}, nil
+}
+
+// mayHold: only a JetStream delivery can be held (HTTP must answer now), and
+// not on its last delivery, and only while it has not been held yet.
+func (d *Dispatcher) mayHold(ingress string, attempt uint64) bool {
+	return d.hold.Delay > 0 && ingress == schema.IngressNATS && attempt == 1 &&
+		(d.hold.MaxDeliver < 0 || d.hold.MaxDeliver > 1)
 }
 
 // pathOf names the path an arrival took for the ledger: a replayed entry

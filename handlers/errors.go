@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"errors"
+	"time"
 
 	"github.com/social/user-events-router/schema"
 )
@@ -29,4 +30,25 @@ func Permanent(err error) error {
 // an error marked with Permanent. Everything else is treated as transient.
 func IsPermanent(err error) bool {
 	return errors.Is(err, ErrPermanent) || errors.Is(err, schema.ErrInvalidEvent)
+}
+
+// HoldError asks the transport to hand the message back and deliver it
+// again after Delay: the ledger cannot decide it yet (see
+// VerdictHold). It is neither permanent nor a failure: no in-process retry,
+// no poison entry.
+type HoldError struct {
+	Delay time.Duration
+	Why   string
+}
+
+func (e *HoldError) Error() string { return "held back for " + e.Delay.String() + ": " + e.Why }
+
+// IsHold reports whether err asks for the message to be held back, and for
+// how long.
+func IsHold(err error) (time.Duration, bool) {
+	var h *HoldError
+	if errors.As(err, &h) {
+		return h.Delay, true
+	}
+	return 0, false
 }

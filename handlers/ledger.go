@@ -74,6 +74,10 @@ type Arrival struct {
 	Path string `json:"p"`
 	// StreamSeq is the JetStream stream sequence (0 when unknown).
 	StreamSeq uint64 `json:"q,omitempty"`
+	// MayHold: the transport can deliver this arrival again later (a
+	// JetStream message on a delivery that is not its last), so the ledger
+	// may answer VerdictHold.
+	MayHold bool `json:"-"`
 }
 
 // Why the ledger decided as it did; also the outcome label of a message
@@ -86,6 +90,14 @@ const (
 	VerdictDeleted      = "already_deleted"    // the user's deletion is carried
 	VerdictStale        = "stale"              // older than the newest event carried for the user
 	VerdictAfterDeleted = "after_deletion"     // an update of a deleted user
+	// VerdictHold: a registration newer than everything carried for the
+	// user's living registration. It is either another try of that
+	// registration, re-stamped late (DESIGN §2), or a new registration
+	// whose deletion, published before it, has not come back yet (a crashed
+	// process held it until its ack wait ran out). Delivered again after
+	// the ack wait, it is decided with that deletion carried, if there was
+	// one.
+	VerdictHold = "held_back"
 )
 
 // Verdict is what the ledger decided for one arrival.
@@ -144,6 +156,8 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 			return Verdict{Why: VerdictStale}
 		case l.Deleted:
 			return l.open(a)
+		case l.Created && a.MayHold && a.At.After(l.Newest):
+			return Verdict{Why: VerdictHold}
 		case l.Created:
 			if atNewest {
 				// Kept so that a deletion of this second published before

@@ -191,3 +191,40 @@ func TestParseLedgerRefusesGarbage(t *testing.T) {
 		t.Error("garbage ledger accepted")
 	}
 }
+
+// A registration newer than everything carried for a living registration is
+// held back once: it may be a new registration whose deletion a crashed
+// process still holds. Delivered again, it is decided with what has come
+// back meanwhile.
+func TestLedgerHoldsALateRegistration(t *testing.T) {
+	t.Parallel()
+	held := func(s step) Arrival { a := s.arrival(); a.MayHold = true; return a }
+	l := Ledger{}
+	l.Decide(step{c, 0, "reg", n, 1, ""}.arrival())
+	l.Decide(step{u, 5, "A", n, 2, ""}.arrival())
+	before := string(l.Bytes())
+	if v := l.Decide(held(step{c, 9, "reg2", n, 4, ""})); v.Why != VerdictHold || v.Write || string(l.Bytes()) != before {
+		t.Fatalf("late registration: %+v, ledger %s → %s", v, before, l.Bytes())
+	}
+	if v := l.Decide(step{d, 9, "del", n, 3, ""}.arrival()); v.Why != VerdictNew {
+		t.Fatalf("the deletion coming back: %+v", v)
+	}
+	if v := l.Decide(step{c, 9, "reg2", n, 4, ""}.arrival()); v.Why != VerdictNew || l.Generation != 2 || l.Deleted {
+		t.Fatalf("the registration again: %+v, generation %d, deleted %v; want a new registration", v, l.Generation, l.Deleted)
+	}
+
+	// Another try of the registration, re-stamped late: held once, then
+	// taken for what it is.
+	l = Ledger{}
+	l.Decide(step{c, 0, "reg", w, 0, ""}.arrival())
+	if v := l.Decide(held(step{c, 6, "reg", n, 2, ""})); v.Why != VerdictHold {
+		t.Fatalf("re-stamped try: %+v", v)
+	}
+	if v := l.Decide(step{c, 6, "reg", n, 2, ""}.arrival()); v.Why != VerdictRegistered || l.Generation != 1 {
+		t.Fatalf("re-stamped try again: %+v", v)
+	}
+	// Not newer than what is carried: no reason to wait.
+	if v := l.Decide(held(step{c, 0, "reg", n, 1, ""})); v.Why != VerdictRegistered {
+		t.Fatalf("buffered copy of the first try: %+v", v)
+	}
+}

@@ -34,6 +34,8 @@ const (
 	// OutcomeCarried: the user's ledger found it carried already (a copy, a
 	// redelivery, another try) or superseded (stale); nothing was written.
 	OutcomeCarried = "already_carried"
+	// OutcomeHeld: handed back to be decided later (handlers.VerdictHold).
+	OutcomeHeld = "held_back"
 )
 
 // Metrics holds the registry and the router's collectors.
@@ -140,7 +142,10 @@ func (m *Metrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		out, err := h(msg)
 		outcome := OutcomeCommitted
+		_, held := handlers.IsHold(err)
 		switch {
+		case held:
+			outcome = OutcomeHeld
 		case err != nil:
 			outcome = OutcomeFailed
 		case msg.Metadata.Get(middleware.MetaPoisonClass) != "":

@@ -64,7 +64,8 @@ func Chain(o ChainOptions) ([]message.HandlerMiddleware, error) {
 		RandomizationFactor: 0.5,
 		ResetContextOnRetry: true,
 		ShouldRetry: func(p wmmiddleware.RetryParams) bool {
-			return !handlers.IsPermanent(p.Err)
+			_, held := handlers.IsHold(p.Err)
+			return !handlers.IsPermanent(p.Err) && !held
 		},
 		Logger: watermill.NewSlogLoggerWithLevelMapping(o.Logger.With("component", "retry"),
 			map[slog.Level]slog.Level{slog.LevelError: slog.LevelWarn}),

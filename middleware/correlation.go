@@ -36,7 +36,10 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 			out, err := h(msg)
 			msg.SetContext(ctx)
 			level := slog.LevelDebug
+			_, held := handlers.IsHold(err)
 			switch {
+			case held:
+				level = slog.LevelInfo
 			case err != nil:
 				level = slog.LevelWarn
 			case msg.Metadata.Get(MetaPoisonClass) != "":
@@ -49,6 +52,8 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 			}
 			attrs := append(LogAttrs(msg), slog.Duration("took", time.Since(start)))
 			switch {
+			case held:
+				logger.LogAttrs(msg.Context(), slog.LevelInfo, "event held back; it will be delivered again", append(attrs, slog.String("reason", err.Error()))...)
 			case err != nil:
 				logger.LogAttrs(msg.Context(), slog.LevelWarn, "event not handled; it will be delivered again", append(attrs, slog.String("error", err.Error()))...)
 			case msg.Metadata.Get(MetaPoisonClass) != "":

@@ -109,6 +109,9 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 func (p *Poison) classify(err error, msg *message.Message) string {
 	var panicErr wmmiddleware.RecoveredPanicError
+	if _, held := handlers.IsHold(err); held {
+		return "" // not a failure: it comes back later
+	}
 	switch {
 	case handlers.IsPermanent(err):
 		return ClassPermanent
