@@ -131,10 +131,15 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// A registration the ledger cannot decide yet (VerdictHold) comes back
-	// after the durable's ack wait, by when any message of the user that a
-	// crashed process held has been delivered again.
-	dispatcher = dispatcher.WithHold(handlers.HoldOptions{Delay: binding.AckWait + time.Second, MaxDeliver: binding.MaxDeliver})
+	// A registration the ledger cannot decide yet (VerdictHold) is handed
+	// back while an earlier message is unacked, for as many deliveries as
+	// the redelivery delays take to add up to the ack wait: by then any
+	// message a crashed process held has been delivered again.
+	dispatcher = dispatcher.WithHold(handlers.HoldOptions{
+		EarlierUnacked: earlierUnacked(js, binding),
+		MaxHolds:       holdsForAckWait(router.Backoff{First: cfg.NakDelay, Max: cfg.NakDelayMax}, binding.AckWait),
+		MaxDeliver:     binding.MaxDeliver,
+	})
 	pipeline, err := router.NewPipeline(dispatcher, chain)
 	if err != nil {
 		return err
@@ -401,4 +406,32 @@ func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cf
 		return router.Binding{}, err
 	}
 	return router.EnsureConsumer(ctx, js, cfg, logger)
+}
+
+// earlierUnacked asks the broker whether the durable has acked every
+// message before seq (its ack floor). When it cannot tell, it says yes: a
+// hold is bounded anyway.
+func earlierUnacked(js jetstream.JetStream, b router.Binding) func(ctx context.Context, seq uint64) bool {
+	return func(ctx context.Context, seq uint64) bool {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		c, err := js.PushConsumer(ctx, b.Stream, b.Durable)
+		if err != nil {
+			return true
+		}
+		return c.CachedInfo().AckFloor.Stream+1 < seq
+	}
+}
+
+// holdsForAckWait is how many deliveries the redelivery delays take to add
+// up to more than the ack wait (at least 1, at most 20).
+func holdsForAckWait(b router.Backoff, ackWait time.Duration) uint64 {
+	var total time.Duration
+	for n := uint64(1); n <= 20; n++ {
+		total += b.WaitTime(n)
+		if total > ackWait {
+			return n
+		}
+	}
+	return 20
 }

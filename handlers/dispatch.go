@@ -38,12 +38,17 @@ type Dispatcher struct {
 }
 
 // HoldOptions say when the dispatcher may hold a JetStream message back
-// (VerdictHold) and for how long.
+// (VerdictHold): it is handed back with the transport's usual redelivery
+// delay and decided again later.
 type HoldOptions struct {
-	// Delay is how long a held message stays away: the durable's ack wait
-	// and a little more, so that any message of the user a crashed process
-	// held is delivered again first. 0 never holds.
-	Delay time.Duration
+	// EarlierUnacked reports whether a message the stream holds before seq
+	// may still be unacked — in flight elsewhere, or held by a process that
+	// crashed, to be delivered again after the ack wait. Only then is there
+	// anything to wait for. nil never holds.
+	EarlierUnacked func(ctx context.Context, seq uint64) bool
+	// MaxHolds bounds the deliveries a message may be held on (enough for
+	// the redelivery delays to add up to the durable's ack wait).
+	MaxHolds uint64
 	// MaxDeliver is the durable's (-1 unlimited): a message is never held
 	// on its last delivery.
 	MaxDeliver int
@@ -90,9 +95,14 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 	if err != nil {
 		return err
 	}
+	return d.commit(msg, e)
+}
+
+// commit decides e against its user's ledger and commits what it yields.
+func (d *Dispatcher) commit(msg *message.Message, e prepared) error {
 	var verdict Verdict
 	var cmd schema.Command
-	err = d.committer.CommitState(msg.Context(), d.topic, e.ev.ID, func(state []byte) ([]byte, []*message.Message, error) {
+	err := d.committer.CommitState(msg.Context(), d.topic, e.ev.ID, func(state []byte) ([]byte, []*message.Message, error) {
 		l, err := ParseLedger(state)
 		if err != nil {
 			return nil, nil, err
@@ -112,10 +122,17 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("commit command: %w", err)
 	}
-	record(msg, verdict, cmd)
 	if verdict.Why == VerdictHold {
-		return &HoldError{Delay: d.hold.Delay, Why: "a registration newer than the user's newest event: an earlier deletion may still be on its way back"}
+		// Nothing was written. Hold only if an earlier message may really
+		// still come; otherwise decide now, as if it could not be held.
+		if d.hold.EarlierUnacked(msg.Context(), e.arrival.StreamSeq) {
+			record(msg, verdict, cmd)
+			return &HoldError{Why: "a registration newer than the user's newest event, while an earlier message is unacked: a deletion may be on its way back"}
+		}
+		e.arrival.MayHold = false
+		return d.commit(msg, e)
 	}
+	record(msg, verdict, cmd)
 	return nil
 }
 
@@ -201,15 +218,16 @@ func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 			CorrelationID:   corr,
 		}),
 		arrival: Arrival{Kind: action.Kind, At: ev.Timestamp, Hash: ContentHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq,
-			MayHold: d.mayHold(ingress, parseUint(msg.Metadata.Get(MetaDeliveryAttempt)))},
+			MayHold: d.mayHold(ingress, parseUint(msg.Metadata.Get(MetaDeliveryAttempt)), seq)},
 	}, nil
 }
 
-// mayHold: only a JetStream delivery can be held (HTTP must answer now), and
-// not on its last delivery, and only while it has not been held yet.
-func (d *Dispatcher) mayHold(ingress string, attempt uint64) bool {
-	return d.hold.Delay > 0 && ingress == schema.IngressNATS && attempt == 1 &&
-		(d.hold.MaxDeliver < 0 || d.hold.MaxDeliver > 1)
+// mayHold: only a JetStream delivery can be held (HTTP must answer now),
+// not on its last delivery, and on at most MaxHolds deliveries.
+func (d *Dispatcher) mayHold(ingress string, attempt, seq uint64) bool {
+	return d.hold.EarlierUnacked != nil && ingress == schema.IngressNATS && seq > 0 &&
+		attempt >= 1 && attempt <= d.hold.MaxHolds &&
+		(d.hold.MaxDeliver < 0 || attempt < uint64(d.hold.MaxDeliver))
 }
 
 // pathOf names the path an arrival took for the ledger: a replayed entry

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"errors"
-	"time"
 
 	"github.com/social/user-events-router/schema"
 )
@@ -33,22 +32,17 @@ func IsPermanent(err error) bool {
 }
 
 // HoldError asks the transport to hand the message back and deliver it
-// again after Delay: the ledger cannot decide it yet (see
-// VerdictHold). It is neither permanent nor a failure: no in-process retry,
-// no poison entry.
+// again later (with its usual redelivery delay): the ledger cannot decide
+// it yet (see VerdictHold). It is neither permanent nor a failure: no
+// in-process retry, no poison entry.
 type HoldError struct {
-	Delay time.Duration
-	Why   string
+	Why string
 }
 
-func (e *HoldError) Error() string { return "held back for " + e.Delay.String() + ": " + e.Why }
+func (e *HoldError) Error() string { return "held back: " + e.Why }
 
-// IsHold reports whether err asks for the message to be held back, and for
-// how long.
-func IsHold(err error) (time.Duration, bool) {
+// IsHold reports whether err asks for the message to be held back.
+func IsHold(err error) bool {
 	var h *HoldError
-	if errors.As(err, &h) {
-		return h.Delay, true
-	}
-	return 0, false
+	return errors.As(err, &h)
 }

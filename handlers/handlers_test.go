@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -221,5 +222,40 @@ func TestNewDispatcherValidates(t *testing.T) {
 	}
 	if _, err := NewDispatcher(DefaultRegistry(), nil, "t"); err == nil {
 		t.Error("nil committer accepted")
+	}
+}
+
+// A registration newer than everything carried is held back only while the
+// broker says an earlier message is unacked, and never on its last allowed
+// delivery.
+func TestDispatcherHoldsOnlyWhileAnEarlierMessageIsUnacked(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	base, err := NewDispatcher(DefaultRegistry(), NewMemoryCommitter(rec), "profile_sync_commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unacked := true
+	d := base.WithHold(HoldOptions{EarlierUnacked: func(context.Context, uint64) bool { return unacked }, MaxHolds: 3, MaxDeliver: 3})
+	if err := d.Handle(incoming("user.events.created", producerPayload, map[string]string{MetaStreamSeq: "1", MetaDeliveryAttempt: "1"})); err != nil {
+		t.Fatal(err)
+	}
+	retry := strings.Replace(producerPayload, "13:28:17Z", "13:28:23Z", 1) // re-stamped, newer than all carried
+	msg := func(attempt string) *message.Message {
+		return incoming("user.events.created", retry, map[string]string{MetaStreamSeq: "5", MetaDeliveryAttempt: attempt})
+	}
+	if err := d.Handle(msg("1")); !IsHold(err) || IsPermanent(err) {
+		t.Fatalf("with an earlier message unacked: err = %v, want a hold", err)
+	}
+	if err := d.Handle(msg("3")); err != nil {
+		t.Fatalf("on the last allowed delivery: err = %v, want it decided", err)
+	}
+	unacked = false
+	m := msg("2")
+	if err := d.Handle(m); err != nil || m.Metadata.Get(MetaVerdict) != VerdictRegistered {
+		t.Fatalf("with nothing earlier unacked: err = %v, verdict %q; want another try of the registration", err, m.Metadata.Get(MetaVerdict))
+	}
+	if len(rec.msgs) != 1 {
+		t.Errorf("%d commands, want the registration's one", len(rec.msgs))
 	}
 }

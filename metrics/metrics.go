@@ -142,7 +142,7 @@ func (m *Metrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		out, err := h(msg)
 		outcome := OutcomeCommitted
-		_, held := handlers.IsHold(err)
+		held := handlers.IsHold(err)
 		switch {
 		case held:
 			outcome = OutcomeHeld

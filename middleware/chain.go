@@ -64,8 +64,7 @@ func Chain(o ChainOptions) ([]message.HandlerMiddleware, error) {
 		RandomizationFactor: 0.5,
 		ResetContextOnRetry: true,
 		ShouldRetry: func(p wmmiddleware.RetryParams) bool {
-			_, held := handlers.IsHold(p.Err)
-			return !handlers.IsPermanent(p.Err) && !held
+			return !handlers.IsPermanent(p.Err) && !handlers.IsHold(p.Err)
 		},
 		Logger: watermill.NewSlogLoggerWithLevelMapping(o.Logger.With("component", "retry"),
 			map[slog.Level]slog.Level{slog.LevelError: slog.LevelWarn}),

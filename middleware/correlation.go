@@ -36,7 +36,7 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 			out, err := h(msg)
 			msg.SetContext(ctx)
 			level := slog.LevelDebug
-			_, held := handlers.IsHold(err)
+			held := handlers.IsHold(err)
 			switch {
 			case held:
 				level = slog.LevelInfo

@@ -109,7 +109,7 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 func (p *Poison) classify(err error, msg *message.Message) string {
 	var panicErr wmmiddleware.RecoveredPanicError
-	if _, held := handlers.IsHold(err); held {
+	if handlers.IsHold(err) {
 		return "" // not a failure: it comes back later
 	}
 	switch {

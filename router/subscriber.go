@@ -10,8 +10,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
-
-	"github.com/social/user-events-router/handlers"
 )
 
 // flight is one JetStream message from its arrival until it is settled.
@@ -243,11 +241,7 @@ func (s *Subscriber) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			out, err = h(msg)
 			settled = true
 			if err != nil {
-				delay := s.backoff.WaitTime(f.delivered)
-				if hold, ok := handlers.IsHold(err); ok {
-					delay = hold
-				}
-				s.settle(f, false, delay)
+				s.settle(f, false, s.backoff.WaitTime(f.delivered))
 				return
 			}
 			s.settle(f, true, 0)
