@@ -56,6 +56,7 @@ const readyTimeout = 5 * time.Second
 //	GET    /admin/poison/{id}           one entry (id or a unique prefix of 8+ characters)
 //	POST   /admin/poison/{id}/replay    replay it; ?dry_run=true writes nothing
 //	DELETE /admin/poison/{id}           delete it
+//	       /admin/ui/                   the web console over the same (see newConsole)
 //
 // /admin/ answers JSON, errors as {"error": "..."}. The probes and metrics
 // need no token, so orchestrators and scrapers work unchanged; the poison
@@ -100,11 +101,17 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 	if o.StatusFunc != nil {
 		mux.Handle("GET /status", a.authenticate(http.HandlerFunc(a.status)))
 	}
+	console, err := newConsole(a)
+	if err != nil {
+		return nil, err
+	}
 	// Under /admin/, outermost first: the cross-origin refusal (DESIGN §3
 	// "Admin": a browser request from another origin changes nothing,
 	// token or not, loopback or not), then authentication, which wraps the
-	// whole subtree so unknown paths and wrong methods tell nothing to a
-	// caller without the token.
+	// whole API subtree so unknown paths and wrong methods tell nothing to
+	// a caller without the token. The console authenticates by its session
+	// cookie (a browser cannot send the bearer header), with the same token.
+	mux.Handle("/admin/ui/", a.refuseCrossOrigin(console, console.refused))
 	mux.Handle("/admin/", a.refuseCrossOrigin(a.authenticate(api), func(w http.ResponseWriter, _ *http.Request, err error) {
 		writeError(w, http.StatusForbidden, err)
 	}))
@@ -138,9 +145,9 @@ func (a *admin) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// tokenMatches is the one check of an offered admin token against
-// ADMIN_TOKEN. Comparing digests keeps the comparison constant-time in the
-// token's length too.
+// tokenMatches is the one check of an offered admin token (a bearer
+// header's, or the console's login form's) against ADMIN_TOKEN. Comparing
+// digests keeps the comparison constant-time in the token's length too.
 func (a *admin) tokenMatches(offered string) bool {
 	want := sha256.Sum256([]byte(a.Token))
 	got := sha256.Sum256([]byte(strings.TrimSpace(offered)))
