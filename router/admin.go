@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +56,7 @@ const readyTimeout = 5 * time.Second
 //	GET    /admin/poison/{id}           one entry (id or a unique prefix of 8+ characters)
 //	POST   /admin/poison/{id}/replay    replay it; ?dry_run=true writes nothing
 //	DELETE /admin/poison/{id}           delete it
+//	       /admin/ui/                   the web console over the same (see newConsole)
 //
 // /admin/ answers JSON, errors as {"error": "..."}. The probes and metrics
 // need no token, so orchestrators and scrapers work unchanged; the poison
@@ -99,9 +101,20 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 	if o.StatusFunc != nil {
 		mux.Handle("GET /status", a.authenticate(http.HandlerFunc(a.status)))
 	}
-	// Authentication wraps the whole subtree, so unknown paths and wrong
-	// methods under /admin/ tell nothing to a caller without the token.
-	mux.Handle("/admin/", a.authenticate(api))
+	console, err := newConsole(a)
+	if err != nil {
+		return nil, err
+	}
+	// Under /admin/, outermost first: the cross-origin refusal (DESIGN §3
+	// "Admin": a browser request from another origin changes nothing,
+	// token or not, loopback or not), then authentication, which wraps the
+	// whole API subtree so unknown paths and wrong methods tell nothing to
+	// a caller without the token. The console authenticates by its session
+	// cookie (a browser cannot send the bearer header), with the same token.
+	mux.Handle("/admin/ui/", a.refuseCrossOrigin(console, console.refused))
+	mux.Handle("/admin/", a.refuseCrossOrigin(a.authenticate(api), func(w http.ResponseWriter, _ *http.Request, err error) {
+		writeError(w, http.StatusForbidden, err)
+	}))
 	return mux, nil
 }
 
@@ -121,15 +134,39 @@ func (a *admin) authenticate(next http.Handler) http.Handler {
 	if a.Token == "" {
 		return next
 	}
-	want := sha256.Sum256([]byte(a.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		// Comparing digests keeps the comparison constant-time in the
-		// token's length too.
-		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		if !strings.EqualFold(scheme, "Bearer") || !a.tokenMatches(token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="user-events-router admin"`)
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// tokenMatches is the one check of an offered admin token (a bearer
+// header's, or the console's login form's) against ADMIN_TOKEN. Comparing
+// digests keeps the comparison constant-time in the token's length too.
+func (a *admin) tokenMatches(offered string) bool {
+	want := sha256.Sum256([]byte(a.Token))
+	got := sha256.Sum256([]byte(strings.TrimSpace(offered)))
+	return a.Token != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// refuseCrossOrigin answers a state-changing request (any method but GET,
+// HEAD and OPTIONS) that a browser sent from another origin with deny,
+// whatever credentials it carries: net/http's CrossOriginProtection reads
+// Sec-Fetch-Site (every current browser sends it), or compares Origin with
+// Host for a browser that does not. A request with neither header is not a
+// browser's (curl, scripts) and passes, to meet authentication next.
+func (a *admin) refuseCrossOrigin(next http.Handler, deny func(http.ResponseWriter, *http.Request, error)) http.Handler {
+	guard := http.NewCrossOriginProtection()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := guard.Check(r); err != nil {
+			a.logger.WarnContext(r.Context(), "cross-origin admin request refused", "method", r.Method, "path", r.URL.Path,
+				"origin", strconv.QuoteToASCII(r.Header.Get("Origin")), "sec_fetch_site", strconv.QuoteToASCII(r.Header.Get("Sec-Fetch-Site")))
+			deny(w, r, fmt.Errorf("refused: %w (state-changing admin requests must come from the admin address's own pages)", err))
 			return
 		}
 		next.ServeHTTP(w, r)

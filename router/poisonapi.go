@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -448,11 +449,7 @@ func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) delete(w http.ResponseWriter, r *http.Request) {
-	// Resolve a prefix first: DeletePoison takes exact ids only.
-	e, err := a.DB.GetPoisonSummary(r.Context(), r.PathValue("id"))
-	if err == nil {
-		err = a.DB.DeletePoison(r.Context(), e.ID)
-	}
+	e, err := a.deletePoison(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -461,17 +458,33 @@ func (a *admin) delete(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"deleted": e.ID})
 }
 
+// deletePoison deletes the entry id (or a unique prefix of it) names and
+// returns it without its payload; the API and the console delete through it.
+func (a *admin) deletePoison(ctx context.Context, id string) (store.PoisonEntry, error) {
+	// Resolve a prefix first: DeletePoison takes exact ids only.
+	e, err := a.DB.GetPoisonSummary(ctx, id)
+	if err == nil {
+		err = a.DB.DeletePoison(ctx, e.ID)
+	}
+	return e, err
+}
+
 // fail maps a store error to its status; anything unexpected is logged.
 func (a *admin) fail(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, a.failureStatus(r, err), err)
+}
+
+// failureStatus is the status of a store error, for the API and the
+// console alike; an unexpected one (500) is logged.
+func (a *admin) failureStatus(r *http.Request, err error) int {
 	switch {
 	case errors.Is(err, store.ErrInvalidPoisonID), errors.Is(err, store.ErrInvalidPoisonQuery):
-		writeError(w, http.StatusBadRequest, err)
+		return http.StatusBadRequest
 	case errors.Is(err, store.ErrPoisonNotFound):
-		writeError(w, http.StatusNotFound, err)
+		return http.StatusNotFound
 	case errors.Is(err, store.ErrPoisonAmbiguous):
-		writeError(w, http.StatusConflict, err)
-	default:
-		a.logger.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		writeError(w, http.StatusInternalServerError, err)
+		return http.StatusConflict
 	}
+	a.logger.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	return http.StatusInternalServerError
 }
