@@ -135,11 +135,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	// back while an earlier message is unacked, for as many deliveries as
 	// the redelivery delays take to add up to the ack wait: by then any
 	// message a crashed process held has been delivered again.
-	dispatcher = dispatcher.WithHold(handlers.HoldOptions{
-		EarlierUnacked: earlierUnacked(js, binding),
-		MaxHolds:       holdsForAckWait(router.Backoff{First: cfg.NakDelay, Max: cfg.NakDelayMax}, binding.AckWait),
-		MaxDeliver:     binding.MaxDeliver,
-	})
+	dispatcher = dispatcher.WithHold(holdOptions(js, binding, cfg))
 	pipeline, err := router.NewPipeline(dispatcher, chain)
 	if err != nil {
 		return err
@@ -423,9 +419,31 @@ func earlierUnacked(js jetstream.JetStream, b router.Binding) func(ctx context.C
 	}
 }
 
+// holdOptions: on the router's own durable (unlimited deliveries) a held
+// registration comes back with the usual delays until they add up to the
+// ack wait; on a durable with few deliveries (the monolith's 3) it is held
+// once, for the ack wait and a second, keeping two real tries; with fewer
+// than 3 it is not held (a held message must not reach its last delivery
+// untried).
+func holdOptions(js jetstream.JetStream, b router.Binding, cfg configs.Config) handlers.HoldOptions {
+	o := handlers.HoldOptions{EarlierUnacked: earlierUnacked(js, b), MaxDeliver: b.MaxDeliver}
+	switch {
+	case b.MaxDeliver < 0:
+		o.MaxHolds = holdsForAckWait(router.Backoff{First: cfg.NakDelay, Max: cfg.NakDelayMax}, b.AckWait)
+	case b.MaxDeliver >= 3:
+		o.MaxHolds, o.Delay = 1, b.AckWait+time.Second
+	default:
+		o.EarlierUnacked = nil
+	}
+	return o
+}
+
 // holdsForAckWait is how many deliveries the redelivery delays take to add
 // up to more than the ack wait (at least 1, at most 20).
 func holdsForAckWait(b router.Backoff, ackWait time.Duration) uint64 {
+	if b.First <= 0 {
+		return 1 // immediate redeliveries would wait for nothing
+	}
 	var total time.Duration
 	for n := uint64(1); n <= 20; n++ {
 		total += b.WaitTime(n)

@@ -22,8 +22,12 @@ import (
 // commands table as; its offset lives in watermill's offsets table.
 const DefaultConsumerGroup = "monolith-apply"
 
-// ackDeadline bounds one command's stay in apply's handler.
-const ackDeadline = 5 * time.Second
+// ackDeadline bounds one command's stay in apply's handler;
+// otherDatabaseAckDeadline when the monolith's database is another one.
+const (
+	ackDeadline              = 5 * time.Second
+	otherDatabaseAckDeadline = time.Second
+)
 
 // HandlerName names the Watermill handler (logs, metrics).
 const HandlerName = "apply_commands"
@@ -71,6 +75,15 @@ func Run(ctx context.Context, o Options) error {
 	// apply going again: 5 s rather than 30 s.
 	config := o.Commands.SubscriberConfig(o.ConsumerGroup)
 	deadline := ackDeadline
+	if o.Target != o.Commands {
+		// The subscriber's transaction holds locks in the commands
+		// database while a command is applied elsewhere (MySQL's
+		// serializable read locks the table's end, SQLite's write lock
+		// the file): with the monolith's database down, the router's own
+		// commits would wait behind it. 1 s is far more than a command
+		// takes, and far less than a router's attempt.
+		deadline = otherDatabaseAckDeadline
+	}
 	config.AckDeadline = &deadline
 	sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(o.Commands.SQL), config, wlog)
 	if err != nil {

@@ -49,6 +49,10 @@ type HoldOptions struct {
 	// MaxHolds bounds the deliveries a message may be held on (enough for
 	// the redelivery delays to add up to the durable's ack wait).
 	MaxHolds uint64
+	// Delay, when set, is the one hold's delay instead of the usual
+	// redelivery delay: for a durable with few deliveries (the monolith's
+	// has 3), where the usual delays would use them up before the ack wait.
+	Delay time.Duration
 	// MaxDeliver is the durable's (-1 unlimited): a message is never held
 	// on its last delivery.
 	MaxDeliver int
@@ -102,7 +106,11 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 func (d *Dispatcher) commit(msg *message.Message, e prepared) error {
 	var verdict Verdict
 	var cmd schema.Command
-	err := d.committer.CommitState(msg.Context(), d.topic, e.ev.ID, func(state []byte) ([]byte, []*message.Message, error) {
+	// The state function may run on the committer's worker after this
+	// attempt gave up (and the next one reset msg's context): it reads
+	// nothing of msg.
+	ctx := msg.Context()
+	err := d.committer.CommitState(ctx, d.topic, e.ev.ID, func(state []byte) ([]byte, []*message.Message, error) {
 		l, err := ParseLedger(state)
 		if err != nil {
 			return nil, nil, err
@@ -116,7 +124,7 @@ func (d *Dispatcher) commit(msg *message.Message, e prepared) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		out.SetContext(msg.Context())
+		out.SetContext(ctx)
 		return l.Bytes(), []*message.Message{out}, nil
 	})
 	if err != nil {
@@ -127,7 +135,7 @@ func (d *Dispatcher) commit(msg *message.Message, e prepared) error {
 		// still come; otherwise decide now, as if it could not be held.
 		if d.hold.EarlierUnacked(msg.Context(), e.arrival.StreamSeq) {
 			record(msg, verdict, cmd)
-			return &HoldError{Why: "a registration newer than the user's newest event, while an earlier message is unacked: a deletion may be on its way back"}
+			return &HoldError{Delay: d.hold.Delay, Why: "a registration newer than the user's newest event, while an earlier message is unacked: a deletion may be on its way back"}
 		}
 		e.arrival.MayHold = false
 		return d.commit(msg, e)

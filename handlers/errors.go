@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"errors"
+	"time"
 
 	"github.com/social/user-events-router/schema"
 )
@@ -36,7 +37,9 @@ func IsPermanent(err error) bool {
 // it yet (see VerdictHold). It is neither permanent nor a failure: no
 // in-process retry, no poison entry.
 type HoldError struct {
-	Why string
+	// Delay, when set, replaces the transport's usual redelivery delay.
+	Delay time.Duration
+	Why   string
 }
 
 func (e *HoldError) Error() string { return "held back: " + e.Why }
@@ -45,4 +48,13 @@ func (e *HoldError) Error() string { return "held back: " + e.Why }
 func IsHold(err error) bool {
 	var h *HoldError
 	return errors.As(err, &h)
+}
+
+// HoldDelay is the delay err's hold asks for (0: the usual one).
+func HoldDelay(err error) time.Duration {
+	var h *HoldError
+	if errors.As(err, &h) {
+		return h.Delay
+	}
+	return 0
 }

@@ -90,8 +90,8 @@ const (
 	VerdictDeleted      = "already_deleted"    // the user's deletion is carried
 	VerdictStale        = "stale"              // older than the newest event carried for the user
 	VerdictAfterDeleted = "after_deletion"     // an update of a deleted user
-	// VerdictHold: a registration newer than everything carried for the
-	// user's living registration. It is either another try of that
+	// VerdictHold: a registration not older than everything carried for
+	// the user's living registration. It is either another try of that
 	// registration, re-stamped late (DESIGN §2), or a new registration
 	// whose deletion, published before it, has not come back yet (a crashed
 	// process held it until its ack wait ran out). Delivered again after
@@ -156,7 +156,7 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 			return Verdict{Why: VerdictStale}
 		case l.Deleted:
 			return l.open(a)
-		case l.Created && a.MayHold && a.At.After(l.Newest):
+		case l.Created && a.MayHold && !a.At.Before(l.Newest):
 			return Verdict{Why: VerdictHold}
 		case l.Created:
 			if atNewest {

@@ -223,8 +223,12 @@ func TestLedgerHoldsALateRegistration(t *testing.T) {
 	if v := l.Decide(step{c, 6, "reg", n, 2, ""}.arrival()); v.Why != VerdictRegistered || l.Generation != 1 {
 		t.Fatalf("re-stamped try again: %+v", v)
 	}
-	// Not newer than what is carried: no reason to wait.
+	// Older than what is carried: no reason to wait. In the newest second
+	// itself it may be a registration after a deletion of that second.
 	if v := l.Decide(held(step{c, 0, "reg", n, 1, ""})); v.Why != VerdictRegistered {
 		t.Fatalf("buffered copy of the first try: %+v", v)
+	}
+	if v := l.Decide(held(step{c, 6, "reg", n, 3, ""})); v.Why != VerdictHold {
+		t.Fatalf("a registration in the newest second: %+v", v)
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
+
+	"github.com/social/user-events-router/handlers"
 )
 
 // flight is one JetStream message from its arrival until it is settled.
@@ -241,7 +243,11 @@ func (s *Subscriber) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			out, err = h(msg)
 			settled = true
 			if err != nil {
-				s.settle(f, false, s.backoff.WaitTime(f.delivered))
+				delay := s.backoff.WaitTime(f.delivered)
+				if d := handlers.HoldDelay(err); d > 0 {
+					delay = d
+				}
+				s.settle(f, false, delay)
 				return
 			}
 			s.settle(f, true, 0)

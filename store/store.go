@@ -95,11 +95,28 @@ func Open(ctx context.Context, databaseURL string) (*DB, error) {
 	// for the router's concurrent handlers, and recycle them now and then.
 	db.SetMaxIdleConns(idleConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db, p.dialect); err != nil {
 		_ = db.Close()
 		return nil, p.scrub(fmt.Errorf("ping %s: %w", redact.URL(databaseURL), err))
 	}
 	return &DB{SQL: db, Dialect: p.dialect}, nil
+}
+
+// ping checks the first connection. On SQLite, opening one runs the
+// connection's pragmas (journal_mode=WAL among them), which answer
+// SQLITE_BUSY at once, without the busy timeout, while another process is
+// creating the same file's tables: a few short tries then.
+func ping(ctx context.Context, db *sql.DB, d Dialect) error {
+	err := db.PingContext(ctx)
+	for try := 0; err != nil && d == SQLite && strings.Contains(err.Error(), "SQLITE_BUSY") && try < 50; try++ {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+		err = db.PingContext(ctx)
+	}
+	return err
 }
 
 // idleConns is how many idle connections the pool keeps: enough for the
