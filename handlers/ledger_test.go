@@ -225,10 +225,11 @@ func TestLedgerHoldsALateRegistration(t *testing.T) {
 	}
 	// Older than what is carried: no reason to wait. In the newest second
 	// itself it may be a registration after a deletion of that second.
+	l.Decide(step{u, 7, "A", n, 9, ""}.arrival())
 	if v := l.Decide(held(step{c, 0, "reg", n, 1, ""})); v.Why != VerdictRegistered {
 		t.Fatalf("buffered copy of the first try: %+v", v)
 	}
-	if v := l.Decide(held(step{c, 6, "reg", n, 3, ""})); v.Why != VerdictHold {
+	if v := l.Decide(held(step{c, 7, "reg3", n, 10, ""})); v.Why != VerdictHold {
 		t.Fatalf("a registration in the newest second: %+v", v)
 	}
 }
