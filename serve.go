@@ -166,6 +166,8 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	addGauges(m, db, health, logger)
 	m.AddGauge("messages_in_flight", "JetStream messages being handled by this process (handed out, not yet acked or nacked).",
 		func(context.Context) (float64, error) { return float64(r.InFlight()), nil }, logger)
+	m.AddGauge("messages_in_flight_bytes", "Bytes of those messages (bounded by MAX_IN_FLIGHT_BYTES on a durable that redelivers without limit).",
+		func(context.Context) (float64, error) { return float64(r.InFlightBytes()), nil }, logger)
 
 	ingress, err := router.NewIngressHandler(router.IngressOptions{
 		Pipeline:     pipeline,

@@ -23,6 +23,11 @@ type Binding struct {
 	MaxDeliver int
 	AckWait    time.Duration
 	Created    bool
+	// MaxAckPending is the durable's (≤ 0: unlimited) and MaxMsgBytes the
+	// largest message its stream takes: with MaxDeliver they say what
+	// bounds the process's memory (see MemoryBound).
+	MaxAckPending int
+	MaxMsgBytes   int64
 }
 
 // DeliverSubject is where a consumer created by the router pushes messages.
@@ -86,12 +91,24 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg configs.Con
 		logger.Info("bound existing durable consumer", "stream", cfg.Stream, "durable", cfg.Durable,
 			"deliver_group", cc.DeliverGroup, "max_deliver", cc.MaxDeliver, "ack_wait", cc.AckWait)
 	}
-	return Binding{
-		Stream:     cfg.Stream,
-		Durable:    cfg.Durable,
-		Queue:      cc.DeliverGroup,
-		MaxDeliver: cc.MaxDeliver,
-		AckWait:    cc.AckWait,
-		Created:    created,
-	}, nil
+	maxMsg := js.Conn().MaxPayload()
+	if s, err := js.Stream(ctx, cfg.Stream); err == nil {
+		maxMsg = MaxMessageBytes(s.CachedInfo().Config, maxMsg)
+	}
+	b := Binding{
+		Stream:        cfg.Stream,
+		Durable:       cfg.Durable,
+		Queue:         cc.DeliverGroup,
+		MaxDeliver:    cc.MaxDeliver,
+		AckWait:       cc.AckWait,
+		Created:       created,
+		MaxAckPending: cc.MaxAckPending,
+		MaxMsgBytes:   maxMsg,
+	}
+	level := slog.LevelInfo
+	if b.MaxDeliver > 0 {
+		level = slog.LevelWarn // the byte budget does not bound memory here
+	}
+	logger.Log(ctx, level, "memory bound", "durable", cfg.Durable, "bound", MemoryBound(cfg, b.MaxDeliver, b.MaxAckPending, b.MaxMsgBytes))
+	return b, nil
 }

@@ -135,6 +135,28 @@ func (q *sequencer) arrive(f *flight, now time.Time) (verdict, time.Duration) {
 	return handOut, 0
 }
 
+// away records that f, just received, is handed back to the broker for
+// room (see budget) to come back at due, and returns the delay to give it:
+// later than due if an earlier message of its user is outstanding, so it
+// still comes back after that one. Until it is back, the user's later
+// messages are held behind it like behind a failure.
+func (q *sequencer) away(f *flight, due, now time.Time) time.Duration {
+	d := max(due.Sub(now), 0)
+	if f.key == "" {
+		return d
+	}
+	l := q.lane(f.key, now)
+	delete(l.outstanding, f.seq) // it is back, and leaves again
+	if b, ok := q.blocked(l, f.seq, now); ok {
+		d = max(d, b)
+	}
+	if l.outstanding == nil {
+		l.outstanding = map[uint64]time.Time{}
+	}
+	l.outstanding[f.seq] = now.Add(d)
+	return d
+}
+
 // finish records that f was settled: acked, or (failed) handed back to the
 // broker to come back at due. It returns the user's next message to hand
 // out, if any, and the waiting messages to hand back for order. When

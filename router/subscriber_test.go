@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,14 +87,22 @@ func (f *routerFixture) drained(t *testing.T) {
 // (recorded under a lock when the handler succeeds).
 func orderRun(t *testing.T, users, perUser, failEvery int) map[string][]int {
 	t.Helper()
+	return orderRunWith(t, users, perUser, failEvery, func(*configs.Config) {}, 0)
+}
+
+// orderRunWith is orderRun with the configuration changed by tune and
+// each event padded with pad bytes.
+func orderRunWith(t *testing.T, users, perUser, failEvery int, tune func(*configs.Config), pad int) map[string][]int {
+	t.Helper()
 	cfg := configs.Defaults()
 	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 100*time.Millisecond
 	cfg.CloseTimeout = 10 * time.Second
 	cfg.MaxInFlight = 256
+	tune(&cfg)
 	f := newRouterFixture(t, cfg)
 	for i := range perUser {
 		for u := range users {
-			body := fmt.Sprintf(`{"id":"user-%d","n":%d}`, u, i)
+			body := fmt.Sprintf(`{"id":"user-%d","n":%d,"pad":%q}`, u, i, strings.Repeat("x", pad))
 			routertest.Publish(t, f.js, "user.events.updated", []byte(body))
 		}
 	}
@@ -213,4 +223,253 @@ func TestMaxInFlightBoundsConcurrentHandlers(t *testing.T) {
 	if peak > cfg.MaxInFlight {
 		t.Fatalf("%d handlers ran at once, MAX_IN_FLIGHT is %d", peak, cfg.MaxInFlight)
 	}
+}
+
+// TestPerUserOrderUnderByteBudget: with most events handed back for room
+// (a budget of a few events), each user's events still commit in stream
+// order, failures included.
+func TestPerUserOrderUnderByteBudget(t *testing.T) {
+	const users, perUser = 8, 12
+	tune := func(c *configs.Config) { c.MaxInFlightBytes = 64 << 10 }
+	checkOrder(t, orderRunWith(t, users, perUser, 5, tune, 12<<10), users, perUser)
+}
+
+// budgetProbe is a handler that records the bytes of the messages inside
+// it at once, and flags any moment they exceed the budget while more than
+// one message is inside (a single larger one may be handled, alone).
+type budgetProbe struct {
+	budget  int
+	release chan struct{} // handlers wait for it to close
+
+	mu         sync.Mutex
+	inside     int // messages
+	bytes      int // their payload bytes
+	peak       int
+	violations []string
+	handled    map[string]int // id → successful handlings
+	attempts   map[string]int // id → highest delivery attempt seen
+}
+
+func newBudgetProbe(budget int) *budgetProbe {
+	return &budgetProbe{budget: budget, release: make(chan struct{}), handled: map[string]int{}, attempts: map[string]int{}}
+}
+
+func (p *budgetProbe) handle(msg *message.Message) error {
+	var ev struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+		return err
+	}
+	attempt, _ := strconv.Atoi(msg.Metadata.Get(handlers.MetaDeliveryAttempt))
+	p.mu.Lock()
+	p.inside++
+	p.bytes += len(msg.Payload)
+	p.peak = max(p.peak, p.bytes)
+	if p.inside > 1 && p.bytes > p.budget {
+		p.violations = append(p.violations, fmt.Sprintf("%d messages of %d bytes inside at once, budget %d", p.inside, p.bytes, p.budget))
+	}
+	p.attempts[ev.ID] = max(p.attempts[ev.ID], attempt)
+	p.mu.Unlock()
+	<-p.release
+	p.mu.Lock()
+	p.inside--
+	p.bytes -= len(msg.Payload)
+	p.handled[ev.ID]++
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *budgetProbe) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.handled)
+}
+
+// check asserts that every one of ids was handled exactly once and the
+// budget was never exceeded.
+func (p *budgetProbe) check(t *testing.T, ids []string) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, v := range p.violations {
+		t.Error(v)
+	}
+	for _, id := range ids {
+		if n := p.handled[id]; n != 1 {
+			t.Errorf("%s handled %d times, want once", id, n)
+		}
+	}
+}
+
+// sizedEvent is a body of about size bytes for user id (the ingress tests'
+// paddedEvent has one user only).
+func sizedEvent(id string, size int) []byte {
+	head := fmt.Sprintf(`{"id":%q,"pad":"`, id)
+	return []byte(head + strings.Repeat("x", max(size-len(head)-2, 0)) + `"}`)
+}
+
+// TestMaxInFlightBytesBoundsMessagesHeld: on the router's own durable
+// (unlimited deliveries) the bytes of the messages held never exceed
+// MAX_IN_FLIGHT_BYTES, though the broker pushes the whole backlog at once:
+// what has no room is handed back with a delay, and still handled, once.
+func TestMaxInFlightBytesBoundsMessagesHeld(t *testing.T) {
+	cfg := configs.Defaults()
+	cfg.MaxInFlightBytes = 256 << 10
+	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.CloseTimeout = 10 * time.Second
+	f := newRouterFixture(t, cfg)
+	const events, size = 40, 50 << 10
+	var ids []string
+	for i := range events {
+		id := fmt.Sprintf("user-%d", i)
+		ids = append(ids, id)
+		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, size))
+	}
+	p := newBudgetProbe(int(cfg.MaxInFlightBytes))
+	r, stop := f.start(t, p.handle)
+	// The handlers are held: the budget fills, and one more waits parked.
+	routertest.Eventually(t, 10*time.Second, "the budget full of held handlers", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.bytes > int(cfg.MaxInFlightBytes)-size
+	})
+	if n := r.InFlightBytes(); n > cfg.MaxInFlightBytes+size+1024 {
+		t.Errorf("InFlightBytes() = %d with the handlers held, want at most the budget %d and one parked message", n, cfg.MaxInFlightBytes)
+	}
+	close(p.release)
+	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool { return p.count() == events })
+	f.drained(t)
+	stop()
+	p.check(t, ids)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	handedBack := 0
+	for _, a := range p.attempts {
+		if a > 1 {
+			handedBack++
+		}
+	}
+	if handedBack == 0 {
+		t.Errorf("no event was handed back for room: the test did not put the budget under pressure")
+	}
+	t.Logf("peak %d bytes in handlers (budget %d); %d of %d events came back after a hand-back", p.peak, cfg.MaxInFlightBytes, handedBack, events)
+}
+
+// TestMessageLargerThanBudgetIsHandledAlone: a message larger than the
+// whole budget is not stranded: it is handled once nothing else is held,
+// and nothing else is admitted beside it.
+func TestMessageLargerThanBudgetIsHandledAlone(t *testing.T) {
+	cfg := configs.Defaults()
+	cfg.MaxInFlightBytes = 64 << 10
+	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.CloseTimeout = 10 * time.Second
+	f := newRouterFixture(t, cfg)
+	var ids []string
+	publish := func(id string, size int) {
+		ids = append(ids, id)
+		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, size))
+	}
+	for i := range 10 {
+		publish(fmt.Sprintf("small-%d", i), 20<<10)
+	}
+	publish("big", 300<<10)
+	for i := range 10 {
+		publish(fmt.Sprintf("late-%d", i), 20<<10)
+	}
+	p := newBudgetProbe(int(cfg.MaxInFlightBytes))
+	r, stop := f.start(t, p.handle)
+	// Three small ones fill the budget; a fourth waits parked (or, were
+	// there no budget, would be inside too).
+	routertest.Eventually(t, 10*time.Second, "the budget full of held handlers", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.inside >= 4 || p.inside == 3 && r.InFlight() >= 4
+	})
+	close(p.release)
+	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool { return p.count() == len(ids) })
+	f.drained(t)
+	stop()
+	p.check(t, ids)
+}
+
+// TestByteBudgetOnALimitedDurableSpendsNoDelivery: on a durable with a
+// MaxDeliver (a legacy one, as found) a trip back to the broker would cost
+// a message one of its deliveries, so the router waits for room instead:
+// the budget still bounds the handlers, every event is handled on its
+// first delivery, and a message larger than the budget is handled alone.
+func TestByteBudgetOnALimitedDurableSpendsNoDelivery(t *testing.T) {
+	cfg := configs.Defaults()
+	cfg.MaxDeliver = 3
+	cfg.MaxInFlightBytes = 128 << 10
+	cfg.CloseTimeout = 10 * time.Second
+	f := newRouterFixture(t, cfg)
+	var ids []string
+	publish := func(id string, size int) {
+		ids = append(ids, id)
+		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, size))
+	}
+	for i := range 20 {
+		publish(fmt.Sprintf("user-%d", i), 30<<10)
+	}
+	publish("big", 300<<10)
+	p := newBudgetProbe(int(cfg.MaxInFlightBytes))
+	_, stop := f.start(t, p.handle)
+	routertest.Eventually(t, 10*time.Second, "the budget full of held handlers", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.bytes > int(cfg.MaxInFlightBytes)-30<<10
+	})
+	close(p.release)
+	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool { return p.count() == len(ids) })
+	f.drained(t)
+	stop()
+	p.check(t, ids)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, a := range p.attempts {
+		if a != 1 {
+			t.Errorf("%s was handled on delivery %d: a delivery was spent for room", id, a)
+		}
+	}
+}
+
+// TestCloseHandsBackTheParkedMessage: a message parked for room when the
+// router shuts down goes back to the broker at once, and the next router
+// handles it: nothing is lost.
+func TestCloseHandsBackTheParkedMessage(t *testing.T) {
+	cfg := configs.Defaults()
+	cfg.MaxInFlightBytes = 100 << 10
+	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.CloseTimeout = 10 * time.Second
+	f := newRouterFixture(t, cfg)
+	ids := []string{"first", "second"}
+	for _, id := range ids {
+		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, 60<<10))
+	}
+	p := newBudgetProbe(int(cfg.MaxInFlightBytes))
+	r, stop := f.start(t, p.handle)
+	routertest.Eventually(t, 10*time.Second, "one handled, one parked", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.inside == 1 && r.InFlight() == 2
+	})
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		stop()
+	}()
+	// The parked message goes back at once; the one in its handler
+	// finishes (shutdown does not cancel it) and is acked.
+	routertest.Eventually(t, 10*time.Second, "the parked message handed back", func() bool { return r.InFlight() == 1 })
+	close(p.release)
+	<-closed
+	if n := routertest.StreamMsgs(t, f.js, cfg.Stream); n != 1 {
+		t.Fatalf("%d messages left in the stream after the first router, want the parked one", n)
+	}
+	_, stop2 := f.start(t, p.handle)
+	routertest.Eventually(t, 10*time.Second, "both handled", func() bool { return p.count() == 2 })
+	f.drained(t)
+	stop2()
+	p.check(t, ids)
 }
