@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "poison":
 		return poisonCommand(ctx, args, getenv, stdout, stderr)
 	case "check":
-		return checkCommand(ctx, args, getenv, stdout, stderr)
+		return checkCommand(ctx, args, getenv, os.Environ, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -91,7 +91,7 @@ func poisonList(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	_, db, err := openPoisonStore(ctx, getenv)
+	_, db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func poisonShow(ctx context.Context, args []string, getenv func(string) string, 
 	if len(ids) != 1 {
 		return usagef("poison show: want exactly one ID, got %d", len(ids))
 	}
-	_, db, err := openPoisonStore(ctx, getenv)
+	_, db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,11 @@ func poisonReplay(ctx context.Context, args []string, getenv func(string) string
 	if err := sel.parse(fs, args); err != nil {
 		return err
 	}
-	cfg, db, err := openPoisonStore(ctx, getenv)
+	open := openPoisonStore
+	if *dryRun {
+		open = openPoisonReader
+	}
+	cfg, db, err := open(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -256,12 +260,26 @@ func newReplayer(cfg configs.Config, db *store.DB, logger *slog.Logger) (*router
 	return replayer, closeFunc, nil
 }
 
+// openPoisonStore opens the database for replay and delete, creating or
+// upgrading the tables as the router does.
 func openPoisonStore(ctx context.Context, getenv func(string) string) (configs.Config, *store.DB, error) {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return cfg, nil, err
 	}
 	db, err := openStore(ctx, cfg)
+	return cfg, db, err
+}
+
+// openPoisonReader opens the database for list, show and a replay dry
+// run, which change nothing: read-only, creating no file and no table, and
+// failing with the reason when the router has not prepared it.
+func openPoisonReader(ctx context.Context, getenv func(string) string) (configs.Config, *store.DB, error) {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return cfg, nil, err
+	}
+	db, err := openReadOnlyStore(ctx, cfg)
 	return cfg, db, err
 }
 
