@@ -116,7 +116,7 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 	if cfg.NATSURL == "" {
 		fmt.Fprintf(stdout, "nats: embedded server on %s (started by serve)\n", cfg.NATSListen)
 		fmt.Fprintf(stdout, "%s (for the durable serve creates; one found in DATA_DIR is used as found)\n",
-			router.MemoryBound(cfg, cfg.MaxDeliver, cfg.MaxAckPending, router.EmbeddedMaxPayload))
+			router.MemoryBound(cfg, router.LimitsOf(router.ConsumerConfig(cfg), router.EmbeddedMaxPayload)))
 		return nil
 	}
 	nc, err := router.Connect(cfg.NATSURL, cfg, "user-events-router-check", newLogger(cfg, stderr))
@@ -138,12 +138,12 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 	c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
 	if err != nil {
 		fmt.Fprintf(stdout, "consumer %s: absent (serve creates it): %v\n", cfg.Durable, err)
-		fmt.Fprintf(stdout, "%s (for the durable serve creates)\n", router.MemoryBound(cfg, cfg.MaxDeliver, cfg.MaxAckPending, maxMsg))
+		fmt.Fprintf(stdout, "%s (for the durable serve creates)\n", router.MemoryBound(cfg, router.LimitsOf(router.ConsumerConfig(cfg), maxMsg)))
 		return nil
 	}
 	ci := c.CachedInfo()
-	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, max ack pending %d, ack wait %v\n",
-		cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.AckWait)
-	fmt.Fprintln(stdout, router.MemoryBound(cfg, ci.Config.MaxDeliver, ci.Config.MaxAckPending, maxMsg))
+	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, max ack pending %d, rate limit %d bit/s, ack wait %v\n",
+		cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.RateLimit, ci.Config.AckWait)
+	fmt.Fprintln(stdout, router.MemoryBound(cfg, router.LimitsOf(ci.Config, maxMsg)))
 	return nil
 }

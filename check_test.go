@@ -157,7 +157,7 @@ func TestCheckSaysWhatBoundsMemory(t *testing.T) {
 	for _, want := range []string{
 		"warning: NATS_MAXDELIVER is not a router variable and is ignored; did you mean NATS_MAX_DELIVER?",
 		"consumer social-backend-consumer: pending 0, ack pending 0, max deliver 3",
-		"memory: bounded by the durable's max ack pending, not by MAX_IN_FLIGHT_BYTES",
+		"memory: bounded by the durable, not by MAX_IN_FLIGHT_BYTES: the broker may push up to its max ack pending × the largest message",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check on the legacy durable lacks %q:\n%s", want, out)
@@ -167,7 +167,7 @@ func TestCheckSaysWhatBoundsMemory(t *testing.T) {
 	out = check(map[string]string{"NATS_DURABLE": "router-own"})
 	for _, want := range []string{
 		"consumer router-own: absent (serve creates it)",
-		"memory: bounded by MAX_IN_FLIGHT_BYTES=67108864",
+		"memory: bounded by MAX_IN_FLIGHT_BYTES=33554432",
 		"(for the durable serve creates)",
 	} {
 		if !strings.Contains(out, want) {

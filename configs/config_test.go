@@ -255,3 +255,20 @@ func TestUnknownVariables(t *testing.T) {
 		t.Errorf("UnknownVariables =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestMemoryLimit: the default soft limit leaves a 256 Mi pod room for
+// what the Go runtime does not count (SQLite's own allocations, the
+// binary), and grows with the budget and the messages in flight.
+func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
+	d := Defaults()
+	if got := d.MemoryLimit(); got > 192<<20 {
+		t.Errorf("default MemoryLimit = %d MiB, want at most 192 MiB under a 256 Mi pod", got>>20)
+	}
+	more := d
+	more.MaxInFlightBytes *= 2
+	more.MaxInFlight *= 2
+	if more.MemoryLimit() <= d.MemoryLimit() {
+		t.Errorf("MemoryLimit does not grow with MAX_IN_FLIGHT_BYTES and MAX_IN_FLIGHT")
+	}
+}

@@ -108,30 +108,62 @@ func MaxMessageBytes(stream jetstream.StreamConfig, serverMaxPayload int64) int6
 	return serverMaxPayload
 }
 
+// DurableLimits are the settings of a durable, and of its stream, that
+// bound what the broker pushes to a process (see MemoryBound).
+type DurableLimits struct {
+	MaxDeliver    int    // ≤ 0: unlimited
+	MaxAckPending int    // ≤ 0: unlimited
+	RateLimitBPS  uint64 // bits per second; 0: unlimited
+	MaxMsgBytes   int64  // the largest message the stream takes
+}
+
+// LimitsOf reads the limits of a durable configured as cc, on a stream
+// that takes messages of up to maxMsg bytes.
+func LimitsOf(cc jetstream.ConsumerConfig, maxMsg int64) DurableLimits {
+	return DurableLimits{MaxDeliver: cc.MaxDeliver, MaxAckPending: cc.MaxAckPending, RateLimitBPS: cc.RateLimit, MaxMsgBytes: maxMsg}
+}
+
+// ByteBounded reports whether MAX_IN_FLIGHT_BYTES bounds a process's
+// memory on a durable with limits d (see MemoryBound).
+func (d DurableLimits) ByteBounded(cfg configs.Config) bool {
+	return d.MaxDeliver <= 0 && d.RateLimitBPS > 0 && d.RateLimitBPS/8 <= uint64(cfg.MaxInFlightBytes)
+}
+
 // MemoryBound says, in one line for check and the start log, what bounds
 // the memory the JetStream messages take in one router process bound to a
-// durable with these maxDeliver and maxAckPending (≤ 0: unlimited), when
-// no message is larger than maxMsg bytes. On a durable that redelivers
-// without limit (the router creates one so) it is MAX_IN_FLIGHT_BYTES; on
-// one with a MaxDeliver (a legacy durable, as found) it is what the
-// durable's MaxAckPending lets the broker push (see Subscriber).
-func MemoryBound(cfg configs.Config, maxDeliver, maxAckPending int, maxMsg int64) string {
-	if maxDeliver > 0 {
-		if maxAckPending <= 0 {
-			return fmt.Sprintf("memory: NOT bounded: the durable has max deliver %d, so the router does not hand messages back for room (each trip would spend a delivery) but waits, and its max ack pending is unlimited, so the broker may push the whole backlog (messages of up to %s) into the process; MAX_IN_FLIGHT_BYTES=%d bounds only the messages being handled. Set a max ack pending on the durable, or let the router create its own (a NATS_DURABLE that does not exist)",
-				maxDeliver, byteSize(maxMsg), cfg.MaxInFlightBytes)
-		}
-		return fmt.Sprintf("memory: bounded by the durable's max ack pending, not by MAX_IN_FLIGHT_BYTES: up to %d messages of up to %s (%s) held in the process; the durable has max deliver %d, so the router does not hand messages back for room (each trip would spend a delivery) but waits, and MAX_IN_FLIGHT_BYTES=%d bounds only the messages being handled. For a byte bound, lower the durable's max ack pending, or let the router create its own (a NATS_DURABLE that does not exist)",
-			maxAckPending, byteSize(maxMsg), byteSize(int64(maxAckPending)*maxMsg), maxDeliver, cfg.MaxInFlightBytes)
+// durable with limits d.
+//
+// On a durable that redelivers without limit and pushes at most one budget
+// a second (the router creates its own so: see ConsumerConfig) it is
+// MAX_IN_FLIGHT_BYTES: the subscriber holds no more, hands back what has no
+// room, and the rate limit keeps what is on its way small (without it the
+// broker pushes up to MaxAckPending messages at once; beyond its own
+// 64 MiB of pending bytes per connection it cuts the connection as a slow
+// consumer, and the messages come back only after the ack wait). On one
+// with a MaxDeliver (a legacy durable, as found) it is what MaxAckPending
+// lets the broker push (see Subscriber).
+func MemoryBound(cfg configs.Config, d DurableLimits) string {
+	pushed := "the whole backlog (its max ack pending is unlimited)"
+	if d.MaxAckPending > 0 {
+		pushed = fmt.Sprintf("up to its max ack pending × the largest message: %d × %s = %s", d.MaxAckPending, byteSize(d.MaxMsgBytes), byteSize(int64(d.MaxAckPending)*d.MaxMsgBytes))
+	}
+	if d.MaxDeliver > 0 {
+		return fmt.Sprintf("memory: bounded by the durable, not by MAX_IN_FLIGHT_BYTES: the broker may push %s into the process; the durable has max deliver %d, so the router waits for room rather than hand messages back (each trip would spend a delivery), and MAX_IN_FLIGHT_BYTES=%d bounds only the messages being handled. For a byte bound, let the router create its own durable (a NATS_DURABLE that does not exist yet) or lower this one's max ack pending",
+			pushed, d.MaxDeliver, cfg.MaxInFlightBytes)
 	}
 	line := fmt.Sprintf("memory: bounded by MAX_IN_FLIGHT_BYTES=%d: at most %s of messages held, plus one of up to %s parked until there is room (a larger one is handled alone); the durable redelivers without limit, so what has no room is handed back to the broker with a delay",
-		cfg.MaxInFlightBytes, byteSize(cfg.MaxInFlightBytes), byteSize(maxMsg))
-	if maxAckPending <= 0 || maxAckPending > cfg.MaxInFlight {
-		waiting := "however many the broker pushes (the durable's max ack pending is unlimited)"
-		if maxAckPending > 0 {
-			waiting = fmt.Sprintf("up to %d (%s; the durable's max ack pending is %d)", maxAckPending-cfg.MaxInFlight, byteSize(int64(maxAckPending-cfg.MaxInFlight)*maxMsg), maxAckPending)
+		cfg.MaxInFlightBytes, byteSize(cfg.MaxInFlightBytes), byteSize(d.MaxMsgBytes))
+	if !d.ByteBounded(cfg) {
+		limit := "no rate limit"
+		if d.RateLimitBPS > 0 {
+			limit = fmt.Sprintf("a rate limit of %s/s, more than one budget a second", byteSize(int64(d.RateLimitBPS/8)))
 		}
-		line += fmt.Sprintf("; but while MAX_IN_FLIGHT=%d messages are held, the NATS client also holds what the broker pushes meanwhile: %s. Set MAX_IN_FLIGHT to at least the max ack pending", cfg.MaxInFlight, waiting)
+		return line + fmt.Sprintf("; but the durable has %s, so a backlog of large messages can reach the process faster than it hands them back, %s, and the broker may cut the connection as a slow consumer. Delete the durable so that the router creates it again with a rate limit of one budget a second (the stream keeps every message not yet acked), or set its rate_limit_bps to %d",
+			limit, pushed, uint64(cfg.MaxInFlightBytes)*8)
+	}
+	line += fmt.Sprintf(", and its rate limit (%s/s) keeps what is on its way to about one budget a second", byteSize(int64(d.RateLimitBPS/8)))
+	if d.MaxAckPending <= 0 || d.MaxAckPending > cfg.MaxInFlight {
+		line += fmt.Sprintf("; while MAX_IN_FLIGHT=%d messages are held, the NATS client also holds what the broker pushes meanwhile (its max ack pending is %d): set MAX_IN_FLIGHT to at least that", cfg.MaxInFlight, d.MaxAckPending)
 	}
 	return line
 }

@@ -23,11 +23,8 @@ type Binding struct {
 	MaxDeliver int
 	AckWait    time.Duration
 	Created    bool
-	// MaxAckPending is the durable's (≤ 0: unlimited) and MaxMsgBytes the
-	// largest message its stream takes: with MaxDeliver they say what
-	// bounds the process's memory (see MemoryBound).
-	MaxAckPending int
-	MaxMsgBytes   int64
+	// Limits say what bounds the process's memory (see MemoryBound).
+	Limits DurableLimits
 }
 
 // DeliverSubject is where a consumer created by the router pushes messages.
@@ -38,7 +35,12 @@ func DeliverSubject(durable string) string { return "router.deliver." + durable 
 // ConsumerConfig is the durable the router creates when none exists: a push
 // consumer with a deliver group (so replicas share it, and so it has the
 // same shape as the one the monolith's old subscriber created), explicit
-// acks, and the limits from cfg.
+// acks, and the limits from cfg. It pushes at most MAX_IN_FLIGHT_BYTES a
+// second: far above what the router can take of real events (1 KiB or less
+// each), and what keeps a backlog of large messages from reaching the
+// process faster than its subscriber hands back what has no room — or from
+// growing the broker's buffer for the connection past its limit, where it
+// cuts the connection as a slow consumer (see MemoryBound).
 func ConsumerConfig(cfg configs.Config) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        cfg.Durable,
@@ -51,6 +53,7 @@ func ConsumerConfig(cfg configs.Config) jetstream.ConsumerConfig {
 		MaxDeliver:     cfg.MaxDeliver,
 		MaxAckPending:  cfg.MaxAckPending,
 		FilterSubject:  cfg.Subject,
+		RateLimit:      uint64(cfg.MaxInFlightBytes) * 8, // bits per second
 	}
 }
 
@@ -96,19 +99,18 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg configs.Con
 		maxMsg = MaxMessageBytes(s.CachedInfo().Config, maxMsg)
 	}
 	b := Binding{
-		Stream:        cfg.Stream,
-		Durable:       cfg.Durable,
-		Queue:         cc.DeliverGroup,
-		MaxDeliver:    cc.MaxDeliver,
-		AckWait:       cc.AckWait,
-		Created:       created,
-		MaxAckPending: cc.MaxAckPending,
-		MaxMsgBytes:   maxMsg,
+		Stream:     cfg.Stream,
+		Durable:    cfg.Durable,
+		Queue:      cc.DeliverGroup,
+		MaxDeliver: cc.MaxDeliver,
+		AckWait:    cc.AckWait,
+		Created:    created,
+		Limits:     LimitsOf(cc, maxMsg),
 	}
 	level := slog.LevelInfo
-	if b.MaxDeliver > 0 {
-		level = slog.LevelWarn // the byte budget does not bound memory here
+	if !b.Limits.ByteBounded(cfg) {
+		level = slog.LevelWarn
 	}
-	logger.Log(ctx, level, "memory bound", "durable", cfg.Durable, "bound", MemoryBound(cfg, b.MaxDeliver, b.MaxAckPending, b.MaxMsgBytes))
+	logger.Log(ctx, level, "memory bound", "durable", cfg.Durable, "bound", MemoryBound(cfg, b.Limits))
 	return b, nil
 }
