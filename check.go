@@ -142,8 +142,8 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 		return nil
 	}
 	ci := c.CachedInfo()
-	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, max ack pending %d, rate limit %d bit/s, ack wait %v\n",
-		cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.RateLimit, ci.Config.AckWait)
+	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, max ack pending %d, ack wait %v\n",
+		cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.AckWait)
 	fmt.Fprintln(stdout, router.MemoryBound(cfg, router.LimitsOf(ci.Config, maxMsg)))
 	return nil
 }

@@ -111,59 +111,47 @@ func MaxMessageBytes(stream jetstream.StreamConfig, serverMaxPayload int64) int6
 // DurableLimits are the settings of a durable, and of its stream, that
 // bound what the broker pushes to a process (see MemoryBound).
 type DurableLimits struct {
-	MaxDeliver    int    // ≤ 0: unlimited
-	MaxAckPending int    // ≤ 0: unlimited
-	RateLimitBPS  uint64 // bits per second; 0: unlimited
-	MaxMsgBytes   int64  // the largest message the stream takes
+	MaxDeliver    int   // ≤ 0: unlimited
+	MaxAckPending int   // ≤ 0: unlimited
+	MaxMsgBytes   int64 // the largest message the stream takes
 }
 
 // LimitsOf reads the limits of a durable configured as cc, on a stream
 // that takes messages of up to maxMsg bytes.
 func LimitsOf(cc jetstream.ConsumerConfig, maxMsg int64) DurableLimits {
-	return DurableLimits{MaxDeliver: cc.MaxDeliver, MaxAckPending: cc.MaxAckPending, RateLimitBPS: cc.RateLimit, MaxMsgBytes: maxMsg}
+	return DurableLimits{MaxDeliver: cc.MaxDeliver, MaxAckPending: cc.MaxAckPending, MaxMsgBytes: maxMsg}
 }
 
-// ByteBounded reports whether MAX_IN_FLIGHT_BYTES bounds a process's
-// memory on a durable with limits d (see MemoryBound).
-func (d DurableLimits) ByteBounded(cfg configs.Config) bool {
-	return d.MaxDeliver <= 0 && d.RateLimitBPS > 0 && d.RateLimitBPS/8 <= uint64(cfg.MaxInFlightBytes)
-}
+// ByteBounded reports whether MAX_IN_FLIGHT_BYTES bounds what a process
+// holds on a durable with limits d: when it redelivers without limit, so
+// that the subscriber may hand back what has no room (see MemoryBound).
+func (d DurableLimits) ByteBounded() bool { return d.MaxDeliver <= 0 }
 
 // MemoryBound says, in one line for check and the start log, what bounds
 // the memory the JetStream messages take in one router process bound to a
 // durable with limits d.
 //
-// On a durable that redelivers without limit and pushes at most one budget
-// a second (the router creates its own so: see ConsumerConfig) it is
-// MAX_IN_FLIGHT_BYTES: the subscriber holds no more, hands back what has no
-// room, and the rate limit keeps what is on its way small (without it the
-// broker pushes up to MaxAckPending messages at once; beyond its own
-// 64 MiB of pending bytes per connection it cuts the connection as a slow
-// consumer, and the messages come back only after the ack wait). On one
-// with a MaxDeliver (a legacy durable, as found) it is what MaxAckPending
-// lets the broker push (see Subscriber).
+// On a durable that redelivers without limit (the router creates its own
+// so) it is MAX_IN_FLIGHT_BYTES: the subscriber holds no more, and hands
+// back what the broker pushes beyond it as it arrives. The broker still
+// pushes up to MaxAckPending messages at once; what is on its way is
+// bounded only by that, and past 64 MiB buffered for one connection
+// nats-server cuts it as a slow consumer (its messages come back after the
+// ack wait). On a durable with a MaxDeliver (a legacy one, as found) it is
+// what MaxAckPending lets the broker push (see Subscriber).
 func MemoryBound(cfg configs.Config, d DurableLimits) string {
 	pushed := "the whole backlog (its max ack pending is unlimited)"
 	if d.MaxAckPending > 0 {
 		pushed = fmt.Sprintf("up to its max ack pending × the largest message: %d × %s = %s", d.MaxAckPending, byteSize(d.MaxMsgBytes), byteSize(int64(d.MaxAckPending)*d.MaxMsgBytes))
 	}
-	if d.MaxDeliver > 0 {
+	if !d.ByteBounded() {
 		return fmt.Sprintf("memory: bounded by the durable, not by MAX_IN_FLIGHT_BYTES: the broker may push %s into the process; the durable has max deliver %d, so the router waits for room rather than hand messages back (each trip would spend a delivery), and MAX_IN_FLIGHT_BYTES=%d bounds only the messages being handled. For a byte bound, let the router create its own durable (a NATS_DURABLE that does not exist yet) or lower this one's max ack pending",
 			pushed, d.MaxDeliver, cfg.MaxInFlightBytes)
 	}
-	line := fmt.Sprintf("memory: bounded by MAX_IN_FLIGHT_BYTES=%d: at most %s of messages held, plus one of up to %s parked until there is room (a larger one is handled alone); the durable redelivers without limit, so what has no room is handed back to the broker with a delay",
-		cfg.MaxInFlightBytes, byteSize(cfg.MaxInFlightBytes), byteSize(d.MaxMsgBytes))
-	if !d.ByteBounded(cfg) {
-		limit := "no rate limit"
-		if d.RateLimitBPS > 0 {
-			limit = fmt.Sprintf("a rate limit of %s/s, more than one budget a second", byteSize(int64(d.RateLimitBPS/8)))
-		}
-		return line + fmt.Sprintf("; but the durable has %s, so a backlog of large messages can reach the process faster than it hands them back, %s, and the broker may cut the connection as a slow consumer. Delete the durable so that the router creates it again with a rate limit of one budget a second (the stream keeps every message not yet acked), or set its rate_limit_bps to %d",
-			limit, pushed, uint64(cfg.MaxInFlightBytes)*8)
-	}
-	line += fmt.Sprintf(", and its rate limit (%s/s) keeps what is on its way to about one budget a second", byteSize(int64(d.RateLimitBPS/8)))
+	line := fmt.Sprintf("memory: bounded by MAX_IN_FLIGHT_BYTES=%d: at most %s of messages held, plus one of up to %s parked until there is room (a larger one is handled alone); the durable redelivers without limit, so what the broker pushes beyond that is handed back to it with a delay as it arrives (on the way at once: %s)",
+		cfg.MaxInFlightBytes, byteSize(cfg.MaxInFlightBytes), byteSize(d.MaxMsgBytes), pushed)
 	if d.MaxAckPending <= 0 || d.MaxAckPending > cfg.MaxInFlight {
-		line += fmt.Sprintf("; while MAX_IN_FLIGHT=%d messages are held, the NATS client also holds what the broker pushes meanwhile (its max ack pending is %d): set MAX_IN_FLIGHT to at least that", cfg.MaxInFlight, d.MaxAckPending)
+		line += fmt.Sprintf("; while MAX_IN_FLIGHT=%d messages are held the NATS client also keeps what the broker pushes meanwhile (the durable's max ack pending is %d): set MAX_IN_FLIGHT to at least that", cfg.MaxInFlight, d.MaxAckPending)
 	}
 	return line
 }

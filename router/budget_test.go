@@ -108,39 +108,32 @@ func TestMsgSize(t *testing.T) {
 	}
 }
 
-// MemoryBound says which bound holds: the budget on the durable the router
-// creates (unlimited deliveries, a rate limit of one budget a second), the
-// durable's max ack pending on one with a max deliver, and the burst an
-// own durable without the rate limit allows.
+// MemoryBound says which bound holds: the budget on a durable that
+// redelivers without limit (the router creates its own so), the durable's
+// max ack pending on one with a max deliver.
 func TestMemoryBound(t *testing.T) {
 	cfg := configs.Defaults()
 	const mib = 1 << 20
 	own := LimitsOf(ConsumerConfig(cfg), mib)
-	if !own.ByteBounded(cfg) || own.RateLimitBPS != 32<<20*8 {
-		t.Fatalf("the durable the router creates: %+v, want byte-bounded with a rate limit of 32 MiB/s", own)
+	if !own.ByteBounded() {
+		t.Fatalf("the durable the router creates: %+v, want byte-bounded", own)
 	}
 	for _, c := range []struct {
 		name      string
 		d         DurableLimits
-		bounded   bool
 		want, not []string
 	}{
-		{"the router's own durable", own, true,
-			[]string{"bounded by MAX_IN_FLIGHT_BYTES=33554432: at most 32 MiB of messages held, plus one of up to 1 MiB parked", "handed back to the broker with a delay", "its rate limit (32 MiB/s)"},
-			[]string{"NATS client also holds", "but"}},
-		{"own durable, more pending than in flight", DurableLimits{MaxDeliver: -1, MaxAckPending: 3000, RateLimitBPS: own.RateLimitBPS, MaxMsgBytes: mib}, true,
-			[]string{"bounded by MAX_IN_FLIGHT_BYTES", "the NATS client also holds what the broker pushes meanwhile (its max ack pending is 3000)"}, nil},
-		{"own durable made before the rate limit", DurableLimits{MaxDeliver: -1, MaxAckPending: 1000, MaxMsgBytes: mib}, false,
-			[]string{"but the durable has no rate limit", "1000 × 1 MiB = 1000 MiB", "slow consumer", "rate_limit_bps to 268435456"}, nil},
-		{"a legacy durable", DurableLimits{MaxDeliver: 3, MaxAckPending: 1000, MaxMsgBytes: mib}, false,
+		{"the router's own durable", own,
+			[]string{"bounded by MAX_IN_FLIGHT_BYTES=33554432: at most 32 MiB of messages held, plus one of up to 1 MiB parked", "handed back to it with a delay as it arrives", "1000 × 1 MiB = 1000 MiB"},
+			[]string{"NATS client also keeps"}},
+		{"own durable, more pending than in flight", DurableLimits{MaxDeliver: -1, MaxAckPending: 3000, MaxMsgBytes: mib},
+			[]string{"bounded by MAX_IN_FLIGHT_BYTES", "the NATS client also keeps what the broker pushes meanwhile (the durable's max ack pending is 3000)"}, nil},
+		{"a legacy durable", DurableLimits{MaxDeliver: 3, MaxAckPending: 1000, MaxMsgBytes: mib},
 			[]string{"bounded by the durable, not by MAX_IN_FLIGHT_BYTES", "1000 × 1 MiB = 1000 MiB", "max deliver 3"}, nil},
-		{"a legacy durable without max ack pending", DurableLimits{MaxDeliver: 3, MaxAckPending: -1, MaxMsgBytes: mib}, false,
+		{"a legacy durable without max ack pending", DurableLimits{MaxDeliver: 3, MaxAckPending: -1, MaxMsgBytes: mib},
 			[]string{"the whole backlog (its max ack pending is unlimited)"}, nil},
 	} {
 		got := MemoryBound(cfg, c.d)
-		if c.d.ByteBounded(cfg) != c.bounded {
-			t.Errorf("%s: ByteBounded = %v, want %v", c.name, !c.bounded, c.bounded)
-		}
 		for _, w := range c.want {
 			if !strings.Contains(got, w) {
 				t.Errorf("%s: %q lacks %q", c.name, got, w)

@@ -35,12 +35,13 @@ func DeliverSubject(durable string) string { return "router.deliver." + durable 
 // ConsumerConfig is the durable the router creates when none exists: a push
 // consumer with a deliver group (so replicas share it, and so it has the
 // same shape as the one the monolith's old subscriber created), explicit
-// acks, and the limits from cfg. It pushes at most MAX_IN_FLIGHT_BYTES a
-// second: far above what the router can take of real events (1 KiB or less
-// each), and what keeps a backlog of large messages from reaching the
-// process faster than its subscriber hands back what has no room — or from
-// growing the broker's buffer for the connection past its limit, where it
-// cuts the connection as a slow consumer (see MemoryBound).
+// acks, and the limits from cfg.
+//
+// It has no rate limit, though one would keep a backlog of large messages
+// from arriving faster than the subscriber hands them back: nats-server
+// (2.15) lets a message through its limiter only if the message, with its
+// subjects, fits in a burst of the stream's largest message, so a message
+// of the largest payload it accepts would stop the durable for good.
 func ConsumerConfig(cfg configs.Config) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        cfg.Durable,
@@ -53,7 +54,6 @@ func ConsumerConfig(cfg configs.Config) jetstream.ConsumerConfig {
 		MaxDeliver:     cfg.MaxDeliver,
 		MaxAckPending:  cfg.MaxAckPending,
 		FilterSubject:  cfg.Subject,
-		RateLimit:      uint64(cfg.MaxInFlightBytes) * 8, // bits per second
 	}
 }
 
@@ -108,7 +108,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg configs.Con
 		Limits:     LimitsOf(cc, maxMsg),
 	}
 	level := slog.LevelInfo
-	if !b.Limits.ByteBounded(cfg) {
+	if !b.Limits.ByteBounded() {
 		level = slog.LevelWarn
 	}
 	logger.Log(ctx, level, "memory bound", "durable", cfg.Durable, "bound", MemoryBound(cfg, b.Limits))

@@ -64,7 +64,13 @@ func newSequencer(margin, grace time.Duration) *sequencer {
 
 // orderKey is the user id of an event body, or "" when it has none (such a
 // message is not ordered; the handler will find what is wrong with it).
+// A body over the event limit has none either: it is poisoned whatever its
+// place, and not scanning it keeps the subscriber's callback fast enough to
+// hand back a backlog of large messages as quickly as they arrive.
 func orderKey(payload []byte) string {
+	if len(payload) > schema.MaxEventBytes {
+		return ""
+	}
 	id, _ := schema.Peek(payload)
 	return id
 }

@@ -35,14 +35,13 @@ type flight struct {
 //   - their bytes are bounded too, by MaxInFlightBytes (see budget): a
 //     message that does not fit waits, parked, until it does — alone if
 //     it is larger than the whole budget. The broker keeps pushing up to
-//     the durable's MaxAckPending meanwhile (the durable the router
-//     creates, at most one budget a second); what it pushes is handed
-//     back to it with a delay (NAK) when the durable redelivers without
-//     limit, which costs the message nothing but a trip. On a durable with
-//     a MaxDeliver, a trip would spend one of its deliveries, so the
-//     subscriber waits instead and the NATS client holds what was pushed:
-//     then memory is bounded by what the durable's MaxAckPending lets the
-//     broker push (see MemoryBound);
+//     the durable's MaxAckPending meanwhile; what it pushes is handed back
+//     to it with a delay (NAK) as it arrives when the durable redelivers
+//     without limit, which costs the message nothing but a trip. On a
+//     durable with a MaxDeliver, a trip would spend one of its deliveries,
+//     so the subscriber waits instead and the NATS client holds what was
+//     pushed: then memory is bounded by what the durable's MaxAckPending
+//     lets the broker push (see MemoryBound);
 //   - one user's messages are handed out one at a time, in stream order
 //     (see sequencer);
 //   - it owns the acks, through Middleware: a message is acked only after

@@ -51,19 +51,6 @@ func newRouterFixture(t *testing.T, cfg configs.Config) *routerFixture {
 	return f
 }
 
-// withoutRateLimit lifts the rate limit of the durable the router made, so
-// that the broker pushes the whole backlog at once: the subscriber's byte
-// budget must hold against that too (and the tests' small budgets would
-// otherwise make them slow, at one budget a second).
-func (f *routerFixture) withoutRateLimit(t *testing.T) {
-	t.Helper()
-	cc := routertest.ConsumerInfo(t, f.js, f.cfg.Stream, f.cfg.Durable).Config
-	cc.RateLimit = 0
-	if _, err := f.js.UpdatePushConsumer(t.Context(), f.cfg.Stream, cc); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // start runs a router with handle; stop closes it and checks that it
 // closed and ran without error.
 func (f *routerFixture) start(t *testing.T, handle message.NoPublishHandlerFunc) (r *router.Router, stop func()) {
@@ -113,7 +100,6 @@ func orderRunWith(t *testing.T, users, perUser, failEvery int, tune func(*config
 	cfg.MaxInFlight = 256
 	tune(&cfg)
 	f := newRouterFixture(t, cfg)
-	f.withoutRateLimit(t)
 	for i := range perUser {
 		for u := range users {
 			body := fmt.Sprintf(`{"id":"user-%d","n":%d,"pad":%q}`, u, i, strings.Repeat("x", pad))
@@ -333,7 +319,6 @@ func TestMaxInFlightBytesBoundsMessagesHeld(t *testing.T) {
 	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
 	cfg.CloseTimeout = 10 * time.Second
 	f := newRouterFixture(t, cfg)
-	f.withoutRateLimit(t)
 	const events, size = 40, 50 << 10
 	var ids []string
 	for i := range events {
@@ -380,7 +365,6 @@ func TestMessageLargerThanBudgetIsHandledAlone(t *testing.T) {
 	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
 	cfg.CloseTimeout = 10 * time.Second
 	f := newRouterFixture(t, cfg)
-	f.withoutRateLimit(t)
 	var ids []string
 	publish := func(id string, size int) {
 		ids = append(ids, id)
@@ -420,7 +404,6 @@ func TestByteBudgetOnALimitedDurableSpendsNoDelivery(t *testing.T) {
 	cfg.MaxInFlightBytes = 128 << 10
 	cfg.CloseTimeout = 10 * time.Second
 	f := newRouterFixture(t, cfg)
-	f.withoutRateLimit(t)
 	var ids []string
 	publish := func(id string, size int) {
 		ids = append(ids, id)
@@ -460,7 +443,6 @@ func TestCloseHandsBackTheParkedMessage(t *testing.T) {
 	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
 	cfg.CloseTimeout = 10 * time.Second
 	f := newRouterFixture(t, cfg)
-	f.withoutRateLimit(t)
 	ids := []string{"first", "second"}
 	for _, id := range ids {
 		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, 60<<10))
