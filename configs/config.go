@@ -384,14 +384,19 @@ func (c Config) Validate() error {
 	if Exposed(c.AdminAddr) && c.AdminToken == "" {
 		errs = append(errs, fmt.Errorf("ADMIN_TOKEN: required when ADMIN_ADDR=%q is reachable beyond this machine (the poison API can replay and delete); set a token or bind ADMIN_ADDR to 127.0.0.1", c.AdminAddr))
 	}
-	durIn("HANDLER_TIMEOUT", c.HandlerTimeout, time.Millisecond, time.Hour)
-	intIn("RETRY_MAX", int64(c.RetryMax), 0, 100, "")
+	// The retry budget is compared with the ack wait only when what it
+	// is made of is in range: otherwise its error would only repeat theirs.
+	budgetOK := durIn("HANDLER_TIMEOUT", c.HandlerTimeout, time.Millisecond, time.Hour)
+	budgetOK = intIn("RETRY_MAX", int64(c.RetryMax), 0, 100, "") && budgetOK
 	if durIn("RETRY_INITIAL_INTERVAL", c.RetryInitialInterval, time.Millisecond, time.Minute) {
 		if c.RetryMaxInterval < c.RetryInitialInterval {
 			bad("RETRY_MAX_INTERVAL", c.RetryMaxInterval, "must be at least RETRY_INITIAL_INTERVAL")
+			budgetOK = false
 		} else {
-			durIn("RETRY_MAX_INTERVAL", c.RetryMaxInterval, c.RetryInitialInterval, 10*time.Minute)
+			budgetOK = durIn("RETRY_MAX_INTERVAL", c.RetryMaxInterval, c.RetryInitialInterval, 10*time.Minute) && budgetOK
 		}
+	} else {
+		budgetOK = false
 	}
 	if durIn("NAK_DELAY", c.NakDelay, 0, time.Hour) {
 		if c.NakDelayMax < c.NakDelay {
@@ -401,7 +406,7 @@ func (c Config) Validate() error {
 		}
 	}
 	durIn("CLOSE_TIMEOUT", c.CloseTimeout, time.Millisecond, time.Hour)
-	if budget := c.AttemptBudget(); ackWaitOK && budget >= c.AckWait {
+	if budget := c.AttemptBudget(); ackWaitOK && budgetOK && budget >= c.AckWait {
 		errs = append(errs, fmt.Errorf("NATS_ACK_WAIT=%v: must exceed the in-process retry budget %v (HANDLER_TIMEOUT × (RETRY_MAX+1) + backoff), or the broker redelivers a message still being retried", c.AckWait, budget))
 	}
 	switch c.LogLevel {

@@ -156,7 +156,10 @@ func TestEveryNumberBounded(t *testing.T) {
 		want []string
 	}{
 		{map[string]string{"RETRY_MAX": huge}, []string{"RETRY_MAX=" + huge + ": must be between 0 and 100"}},
-		{map[string]string{"HANDLER_TIMEOUT": "1000000h", "RETRY_MAX": "3"}, []string{"HANDLER_TIMEOUT=1000000h0m0s: must be between 1ms and 1h", "NATS_ACK_WAIT=30s: must exceed the in-process retry budget"}},
+		{map[string]string{"HANDLER_TIMEOUT": "1000000h", "RETRY_MAX": "3"}, []string{"HANDLER_TIMEOUT=1000000h0m0s: must be between 1ms and 1h"}},
+		// In range, but together over the ack wait (the budget no longer
+		// overflows into a negative that passes).
+		{map[string]string{"HANDLER_TIMEOUT": "1h", "RETRY_MAX": "30", "NATS_ACK_WAIT": "24h"}, []string{"NATS_ACK_WAIT=24h0m0s: must exceed the in-process retry budget 31h"}},
 		{map[string]string{"RETRY_MAX": "-1"}, []string{"RETRY_MAX=-1: must be between 0 and 100"}},
 		{map[string]string{"NATS_ACK_WAIT": "1000000h"}, []string{"NATS_ACK_WAIT=1000000h0m0s: must be between 1s and 24h"}},
 		{map[string]string{"NATS_MAX_DELIVER": huge}, []string{"NATS_MAX_DELIVER=" + huge + ": must be -1 (unlimited) or between 1 and 10000"}},
