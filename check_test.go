@@ -152,28 +152,24 @@ func TestCheckSaysWhatBoundsMemory(t *testing.T) {
 		return stdout.String()
 	}
 
+	says := func(what, out string, wants ...string) {
+		t.Helper()
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("check %s lacks %q:\n%s", what, want, out)
+			}
+		}
+	}
 	monolithWorld(t, srv.URL)
-	out := check(map[string]string{"NATS_MAXDELIVER": "5"})
-	for _, want := range []string{
+	says("on the legacy durable", check(map[string]string{"NATS_MAXDELIVER": "5"}),
 		"warning: NATS_MAXDELIVER is not a router variable and is ignored; did you mean NATS_MAX_DELIVER?",
 		"consumer social-backend-consumer: pending 0, ack pending 0, max deliver 3",
-		"memory: bounded by the durable, not by MAX_IN_FLIGHT_BYTES: the broker may push up to its max ack pending × the largest message",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("check on the legacy durable lacks %q:\n%s", want, out)
-		}
-	}
-
-	out = check(map[string]string{"NATS_DURABLE": "router-own"})
-	for _, want := range []string{
+		"memory: bounded by the durable, not by MAX_IN_FLIGHT_BYTES: the broker may push up to its max ack pending × the largest message")
+	out := check(map[string]string{"NATS_DURABLE": "router-own"})
+	says("before the router's own durable exists", out,
 		"consumer router-own: absent (serve creates it)",
 		"memory: bounded by MAX_IN_FLIGHT_BYTES=33554432",
-		"(for the durable serve creates)",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("check before the router's own durable exists lacks %q:\n%s", want, out)
-		}
-	}
+		"(for the durable serve creates)")
 	if strings.Contains(out, "warning:") {
 		t.Errorf("check warned with only router variables set:\n%s", out)
 	}

@@ -49,10 +49,7 @@ func TestLoadValues(t *testing.T) {
 
 func TestLoadErrorsNameEveryVariable(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		env  map[string]string
-		want []string
-	}{
+	tests := []refusal{
 		{map[string]string{"NATS_ACK_WAIT": "soon"}, []string{`NATS_ACK_WAIT="soon": not a duration`}},
 		{map[string]string{"MAX_IN_FLIGHT": "many", "RETRY_MAX": "x"}, []string{`MAX_IN_FLIGHT="many"`, `RETRY_MAX="x"`}},
 		{map[string]string{"SUBSCRIBERS": "8"}, []string{`SUBSCRIBERS="8": no longer used`, "MAX_IN_FLIGHT"}},
@@ -69,6 +66,18 @@ func TestLoadErrorsNameEveryVariable(t *testing.T) {
 		{map[string]string{"NATS_ACK_WAIT": "10s"}, []string{"NATS_ACK_WAIT=10s: must exceed the in-process retry budget"}},
 		{map[string]string{"RETRY_MAX_INTERVAL": "1ms"}, []string{"RETRY_MAX_INTERVAL=1ms"}},
 	}
+	refusals(t, tests)
+}
+
+// refusal is an environment Load must refuse, and what the error must say.
+type refusal struct {
+	env  map[string]string
+	want []string
+}
+
+// refusals runs each as a parallel subtest.
+func refusals(t *testing.T, tests []refusal) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
 			t.Parallel()
@@ -151,10 +160,7 @@ func TestAdminTokenRequiredBeyondLoopback(t *testing.T) {
 func TestEveryNumberBounded(t *testing.T) {
 	t.Parallel()
 	const huge = "9223372036854775807"
-	tests := []struct {
-		env  map[string]string
-		want []string
-	}{
+	tests := []refusal{
 		{map[string]string{"RETRY_MAX": huge}, []string{"RETRY_MAX=" + huge + ": must be between 0 and 100"}},
 		{map[string]string{"HANDLER_TIMEOUT": "1000000h", "RETRY_MAX": "3"}, []string{"HANDLER_TIMEOUT=1000000h0m0s: must be between 1ms and 1h"}},
 		// In range, but together over the ack wait (the budget no longer
@@ -182,20 +188,7 @@ func TestEveryNumberBounded(t *testing.T) {
 		{map[string]string{"COMMANDS_RETENTION": "1000000h"}, []string{"COMMANDS_RETENTION=1000000h0m0s: must be 0 (keep forever) or between 1h and 87600h"}},
 		{map[string]string{"NATS_ACK_WAIT": "99999999999h"}, []string{`NATS_ACK_WAIT="99999999999h": not a duration`}},
 	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
-			t.Parallel()
-			_, err := Load(env(tt.env))
-			if err == nil {
-				t.Fatalf("Load(%v) succeeded, want a refusal", tt.env)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-		})
-	}
+	refusals(t, tests)
 }
 
 // TestRangesAdmitTheirEnds: each bound is inclusive, and the extremes

@@ -309,39 +309,71 @@ func sizedEvent(id string, size int) []byte {
 	return []byte(head + strings.Repeat("x", max(size-len(head)-2, 0)) + `"}`)
 }
 
+// budgetRun is the setup of the byte-budget tests: a router fixture whose
+// durable has maxDeliver (-1: unlimited, as the router creates it) and a
+// budget of budget bytes, with quick redeliveries; a probe for its
+// handlers; and the ids of the events published.
+type budgetRun struct {
+	*routerFixture
+	probe *budgetProbe
+	ids   []string
+}
+
+func newBudgetRun(t *testing.T, budget int64, maxDeliver int) *budgetRun {
+	t.Helper()
+	cfg := configs.Defaults()
+	cfg.MaxInFlightBytes, cfg.MaxDeliver = budget, maxDeliver
+	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.CloseTimeout = 10 * time.Second
+	return &budgetRun{routerFixture: newRouterFixture(t, cfg), probe: newBudgetProbe(int(budget))}
+}
+
+// publish publishes an event of about size bytes for user id.
+func (b *budgetRun) publish(t *testing.T, id string, size int) {
+	t.Helper()
+	b.ids = append(b.ids, id)
+	routertest.Publish(t, b.js, "user.events.created", sizedEvent(id, size))
+}
+
+// until waits for cond, read under the probe's lock.
+func (b *budgetRun) until(t *testing.T, what string, cond func(p *budgetProbe) bool) {
+	t.Helper()
+	routertest.Eventually(t, 10*time.Second, what, func() bool {
+		b.probe.mu.Lock()
+		defer b.probe.mu.Unlock()
+		return cond(b.probe)
+	})
+}
+
+// finish releases the handlers, waits until every event is handled and
+// acked, stops the router and checks the probe.
+func (b *budgetRun) finish(t *testing.T, stop func()) {
+	t.Helper()
+	close(b.probe.release)
+	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool { return b.probe.count() == len(b.ids) })
+	b.drained(t)
+	stop()
+	b.probe.check(t, b.ids)
+}
+
 // TestMaxInFlightBytesBoundsMessagesHeld: on the router's own durable
 // (unlimited deliveries) the bytes of the messages held never exceed
 // MAX_IN_FLIGHT_BYTES, though the broker pushes the whole backlog at once:
 // what has no room is handed back with a delay, and still handled, once.
 func TestMaxInFlightBytesBoundsMessagesHeld(t *testing.T) {
-	cfg := configs.Defaults()
-	cfg.MaxInFlightBytes = 256 << 10
-	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
-	cfg.CloseTimeout = 10 * time.Second
-	f := newRouterFixture(t, cfg)
-	const events, size = 40, 50 << 10
-	var ids []string
+	const budget, events, size = 256 << 10, 40, 50 << 10
+	b := newBudgetRun(t, budget, -1)
 	for i := range events {
-		id := fmt.Sprintf("user-%d", i)
-		ids = append(ids, id)
-		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, size))
+		b.publish(t, fmt.Sprintf("user-%d", i), size)
 	}
-	p := newBudgetProbe(int(cfg.MaxInFlightBytes))
-	r, stop := f.start(t, p.handle)
+	r, stop := b.start(t, b.probe.handle)
 	// The handlers are held: the budget fills, and one more waits parked.
-	routertest.Eventually(t, 10*time.Second, "the budget full of held handlers", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.bytes > int(cfg.MaxInFlightBytes)-size
-	})
-	if n := r.InFlightBytes(); n > cfg.MaxInFlightBytes+size+1024 {
-		t.Errorf("InFlightBytes() = %d with the handlers held, want at most the budget %d and one parked message", n, cfg.MaxInFlightBytes)
+	b.until(t, "the budget full of held handlers", func(p *budgetProbe) bool { return p.bytes > budget-size })
+	if n := r.InFlightBytes(); n > budget+size+1024 {
+		t.Errorf("InFlightBytes() = %d with the handlers held, want at most the budget %d and one parked message", n, budget)
 	}
-	close(p.release)
-	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool { return p.count() == events })
-	f.drained(t)
-	stop()
-	p.check(t, ids)
+	b.finish(t, stop)
+	p := b.probe
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	handedBack := 0
@@ -353,44 +385,28 @@ func TestMaxInFlightBytesBoundsMessagesHeld(t *testing.T) {
 	if handedBack == 0 {
 		t.Errorf("no event was handed back for room: the test did not put the budget under pressure")
 	}
-	t.Logf("peak %d bytes in handlers (budget %d); %d of %d events came back after a hand-back", p.peak, cfg.MaxInFlightBytes, handedBack, events)
+	t.Logf("peak %d bytes in handlers (budget %d); %d of %d events came back after a hand-back", p.peak, budget, handedBack, events)
 }
 
 // TestMessageLargerThanBudgetIsHandledAlone: a message larger than the
 // whole budget is not stranded: it is handled once nothing else is held,
 // and nothing else is admitted beside it.
 func TestMessageLargerThanBudgetIsHandledAlone(t *testing.T) {
-	cfg := configs.Defaults()
-	cfg.MaxInFlightBytes = 64 << 10
-	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
-	cfg.CloseTimeout = 10 * time.Second
-	f := newRouterFixture(t, cfg)
-	var ids []string
-	publish := func(id string, size int) {
-		ids = append(ids, id)
-		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, size))
-	}
+	b := newBudgetRun(t, 64<<10, -1)
 	for i := range 10 {
-		publish(fmt.Sprintf("small-%d", i), 20<<10)
+		b.publish(t, fmt.Sprintf("small-%d", i), 20<<10)
 	}
-	publish("big", 300<<10)
+	b.publish(t, "big", 300<<10)
 	for i := range 10 {
-		publish(fmt.Sprintf("late-%d", i), 20<<10)
+		b.publish(t, fmt.Sprintf("late-%d", i), 20<<10)
 	}
-	p := newBudgetProbe(int(cfg.MaxInFlightBytes))
-	r, stop := f.start(t, p.handle)
+	r, stop := b.start(t, b.probe.handle)
 	// Three small ones fill the budget; a fourth waits parked (or, were
 	// there no budget, would be inside too).
-	routertest.Eventually(t, 10*time.Second, "the budget full of held handlers", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
+	b.until(t, "the budget full of held handlers", func(p *budgetProbe) bool {
 		return p.inside >= 4 || p.inside == 3 && r.InFlight() >= 4
 	})
-	close(p.release)
-	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool { return p.count() == len(ids) })
-	f.drained(t)
-	stop()
-	p.check(t, ids)
+	b.finish(t, stop)
 }
 
 // TestByteBudgetOnALimitedDurableSpendsNoDelivery: on a durable with a
@@ -399,32 +415,16 @@ func TestMessageLargerThanBudgetIsHandledAlone(t *testing.T) {
 // the budget still bounds the handlers, every event is handled on its
 // first delivery, and a message larger than the budget is handled alone.
 func TestByteBudgetOnALimitedDurableSpendsNoDelivery(t *testing.T) {
-	cfg := configs.Defaults()
-	cfg.MaxDeliver = 3
-	cfg.MaxInFlightBytes = 128 << 10
-	cfg.CloseTimeout = 10 * time.Second
-	f := newRouterFixture(t, cfg)
-	var ids []string
-	publish := func(id string, size int) {
-		ids = append(ids, id)
-		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, size))
-	}
+	const budget, size = 128 << 10, 30 << 10
+	b := newBudgetRun(t, budget, 3)
 	for i := range 20 {
-		publish(fmt.Sprintf("user-%d", i), 30<<10)
+		b.publish(t, fmt.Sprintf("user-%d", i), size)
 	}
-	publish("big", 300<<10)
-	p := newBudgetProbe(int(cfg.MaxInFlightBytes))
-	_, stop := f.start(t, p.handle)
-	routertest.Eventually(t, 10*time.Second, "the budget full of held handlers", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.bytes > int(cfg.MaxInFlightBytes)-30<<10
-	})
-	close(p.release)
-	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool { return p.count() == len(ids) })
-	f.drained(t)
-	stop()
-	p.check(t, ids)
+	b.publish(t, "big", 300<<10)
+	_, stop := b.start(t, b.probe.handle)
+	b.until(t, "the budget full of held handlers", func(p *budgetProbe) bool { return p.bytes > budget-size })
+	b.finish(t, stop)
+	p := b.probe
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for id, a := range p.attempts {
@@ -438,22 +438,11 @@ func TestByteBudgetOnALimitedDurableSpendsNoDelivery(t *testing.T) {
 // router shuts down goes back to the broker at once, and the next router
 // handles it: nothing is lost.
 func TestCloseHandsBackTheParkedMessage(t *testing.T) {
-	cfg := configs.Defaults()
-	cfg.MaxInFlightBytes = 100 << 10
-	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
-	cfg.CloseTimeout = 10 * time.Second
-	f := newRouterFixture(t, cfg)
-	ids := []string{"first", "second"}
-	for _, id := range ids {
-		routertest.Publish(t, f.js, "user.events.created", sizedEvent(id, 60<<10))
-	}
-	p := newBudgetProbe(int(cfg.MaxInFlightBytes))
-	r, stop := f.start(t, p.handle)
-	routertest.Eventually(t, 10*time.Second, "one handled, one parked", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.inside == 1 && r.InFlight() == 2
-	})
+	b := newBudgetRun(t, 100<<10, -1)
+	b.publish(t, "first", 60<<10)
+	b.publish(t, "second", 60<<10)
+	r, stop := b.start(t, b.probe.handle)
+	b.until(t, "one handled, one parked", func(p *budgetProbe) bool { return p.inside == 1 && r.InFlight() == 2 })
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
@@ -462,14 +451,14 @@ func TestCloseHandsBackTheParkedMessage(t *testing.T) {
 	// The parked message goes back at once; the one in its handler
 	// finishes (shutdown does not cancel it) and is acked.
 	routertest.Eventually(t, 10*time.Second, "the parked message handed back", func() bool { return r.InFlight() == 1 })
-	close(p.release)
+	close(b.probe.release)
 	<-closed
-	if n := routertest.StreamMsgs(t, f.js, cfg.Stream); n != 1 {
+	if n := routertest.StreamMsgs(t, b.js, b.cfg.Stream); n != 1 {
 		t.Fatalf("%d messages left in the stream after the first router, want the parked one", n)
 	}
-	_, stop2 := f.start(t, p.handle)
-	routertest.Eventually(t, 10*time.Second, "both handled", func() bool { return p.count() == 2 })
-	f.drained(t)
+	_, stop2 := b.start(t, b.probe.handle)
+	routertest.Eventually(t, 10*time.Second, "both handled", func() bool { return b.probe.count() == 2 })
+	b.drained(t)
 	stop2()
-	p.check(t, ids)
+	b.probe.check(t, b.ids)
 }
