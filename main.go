@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "poison":
 		return poisonCommand(ctx, args, getenv, stdout, stderr)
 	case "check":
-		return checkCommand(ctx, args, getenv, stdout, stderr)
+		return checkCommand(ctx, args, getenv, os.Environ, stdout, stderr)
 	case "healthcheck":
 		return healthcheckCommand(ctx, args, getenv, stdout, stderr)
 	case "version", "--version", "-version":

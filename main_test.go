@@ -402,6 +402,8 @@ func TestCheckTellsReachedFromAssumed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			dataDir := t.TempDir()
+			// The database as serve leaves it: this is about the broker.
+			openDB(t, "sqlite:"+filepath.Join(dataDir, "router.db"))
 			if tt.addrFile != "" {
 				if err := os.WriteFile(filepath.Join(dataDir, router.AddrFileName), []byte(tt.addrFile+"\n"), 0o644); err != nil {
 					t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -105,7 +104,7 @@ func poisonList(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return flagErrors("list", err)
 	}
-	db, err := openPoisonReader(ctx, getenv)
+	_, db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -138,7 +137,7 @@ func poisonShow(ctx context.Context, args []string, getenv func(string) string, 
 	if err := store.CheckPoisonID(ids[0]); err != nil {
 		return usageError{fmt.Errorf("poison show: %w", err)}
 	}
-	db, err := openPoisonReader(ctx, getenv)
+	_, db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -174,7 +173,7 @@ func poisonStats(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return flagErrors("stats", err)
 	}
-	db, err := openPoisonReader(ctx, getenv)
+	_, db, err := openPoisonReader(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -199,7 +198,11 @@ func poisonReplay(ctx context.Context, args []string, getenv func(string) string
 	if err := sel.parse(fs, args); err != nil {
 		return err
 	}
-	cfg, db, err := openPoisonStore(ctx, getenv)
+	open := openPoisonStore
+	if *dryRun {
+		open = openPoisonReader
+	}
+	cfg, db, err := open(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -351,29 +354,23 @@ func openPoisonStore(ctx context.Context, getenv func(string) string) (configs.C
 }
 
 // openPoisonReader opens the database for list, show and stats, which
-// change nothing: no table is created or altered (a first upgrade of a large
-// queue is the router's to do, at its start), and a queue that is not ready
-// is said so.
-func openPoisonReader(ctx context.Context, getenv func(string) string) (*store.DB, error) {
+// change nothing: read-only, creating no file and no table (a first upgrade
+// of a large queue is the router's to do, at its start), and failing with
+// the reason when the router has not prepared it.
+func openPoisonReader(ctx context.Context, getenv func(string) string) (configs.Config, *store.DB, error) {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
-	if url, ok := strings.CutPrefix(cfg.DatabaseURLOrDefault(), "sqlite:"); ok && cfg.DatabaseURL == "" {
-		// Opening a missing SQLite file would create it.
-		if _, err := os.Stat(url); err != nil {
-			return nil, fmt.Errorf("no database at DATA_DIR=%q: %w (no router has run here; set DATABASE_URL or DATA_DIR)", cfg.DataDir, err)
-		}
-	}
-	db, err := store.Open(ctx, cfg.DatabaseURLOrDefault())
+	db, err := openReadOnlyStore(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
 	if err := db.CheckPoisonSchema(ctx); err != nil {
 		db.Close()
-		return nil, err
+		return cfg, nil, err
 	}
-	return db, nil
+	return cfg, db, nil
 }
 
 func poisonFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {

@@ -554,7 +554,7 @@ func TestPoisonReadersChangeNothing(t *testing.T) {
 	dir := t.TempDir()
 	var errOut bytes.Buffer
 	err := run(t.Context(), []string{"poison", "list"}, func(k string) string { return map[string]string{"DATA_DIR": dir}[k] }, io.Discard, &errOut)
-	if code := exitCode(err, &errOut); code != 1 || !strings.Contains(errOut.String(), "no router has run here") {
+	if code := exitCode(err, &errOut); code != 1 || !strings.Contains(errOut.String(), "does not exist; the router creates it when it starts") {
 		t.Errorf("poison list without a database: exit %d, %q", code, errOut.String())
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {

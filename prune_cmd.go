@@ -31,7 +31,11 @@ func pruneCommand(ctx context.Context, args []string, getenv func(string) string
 		fmt.Fprintln(stdout, "retention is off (COMMANDS_RETENTION=0): nothing to prune")
 		return nil
 	}
-	db, err := openStore(ctx, cfg)
+	open := openStore
+	if *dryRun {
+		open = openReadOnlyStore // a dry run changes nothing
+	}
+	db, err := open(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -62,7 +62,17 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 		debug.SetGCPercent(defaultGOGC)
 		gogc = strconv.Itoa(defaultGOGC) + " (router default)"
 	}
-	logger.Info("starting", "version", versionString(), "config", cfg, "gogc", gogc)
+	memLimit := getenv("GOMEMLIMIT")
+	if memLimit == "" {
+		// At GOGC=200 the heap grows to three times what is live before a
+		// collection; with a backlog of large messages, where what is live
+		// is mostly the MAX_IN_FLIGHT_BYTES held and every message handed
+		// back is garbage, that is past a 256 Mi pod. The soft limit makes
+		// the collector work harder only then (see Config.MemoryLimit).
+		debug.SetMemoryLimit(cfg.MemoryLimit())
+		memLimit = strconv.FormatInt(cfg.MemoryLimit(), 10) + " (router default)"
+	}
+	logger.Info("starting", "version", versionString(), "config", cfg, "gogc", gogc, "gomemlimit", memLimit)
 	if err := serve(ctx, cfg, logger); err != nil {
 		logger.Error("stopped with error", "error", err)
 		return err
@@ -183,6 +193,8 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	addGauges(m, db, health, logger)
 	m.AddGauge("messages_in_flight", "JetStream messages being handled by this process (handed out, not yet acked or nacked).",
 		func(context.Context) (float64, error) { return float64(r.InFlight()), nil }, logger)
+	m.AddGauge("messages_in_flight_bytes", "Bytes of those messages (bounded by MAX_IN_FLIGHT_BYTES on a durable that redelivers without limit).",
+		func(context.Context) (float64, error) { return float64(r.InFlightBytes()), nil }, logger)
 
 	ingress, err := router.NewIngressHandler(router.IngressOptions{
 		Pipeline:     pipeline,

@@ -13,6 +13,7 @@ import (
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
 
@@ -62,7 +63,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	rep := newReport(o, d, b, bin)
 	n := o.Events()
-	evs := newEvents(n)
+	evs := newEvents(n, o.BodyBytes)
+	// What the backlog becomes: a command per event, or, for events over
+	// the limit, a poison entry per event.
+	outcome := commandsTable
+	if o.OverLimit() {
+		outcome = poisonTable
+	}
 
 	if o.Baseline {
 		if rep.Baseline, err = runBaseline(ctx, b, d, evs, say); err != nil {
@@ -148,7 +155,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	var window float64 // seconds the measurement covers
 	if !o.Paced() {
-		done, err := waitRows(ctx, d, proc, n, o.Timeout, say)
+		done, err := waitRows(ctx, d, proc, outcome, n, o.Timeout, say)
 		if err != nil {
 			return rep, err
 		}
@@ -175,7 +182,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return rep, err
 		}
 		last := sent[len(sent)-1]
-		done, err := waitRows(ctx, d, proc, n, o.Timeout, say)
+		done, err := waitRows(ctx, d, proc, outcome, n, o.Timeout, say)
 		if err != nil {
 			return rep, err
 		}
@@ -212,15 +219,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	rows, err1 := d.count(ctx, commandsTable)
-	distinct, err2 := d.countDistinctUUID(ctx, commandsTable)
+	distinct, err2 := d.countDistinctUUID(ctx, outcome)
 	left, err3 := b.waitStreamEmpty(ctx, streamName, 30*time.Second)
 	poison, err4 := d.count(ctx, poisonTable)
-	rep.Checks = append(rep.Checks,
-		checkEq("rows = N", rows, n, err1),
-		checkEq("distinct uuids = N", distinct, n, err2),
-		checkEq("stream "+streamName+" empty", int(left), 0, err3),
-		checkEq("poison rows = 0", poison, 0, err4),
-	)
+	if o.OverLimit() {
+		kept, err5 := d.payloadBytes(ctx, poisonTable)
+		rep.Checks = append(rep.Checks,
+			checkEq("poison rows = N", poison, n, err4),
+			checkEq("distinct poison uuids = N", distinct, n, err2),
+			checkEq("poison payload bytes = N × body bytes (kept byte for byte)", kept, n*o.BodyBytes, err5),
+			checkEq("stream "+streamName+" empty", int(left), 0, err3),
+			checkEq("rows = 0 (no command from an event over the limit)", rows, 0, err1),
+		)
+	} else {
+		rep.Checks = append(rep.Checks,
+			checkEq("rows = N", rows, n, err1),
+			checkEq("distinct uuids = N", distinct, n, err2),
+			checkEq("stream "+streamName+" empty", int(left), 0, err3),
+			checkEq("poison rows = 0", poison, 0, err4),
+		)
+	}
 	if rep.Baseline != nil && rep.Baseline.EventsPerSec > 0 && rep.Drain != nil {
 		rep.RatioToBaseline = rep.Drain.EventsPerSecFromStart / rep.Baseline.EventsPerSec
 	}
@@ -237,7 +255,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 	rep := &Report{
-		Mode: "backlog", Backend: o.Backend, Database: d.Name, Events: o.Events(),
+		Mode: "backlog", Backend: o.Backend, Database: d.Name, Events: o.Events(), BodyBytes: o.BodyBytes,
 		NATS:    "in-process nats-server (JetStream, file store in a temp dir)",
 		Machine: newMachine(),
 		Router: RouterSettings{
@@ -253,6 +271,7 @@ func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 	defaults := configs.Defaults()
 	rep.Router.MaxInFlight = "default " + strconv.Itoa(defaults.MaxInFlight)
 	rep.Router.MaxAckPending = "default " + strconv.Itoa(defaults.MaxAckPending)
+	rep.Router.MaxInFlightBytes = "default " + strconv.FormatInt(defaults.MaxInFlightBytes, 10)
 	if o.MaxInFlight > 0 {
 		rep.Router.MaxInFlight = strconv.Itoa(o.MaxInFlight)
 	}
@@ -264,7 +283,12 @@ func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
 		"receive→ack is the router's receive_to_ack_seconds histogram: from the subscriber receiving a message to acking it after its command committed, waiting behind the same user's earlier events and for the group commit included",
 		"quantiles of both histograms are estimated as PromQL histogram_quantile does: linear interpolation inside the bucket holding the rank, so the true value lies anywhere in the bracketed bucket; the mean is exact",
 	)
-	if !o.Paced() {
+	switch {
+	case o.OverLimit():
+		rep.Notes = append(rep.Notes,
+			fmt.Sprintf("events of %d bytes are over the event limit of %d bytes (schema.MaxEventBytes; DESIGN §3 \"Sizes\"), which no setting raises: the router poisons each with its bytes kept, so this run measures the poison path under a backlog of large messages — memory (MAX_IN_FLIGHT_BYTES) and poison writes — not commits", o.BodyBytes, schema.MaxEventBytes),
+			"drain ends at the first 100 ms poll that sees COUNT(*) = N in "+poisonTable)
+	case !o.Paced():
 		rep.Notes = append(rep.Notes, "drain ends at the first 100 ms poll that sees COUNT(*) = N in "+commandsTable)
 	}
 	if d.Dialect == store.SQLite {
@@ -277,8 +301,9 @@ func newMachine() Machine {
 	return Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg1: loadAverage()}
 }
 
-// waitRows polls the commands table every 100 ms until it holds n rows.
-func waitRows(ctx context.Context, d *benchDB, proc *routerProc, n int, timeout time.Duration, say func(string, ...any)) (time.Time, error) {
+// waitRows polls table (the commands, or the poison queue) every 100 ms
+// until it holds n rows.
+func waitRows(ctx context.Context, d *benchDB, proc *routerProc, table string, n int, timeout time.Duration, say func(string, ...any)) (time.Time, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(timeout)
@@ -290,17 +315,17 @@ func waitRows(ctx context.Context, d *benchDB, proc *routerProc, n int, timeout 
 		case <-proc.Exited():
 			return time.Time{}, proc.exitError()
 		case <-deadline:
-			return time.Time{}, fmt.Errorf("only %d of %d commands after %v (see %s)", lastRows, n, timeout, proc.LogPath)
+			return time.Time{}, fmt.Errorf("only %d of %d rows in %s after %v (see %s)", lastRows, n, table, timeout, proc.LogPath)
 		case now := <-tick.C:
-			rows, err := d.count(ctx, commandsTable)
+			rows, err := d.count(ctx, table)
 			if err != nil {
-				return time.Time{}, fmt.Errorf("count commands: %w", err)
+				return time.Time{}, fmt.Errorf("count %s: %w", table, err)
 			}
 			if rows >= n {
 				return now, nil
 			}
 			if now.Sub(lastSay) >= 5*time.Second {
-				say("%d/%d commands after %.0fs (%.0f/s in the last 5s)", rows, n, now.Sub(start).Seconds(), float64(rows-lastRows)/now.Sub(lastSay).Seconds())
+				say("%d/%d rows in %s after %.0fs (%.0f/s in the last 5s)", rows, n, table, now.Sub(start).Seconds(), float64(rows-lastRows)/now.Sub(lastSay).Seconds())
 				lastSay, lastRows = now, rows
 			}
 		}

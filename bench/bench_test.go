@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/social/user-events-router/schema"
 )
 
 // TestBenchCorrectness runs the benchmark end to end on a tiny backlog and a
@@ -165,6 +167,12 @@ func TestFlags(t *testing.T) {
 		{[]string{"-poison", "1000"}, ""},
 		{[]string{"-poison", "1000", "-baseline"}, "-poison"},
 		{[]string{"-poison", "-1"}, "-poison"},
+		{[]string{"-body-bytes", "1048576", "-n", "1000"}, ""},
+		{[]string{"-body-bytes", "4096", "-baseline"}, ""},
+		{[]string{"-body-bytes", "1048577"}, "-body-bytes"},
+		{[]string{"-body-bytes", "100"}, "-body-bytes"},
+		{[]string{"-body-bytes", "1048576", "-baseline"}, "over the event limit"},
+		{[]string{"-body-bytes", "1048576", "-paced-rate", "10"}, "over the event limit"},
 	}
 	for _, tt := range tests {
 		_, err := parseFlags(tt.args, &strings.Builder{})
@@ -173,6 +181,25 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%v: %v", tt.args, err)
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 			t.Errorf("%v: error %v, want one mentioning %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestPaddedEventsDecode: a padded event is exactly the size asked for and
+// still an event the router takes (the pad is an unknown field) up to the
+// event limit; over it, the decoder refuses it for its size alone.
+func TestPaddedEventsDecode(t *testing.T) {
+	for _, size := range []int{minBodyBytes, 4096, schema.MaxEventBytes, schema.MaxEventBytes + 1, maxBodyBytes} {
+		ev := newEvents(1, size)[0]
+		if len(ev.Body) != size {
+			t.Errorf("padded to %d: %d bytes", size, len(ev.Body))
+		}
+		_, err := schema.DecodeEvent(createdSubject, ev.Body)
+		switch {
+		case size <= schema.MaxEventBytes && err != nil:
+			t.Errorf("event of %d bytes: %v", size, err)
+		case size > schema.MaxEventBytes && (err == nil || !strings.Contains(err.Error(), "limit")):
+			t.Errorf("event of %d bytes: %v, want refused for its size", size, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -172,18 +173,43 @@ func newEvent() event {
 	return event{UserID: id, Body: body}
 }
 
-func newEvents(n int) []event {
+// Event sizes -body-bytes accepts: a padded event is at least the
+// unpadded one, and at most NATS's default max payload.
+const (
+	minBodyBytes = 512
+	maxBodyBytes = 1 << 20
+)
+
+// newEvents makes n events; with bodyBytes > 0 each is padded with an
+// unknown field ("pad", which the router ignores) to exactly that size.
+func newEvents(n, bodyBytes int) []event {
 	evs := make([]event, n)
 	for i := range evs {
 		evs[i] = newEvent()
+		if bodyBytes > 0 {
+			evs[i].Body = padBody(evs[i].Body, bodyBytes)
+		}
 	}
 	return evs
+}
+
+// padBody adds "pad":"xxx…" to a JSON object to make it size bytes.
+func padBody(body []byte, size int) []byte {
+	head := append(bytes.TrimSuffix(body, []byte("}")), `,"pad":"`...)
+	fill := max(size-len(head)-len(`"}`), 0)
+	return append(append(head, bytes.Repeat([]byte("x"), fill)...), `"}`...)
 }
 
 // publishAll publishes the events with asynchronous JetStream publishes (no
 // headers, like the Auth Service) and waits until every one is acked.
 func (b *broker) publishAll(ctx context.Context, subject string, evs []event) error {
-	js, err := jetstream.New(b.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// At most about 64 MiB of publishes in flight, so that a backlog of
+	// large events does not take gigabytes of the benchmark's memory.
+	pending := 4096
+	if len(evs) > 0 {
+		pending = min(max((64<<20)/len(evs[0].Body), 16), 4096)
+	}
+	js, err := jetstream.New(b.nc, jetstream.WithPublishAsyncMaxPending(pending))
 	if err != nil {
 		return err
 	}

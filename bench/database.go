@@ -140,6 +140,13 @@ func (d *benchDB) count(ctx context.Context, table string) (int, error) {
 	return n, err
 }
 
+// payloadBytes is the total size of table's payloads.
+func (d *benchDB) payloadBytes(ctx context.Context, table string) (int, error) {
+	var n int64
+	err := d.DB.SQL.QueryRowContext(ctx, "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM "+table).Scan(&n)
+	return int(n), err
+}
+
 func (d *benchDB) countDistinctUUID(ctx context.Context, table string) (int, error) {
 	var n int
 	err := d.DB.SQL.QueryRowContext(ctx, "SELECT COUNT(DISTINCT uuid) FROM "+table).Scan(&n)

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/social/user-events-router/schema"
 )
 
 func main() {
@@ -59,6 +61,10 @@ type Options struct {
 	NATSURL string
 	// N is the backlog size (backlog mode).
 	N int
+	// BodyBytes pads each event with an unknown field to this many bytes
+	// (0: the Auth Service's size, about 250). Over schema.MaxEventBytes
+	// the router poisons every event, keeping its bytes (see OverLimit).
+	BodyBytes int
 	// PacedRate and PacedDuration select paced mode when PacedRate > 0.
 	PacedRate     float64
 	PacedDuration time.Duration
@@ -88,6 +94,11 @@ type Options struct {
 	Progress io.Writer
 }
 
+// OverLimit reports whether the events are larger than the router takes
+// (schema.MaxEventBytes, DESIGN §3 "Sizes"): each is then poisoned with its
+// bytes kept, and the run measures that path instead of commits.
+func (o Options) OverLimit() bool { return o.BodyBytes > schema.MaxEventBytes }
+
 // Paced reports whether this is a paced run.
 func (o Options) Paced() bool { return o.PacedRate > 0 }
 
@@ -108,6 +119,12 @@ func (o Options) validate() error {
 	}
 	if !o.Paced() && o.N < 1 {
 		errs = append(errs, fmt.Errorf("-n=%d: must be at least 1", o.N))
+	}
+	if o.BodyBytes != 0 && (o.BodyBytes < minBodyBytes || o.BodyBytes > maxBodyBytes) {
+		errs = append(errs, fmt.Errorf("-body-bytes=%d: must be 0 (the Auth Service's size) or between %d and %d (NATS's max payload)", o.BodyBytes, minBodyBytes, maxBodyBytes))
+	}
+	if o.OverLimit() && (o.Paced() || o.Baseline) {
+		errs = append(errs, fmt.Errorf("-body-bytes=%d: over the event limit (%d bytes) every event is poisoned, which only a backlog run measures (not with -paced-rate or -baseline)", o.BodyBytes, schema.MaxEventBytes))
 	}
 	if o.PacedRate < 0 {
 		errs = append(errs, fmt.Errorf("-paced-rate=%v: must not be negative", o.PacedRate))
@@ -156,6 +173,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "postgres://… or mysql://… server to create the isolated database bench_<random> in (default: $TEST_POSTGRES_URL / $TEST_MYSQL_URL, else the local test server); or sqlite:PATH of a file to create")
 	fs.StringVar(&o.NATSURL, "nats", "", "external JetStream server (default: start one in process); its USER_EVENTS stream must be absent or empty and unused")
 	fs.IntVar(&o.N, "n", 200000, "backlog size (events published before the router starts)")
+	fs.IntVar(&o.BodyBytes, "body-bytes", 0, "pad each event to this many bytes with an unknown field (0 = the Auth Service's size); over the 64 KiB event limit the router poisons every event with its bytes kept, and the run measures that path (e.g. -body-bytes 1048576 -n 1000)")
 	fs.Float64Var(&o.PacedRate, "paced-rate", 0, "paced mode: publish this many events per second while the router runs")
 	fs.DurationVar(&o.PacedDuration, "paced-duration", 20*time.Second, "paced mode: how long to publish")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", 0, "MAX_IN_FLIGHT for the router (0 = its default)")

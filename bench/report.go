@@ -14,13 +14,15 @@ import (
 
 // Report is the outcome of one run.
 type Report struct {
-	Mode     string         `json:"mode"` // backlog or paced
-	Backend  string         `json:"backend"`
-	Database string         `json:"database"`
-	NATS     string         `json:"nats"`
-	Events   int            `json:"events"`
-	Router   RouterSettings `json:"router"`
-	Machine  Machine        `json:"machine"`
+	Mode     string `json:"mode"` // backlog or paced
+	Backend  string `json:"backend"`
+	Database string `json:"database"`
+	NATS     string `json:"nats"`
+	Events   int    `json:"events"`
+	// BodyBytes is the padded size of each event (0: unpadded).
+	BodyBytes int            `json:"body_bytes,omitempty"`
+	Router    RouterSettings `json:"router"`
+	Machine   Machine        `json:"machine"`
 
 	Publish *Rate  `json:"publish,omitempty"` // backlog publishing
 	Drain   *Drain `json:"drain,omitempty"`   // backlog mode
@@ -42,10 +44,12 @@ type Report struct {
 
 // RouterSettings are the router's settings that the run chose.
 type RouterSettings struct {
-	Binary        string   `json:"binary"`
-	MaxInFlight   string   `json:"max_in_flight"`
-	MaxAckPending string   `json:"max_ack_pending"`
-	Env           []string `json:"env,omitempty"`
+	Binary        string `json:"binary"`
+	MaxInFlight   string `json:"max_in_flight"`
+	MaxAckPending string `json:"max_ack_pending"`
+	// MaxInFlightBytes is the router's default; -env may override it.
+	MaxInFlightBytes string   `json:"max_in_flight_bytes"`
+	Env              []string `json:"env,omitempty"`
 }
 
 // Machine describes where the figures were taken.
@@ -195,9 +199,13 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteText prints the short human-readable report.
 func (r *Report) WriteText(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("== user-events router benchmark: %s, %s, %d events ==", r.Mode, r.Backend, r.Events)
+	size := ""
+	if r.BodyBytes > 0 {
+		size = fmt.Sprintf(" of %d bytes", r.BodyBytes)
+	}
+	p("== user-events router benchmark: %s, %s, %d events%s ==", r.Mode, r.Backend, r.Events, size)
 	p("machine       %d cores, %s, load average %.1f at start; shared and noisy: compare figures of one run, not across runs", r.Machine.Cores, r.Machine.GoVersion, r.Machine.LoadAvg1)
-	p("router        MAX_IN_FLIGHT=%s NATS_MAX_ACK_PENDING=%s %s", r.Router.MaxInFlight, r.Router.MaxAckPending, strings.Join(r.Router.Env, " "))
+	p("router        MAX_IN_FLIGHT=%s NATS_MAX_ACK_PENDING=%s MAX_IN_FLIGHT_BYTES=%s %s", r.Router.MaxInFlight, r.Router.MaxAckPending, r.Router.MaxInFlightBytes, strings.Join(r.Router.Env, " "))
 	p("nats          %s; database %s", r.NATS, r.Database)
 	if r.Publish != nil {
 		p("publish       %d events in %.2fs (%.0f/s, async, then all acks awaited)", r.Events, r.Publish.Seconds, r.Publish.EventsPerSec)

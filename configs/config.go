@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +50,9 @@ type Config struct {
 	// MaxInFlight is how many JetStream messages one process holds at
 	// once (received, not yet acked or nacked).
 	MaxInFlight int
+	// MaxInFlightBytes bounds the bytes of those messages; a single larger
+	// message is still handled, alone (see router.Subscriber).
+	MaxInFlightBytes int64
 	// Group commit: the commands of concurrent handlers are written
 	// CommitBatchMax at most per transaction; a transaction waits up to
 	// CommitBatchWait for more; CommitWorkers transactions run at once.
@@ -112,6 +117,7 @@ func Defaults() Config {
 		MaxDeliver:             -1,
 		MaxAckPending:          1000,
 		MaxInFlight:            1000,
+		MaxInFlightBytes:       DefaultMaxInFlightBytes,
 		CommitBatchMax:         500,
 		CommitBatchWait:        time.Millisecond,
 		CommitWorkers:          2,
@@ -133,6 +139,14 @@ func Defaults() Config {
 		CommandsConsumerGroups: "monolith-apply",
 	}
 }
+
+// DefaultMaxInFlightBytes is the default byte budget for JetStream messages
+// in flight. With it, a backlog of 1 MiB messages stays within the
+// Kubernetes manifest's 256 Mi limit (MemoryLimit, and README "Memory"),
+// and the durable the router creates, which pushes at most one budget a
+// second, still delivers some 80,000 real events (of under 400 bytes) a
+// second, several times what the router handles.
+const DefaultMaxInFlightBytes = 32 << 20
 
 // Variable describes one environment variable, for the README and for `config` output.
 type Variable struct {
@@ -174,6 +188,17 @@ func integer(p func(*Config) *int) func(*Config, string) error {
 	}
 }
 
+func bytesize(p func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not a number of bytes")
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
 func boolean(p func(*Config) *bool) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
@@ -205,6 +230,7 @@ func fields() []field {
 		{Variable{"NATS_MAX_DELIVER", strconv.Itoa(d.MaxDeliver), "max deliveries of the durable when the router creates it (-1 = unlimited)", false}, integer(func(c *Config) *int { return &c.MaxDeliver })},
 		{Variable{"NATS_MAX_ACK_PENDING", strconv.Itoa(d.MaxAckPending), "max unacknowledged messages of the durable when the router creates it", false}, integer(func(c *Config) *int { return &c.MaxAckPending })},
 		{Variable{"MAX_IN_FLIGHT", strconv.Itoa(d.MaxInFlight), "JetStream messages one router process handles at once (also bounded by the durable's max ack pending)", false}, integer(func(c *Config) *int { return &c.MaxInFlight })},
+		{Variable{"MAX_IN_FLIGHT_BYTES", strconv.FormatInt(d.MaxInFlightBytes, 10), "bytes of JetStream messages one router process holds at once; a larger message is handled alone (see README, Memory)", false}, bytesize(func(c *Config) *int64 { return &c.MaxInFlightBytes })},
 		{Variable{"COMMIT_BATCH_MAX", strconv.Itoa(d.CommitBatchMax), "most commands written in one SQL transaction", false}, integer(func(c *Config) *int { return &c.CommitBatchMax })},
 		{Variable{"COMMIT_BATCH_WAIT", d.CommitBatchWait.String(), "how long a transaction that is not full waits for more commands (0 = commit what is queued at once)", false}, dur(func(c *Config) *time.Duration { return &c.CommitBatchWait })},
 		{Variable{"COMMIT_WORKERS", strconv.Itoa(d.CommitWorkers), "SQL transactions writing commands at once", false}, integer(func(c *Config) *int { return &c.CommitWorkers })},
@@ -276,6 +302,22 @@ func (c Config) Validate() error {
 	bad := func(name string, value any, rule string) {
 		errs = append(errs, fmt.Errorf("%s=%v: %s", name, value, rule))
 	}
+	// Every number has a range: an absurd value is refused here, naming
+	// the variable, rather than overflowing arithmetic later.
+	intIn := func(name string, v, lo, hi int64, unit string) bool {
+		if v < lo || v > hi {
+			bad(name, v, fmt.Sprintf("must be between %d and %d%s", lo, hi, unit))
+			return false
+		}
+		return true
+	}
+	durIn := func(name string, v, lo, hi time.Duration) bool {
+		if v < lo || v > hi {
+			bad(name, v, fmt.Sprintf("must be between %v and %v", lo, hi))
+			return false
+		}
+		return true
+	}
 	if c.NATSURL == "" {
 		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
 			bad("NATS_LISTEN", quote(c.NATSListen), "must be host:port")
@@ -313,29 +355,21 @@ func (c Config) Validate() error {
 	if (c.NATSCert == "") != (c.NATSKey == "") {
 		errs = append(errs, errors.New("NATS_CERT and NATS_KEY: set both or neither"))
 	}
-	if c.AckWait < time.Second {
-		bad("NATS_ACK_WAIT", c.AckWait, "must be at least 1s")
+	// Ranges: wide enough for any real deployment, narrow enough that no
+	// sum or product of them overflows (AttemptBudget saturates anyway).
+	ackWaitOK := durIn("NATS_ACK_WAIT", c.AckWait, time.Second, 24*time.Hour)
+	if c.MaxDeliver != -1 && (c.MaxDeliver < 1 || c.MaxDeliver > 10000) {
+		bad("NATS_MAX_DELIVER", c.MaxDeliver, "must be -1 (unlimited) or between 1 and 10000")
 	}
-	if c.MaxDeliver == 0 || c.MaxDeliver < -1 {
-		bad("NATS_MAX_DELIVER", c.MaxDeliver, "must be -1 (unlimited) or at least 1")
-	}
-	if c.MaxAckPending < 1 {
-		bad("NATS_MAX_ACK_PENDING", c.MaxAckPending, "must be at least 1")
-	}
-	if c.MaxInFlight < 1 || c.MaxInFlight > 65536 {
-		bad("MAX_IN_FLIGHT", c.MaxInFlight, "must be between 1 and 65536")
-	}
+	intIn("NATS_MAX_ACK_PENDING", int64(c.MaxAckPending), 1, 1000000, "")
+	intIn("MAX_IN_FLIGHT", int64(c.MaxInFlight), 1, 65536, "")
+	// At least one event of the largest size the router accepts.
+	intIn("MAX_IN_FLIGHT_BYTES", c.MaxInFlightBytes, 64<<10, 16<<30, " bytes")
 	// 10000 rows of 3 values stay under every dialect's limit on
 	// placeholders per statement (SQLite's is the lowest, 32766).
-	if c.CommitBatchMax < 1 || c.CommitBatchMax > 10000 {
-		bad("COMMIT_BATCH_MAX", c.CommitBatchMax, "must be between 1 and 10000")
-	}
-	if c.CommitBatchWait < 0 || c.CommitBatchWait > time.Second {
-		bad("COMMIT_BATCH_WAIT", c.CommitBatchWait, "must be between 0 and 1s")
-	}
-	if c.CommitWorkers < 1 || c.CommitWorkers > 64 {
-		bad("COMMIT_WORKERS", c.CommitWorkers, "must be between 1 and 64")
-	}
+	intIn("COMMIT_BATCH_MAX", int64(c.CommitBatchMax), 1, 10000, "")
+	durIn("COMMIT_BATCH_WAIT", c.CommitBatchWait, 0, time.Second)
+	intIn("COMMIT_WORKERS", int64(c.CommitWorkers), 1, 64, "")
 	if c.DatabaseURL != "" && !hasAnyPrefix(c.DatabaseURL, "postgres://", "postgresql://", "mysql://", "sqlite:") {
 		errs = append(errs, errors.New("DATABASE_URL: must start with postgres://, postgresql://, mysql:// or sqlite:"))
 	}
@@ -348,34 +382,33 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
 		bad("ADMIN_ADDR", quote(c.AdminAddr), "must be host:port or :port")
 	}
-	if c.IngressMaxBody < 1024 || c.IngressMaxBody > 1<<20 {
-		bad("INGRESS_MAX_BODY", c.IngressMaxBody, "must be between 1024 and 1048576 bytes")
-	}
+	intIn("INGRESS_MAX_BODY", int64(c.IngressMaxBody), 1024, 1<<20, " bytes")
 	if Exposed(c.AdminAddr) && c.AdminToken == "" {
 		errs = append(errs, fmt.Errorf("ADMIN_TOKEN: required when ADMIN_ADDR=%q is reachable beyond this machine (the poison API can replay and delete); set a token or bind ADMIN_ADDR to 127.0.0.1", c.AdminAddr))
 	}
-	if c.HandlerTimeout <= 0 {
-		bad("HANDLER_TIMEOUT", c.HandlerTimeout, "must be positive")
+	// The retry budget is compared with the ack wait only when what it
+	// is made of is in range: otherwise its error would only repeat theirs.
+	budgetOK := durIn("HANDLER_TIMEOUT", c.HandlerTimeout, time.Millisecond, time.Hour)
+	budgetOK = intIn("RETRY_MAX", int64(c.RetryMax), 0, 100, "") && budgetOK
+	if durIn("RETRY_INITIAL_INTERVAL", c.RetryInitialInterval, time.Millisecond, time.Minute) {
+		if c.RetryMaxInterval < c.RetryInitialInterval {
+			bad("RETRY_MAX_INTERVAL", c.RetryMaxInterval, "must be at least RETRY_INITIAL_INTERVAL")
+			budgetOK = false
+		} else {
+			budgetOK = durIn("RETRY_MAX_INTERVAL", c.RetryMaxInterval, c.RetryInitialInterval, 10*time.Minute) && budgetOK
+		}
+	} else {
+		budgetOK = false
 	}
-	if c.RetryMax < 0 {
-		bad("RETRY_MAX", c.RetryMax, "must be 0 or more")
+	if durIn("NAK_DELAY", c.NakDelay, 0, time.Hour) {
+		if c.NakDelayMax < c.NakDelay {
+			bad("NAK_DELAY_MAX", c.NakDelayMax, "must be at least NAK_DELAY")
+		} else {
+			durIn("NAK_DELAY_MAX", c.NakDelayMax, c.NakDelay, 24*time.Hour)
+		}
 	}
-	if c.RetryInitialInterval <= 0 {
-		bad("RETRY_INITIAL_INTERVAL", c.RetryInitialInterval, "must be positive")
-	}
-	if c.RetryMaxInterval < c.RetryInitialInterval {
-		bad("RETRY_MAX_INTERVAL", c.RetryMaxInterval, "must be at least RETRY_INITIAL_INTERVAL")
-	}
-	if c.NakDelay < 0 {
-		bad("NAK_DELAY", c.NakDelay, "must not be negative")
-	}
-	if c.NakDelayMax < c.NakDelay {
-		bad("NAK_DELAY_MAX", c.NakDelayMax, "must be at least NAK_DELAY")
-	}
-	if c.CloseTimeout <= 0 {
-		bad("CLOSE_TIMEOUT", c.CloseTimeout, "must be positive")
-	}
-	if budget := c.AttemptBudget(); budget >= c.AckWait {
+	durIn("CLOSE_TIMEOUT", c.CloseTimeout, time.Millisecond, time.Hour)
+	if budget := c.AttemptBudget(); ackWaitOK && budgetOK && budget >= c.AckWait {
 		errs = append(errs, fmt.Errorf("NATS_ACK_WAIT=%v: must exceed the in-process retry budget %v (HANDLER_TIMEOUT × (RETRY_MAX+1) + backoff), or the broker redelivers a message still being retried", c.AckWait, budget))
 	}
 	switch c.LogLevel {
@@ -397,8 +430,8 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ApplyAdminAddr); err != nil {
 		bad("APPLY_ADMIN_ADDR", quote(c.ApplyAdminAddr), "must be host:port or :port")
 	}
-	if c.CommandsRetention < 0 || (c.CommandsRetention > 0 && c.CommandsRetention < time.Hour) {
-		bad("COMMANDS_RETENTION", c.CommandsRetention, "must be 0 (keep forever) or at least 1h")
+	if c.CommandsRetention != 0 && (c.CommandsRetention < time.Hour || c.CommandsRetention > 10*365*24*time.Hour) {
+		bad("COMMANDS_RETENTION", c.CommandsRetention, "must be 0 (keep forever) or between 1h and 87600h (10 years)")
 	}
 	for _, g := range c.ConsumerGroupsToWait() {
 		if len(g) > 255 {
@@ -409,15 +442,141 @@ func (c Config) Validate() error {
 }
 
 // AttemptBudget is the longest one delivery can spend in the process: every
-// attempt timing out plus the largest backoff before each retry.
+// attempt timing out plus the largest backoff before each retry. It
+// saturates at the longest time.Duration instead of overflowing, and takes
+// time proportional to the log of the intervals, not to RETRY_MAX, so that
+// Validate can compute it for any values it is about to refuse.
 func (c Config) AttemptBudget() time.Duration {
-	budget := c.HandlerTimeout * time.Duration(c.RetryMax+1)
-	wait := c.RetryInitialInterval
-	for i := 0; i < c.RetryMax; i++ {
-		budget += wait + wait/2 // jitter adds at most half
-		wait = min(wait*2, c.RetryMaxInterval)
+	retries := int64(max(c.RetryMax, 0))
+	budget := addSat(mulSat(c.HandlerTimeout, retries), max(c.HandlerTimeout, 0))
+	wait := max(c.RetryInitialInterval, 0)
+	ceiling := max(c.RetryMaxInterval, 0)
+	for i := int64(0); i < retries; i++ {
+		if wait >= ceiling || wait == 0 {
+			// Every remaining retry waits the same: add them at once.
+			w := min(wait, ceiling)
+			return addSat(budget, mulSat(addSat(w, w/2), retries-i))
+		}
+		budget = addSat(budget, addSat(wait, wait/2)) // jitter adds at most half
+		wait = min(addSat(wait, wait), ceiling)
 	}
 	return budget
+}
+
+// addSat is a+b for non-negative durations, saturating at the maximum.
+func addSat(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// mulSat is d×n for a non-negative n, saturating at the maximum; a
+// negative d counts as 0.
+func mulSat(d time.Duration, n int64) time.Duration {
+	if d <= 0 || n <= 0 {
+		return 0
+	}
+	if d > math.MaxInt64/time.Duration(n) {
+		return math.MaxInt64
+	}
+	return d * time.Duration(n)
+}
+
+// UnknownVariables returns a warning for each of names (environment
+// variable names) that looks meant for the router but is not one of its
+// Variables: it starts with one of their prefixes (NATS_, RETRY_, …) or
+// spells one of them without its underscores. Each warning names the
+// variable probably meant, when one is close. A variable the router ignores
+// is otherwise silent: NATS_MAXDELIVER=3 would leave the default in force.
+// Kubernetes' service links (NATS_SERVICE_HOST, NATS_PORT_4222_TCP, …) and
+// the standard HTTP_PROXY are not reported.
+func UnknownVariables(names []string) []string {
+	known := map[string]bool{}
+	squashed := map[string]string{}
+	prefixes := map[string]bool{}
+	for _, v := range Variables() {
+		known[v.Name] = true
+		squashed[strings.ReplaceAll(v.Name, "_", "")] = v.Name
+		if p, _, ok := strings.Cut(v.Name, "_"); ok {
+			prefixes[p+"_"] = true
+		}
+	}
+	var out []string
+	for _, name := range names {
+		if known[name] || name == "SUBSCRIBERS" || foreignVariable(name) {
+			continue
+		}
+		_, meant := squashed[strings.ReplaceAll(name, "_", "")]
+		p, _, split := strings.Cut(name, "_")
+		if !meant && !(split && prefixes[p+"_"]) {
+			continue
+		}
+		w := name + " is not a router variable and is ignored"
+		if near := nearestVariable(name); near != "" {
+			w += "; did you mean " + near + "?"
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// serviceLink matches the variables Kubernetes sets for each Service.
+var serviceLink = regexp.MustCompile(`_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+
+func foreignVariable(name string) bool {
+	return name == "HTTP_PROXY" || serviceLink.MatchString(name)
+}
+
+// nearestVariable is the router variable name is short for (NATS_NKEY,
+// the NATS CLI's name, for NATS_NKEY_SEED), or else the one closest to it
+// in edit distance, or "" when none is within three edits.
+func nearestVariable(name string) string {
+	for _, v := range Variables() {
+		if strings.HasPrefix(v.Name, name+"_") {
+			return v.Name
+		}
+	}
+	best, bestD := "", 4
+	for _, v := range Variables() {
+		if d := editDistance(name, v.Name); d < bestD {
+			best, bestD = v.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// MemoryLimit is the soft memory limit serve gives the Go runtime when the
+// environment sets no GOMEMLIMIT: twice the byte budget (the messages held
+// and what is on its way or being handed back), 64 KiB per message in
+// flight (what handling one costs, README "What it reaches") and 32 MiB
+// for the rest. Real events never come near it: the collector's GOGC
+// target is lower. A backlog of large messages does, and then the
+// collector runs more often instead of letting garbage grow the heap to
+// three times what is live.
+func (c Config) MemoryLimit() int64 {
+	return 2*c.MaxInFlightBytes + int64(c.MaxInFlight)*64<<10 + 32<<20
 }
 
 // ConsumerGroupsToWait lists COMMANDS_CONSUMER_GROUPS.
@@ -465,6 +624,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("admin_token_set", c.AdminToken != ""),
 		slog.Bool("ingress_token_set", c.IngressToken != ""),
 		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Int64("max_in_flight_bytes", c.MaxInFlightBytes),
 		slog.Int("commit_batch_max", c.CommitBatchMax),
 		slog.Duration("commit_batch_wait", c.CommitBatchWait),
 		slog.Int("commit_workers", c.CommitWorkers),

@@ -49,10 +49,7 @@ func TestLoadValues(t *testing.T) {
 
 func TestLoadErrorsNameEveryVariable(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		env  map[string]string
-		want []string
-	}{
+	tests := []refusal{
 		{map[string]string{"NATS_ACK_WAIT": "soon"}, []string{`NATS_ACK_WAIT="soon": not a duration`}},
 		{map[string]string{"MAX_IN_FLIGHT": "many", "RETRY_MAX": "x"}, []string{`MAX_IN_FLIGHT="many"`, `RETRY_MAX="x"`}},
 		{map[string]string{"SUBSCRIBERS": "8"}, []string{`SUBSCRIBERS="8": no longer used`, "MAX_IN_FLIGHT"}},
@@ -69,6 +66,18 @@ func TestLoadErrorsNameEveryVariable(t *testing.T) {
 		{map[string]string{"NATS_ACK_WAIT": "10s"}, []string{"NATS_ACK_WAIT=10s: must exceed the in-process retry budget"}},
 		{map[string]string{"RETRY_MAX_INTERVAL": "1ms"}, []string{"RETRY_MAX_INTERVAL=1ms"}},
 	}
+	refusals(t, tests)
+}
+
+// refusal is an environment Load must refuse, and what the error must say.
+type refusal struct {
+	env  map[string]string
+	want []string
+}
+
+// refusals runs each as a parallel subtest.
+func refusals(t *testing.T, tests []refusal) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
 			t.Parallel()
@@ -140,5 +149,122 @@ func TestAdminTokenRequiredBeyondLoopback(t *testing.T) {
 		if _, err := Load(env(map[string]string{"ADMIN_ADDR": addr, "ADMIN_TOKEN": "t0k"})); err != nil {
 			t.Errorf("ADMIN_ADDR=%s with a token: %v", addr, err)
 		}
+	}
+}
+
+// TestEveryNumberBounded: an absurd value of any numeric variable is
+// refused with a line naming the variable and its range — including the
+// two that used to spin Validate at 100% CPU or overflow the retry budget
+// past the ack-wait check. Run with a timeout (go test -timeout): a spin
+// shows as a timeout, not a slow pass.
+func TestEveryNumberBounded(t *testing.T) {
+	t.Parallel()
+	const huge = "9223372036854775807"
+	tests := []refusal{
+		{map[string]string{"RETRY_MAX": huge}, []string{"RETRY_MAX=" + huge + ": must be between 0 and 100"}},
+		{map[string]string{"HANDLER_TIMEOUT": "1000000h", "RETRY_MAX": "3"}, []string{"HANDLER_TIMEOUT=1000000h0m0s: must be between 1ms and 1h"}},
+		// In range, but together over the ack wait (the budget no longer
+		// overflows into a negative that passes).
+		{map[string]string{"HANDLER_TIMEOUT": "1h", "RETRY_MAX": "30", "NATS_ACK_WAIT": "24h"}, []string{"NATS_ACK_WAIT=24h0m0s: must exceed the in-process retry budget 31h"}},
+		{map[string]string{"RETRY_MAX": "-1"}, []string{"RETRY_MAX=-1: must be between 0 and 100"}},
+		{map[string]string{"NATS_ACK_WAIT": "1000000h"}, []string{"NATS_ACK_WAIT=1000000h0m0s: must be between 1s and 24h"}},
+		{map[string]string{"NATS_MAX_DELIVER": huge}, []string{"NATS_MAX_DELIVER=" + huge + ": must be -1 (unlimited) or between 1 and 10000"}},
+		{map[string]string{"NATS_MAX_DELIVER": "-2"}, []string{"NATS_MAX_DELIVER=-2"}},
+		{map[string]string{"NATS_MAX_ACK_PENDING": huge}, []string{"NATS_MAX_ACK_PENDING=" + huge + ": must be between 1 and 1000000"}},
+		{map[string]string{"MAX_IN_FLIGHT": huge}, []string{"MAX_IN_FLIGHT=" + huge + ": must be between 1 and 65536"}},
+		{map[string]string{"MAX_IN_FLIGHT_BYTES": huge}, []string{"MAX_IN_FLIGHT_BYTES=" + huge + ": must be between 65536 and 17179869184 bytes"}},
+		{map[string]string{"MAX_IN_FLIGHT_BYTES": "1000"}, []string{"MAX_IN_FLIGHT_BYTES=1000: must be between 65536"}},
+		{map[string]string{"MAX_IN_FLIGHT_BYTES": "64MiB"}, []string{`MAX_IN_FLIGHT_BYTES="64MiB": not a number of bytes`}},
+		{map[string]string{"MAX_IN_FLIGHT_BYTES": "99999999999999999999"}, []string{`MAX_IN_FLIGHT_BYTES="99999999999999999999": not a number of bytes`}},
+		{map[string]string{"COMMIT_BATCH_MAX": huge, "COMMIT_WORKERS": huge}, []string{"COMMIT_BATCH_MAX=" + huge, "COMMIT_WORKERS=" + huge}},
+		{map[string]string{"COMMIT_BATCH_WAIT": "-1ms"}, []string{"COMMIT_BATCH_WAIT=-1ms: must be between 0s and 1s"}},
+		{map[string]string{"INGRESS_MAX_BODY": huge}, []string{"INGRESS_MAX_BODY=" + huge + ": must be between 1024 and 1048576 bytes"}},
+		{map[string]string{"RETRY_INITIAL_INTERVAL": "1000000h"}, []string{"RETRY_INITIAL_INTERVAL=1000000h0m0s: must be between 1ms and 1m0s"}},
+		{map[string]string{"RETRY_MAX_INTERVAL": "1000000h"}, []string{"RETRY_MAX_INTERVAL=1000000h0m0s: must be between 100ms and 10m0s"}},
+		{map[string]string{"NAK_DELAY": "1000000h"}, []string{"NAK_DELAY=1000000h0m0s: must be between 0s and 1h"}},
+		{map[string]string{"NAK_DELAY_MAX": "1000000h"}, []string{"NAK_DELAY_MAX=1000000h0m0s: must be between 1s and 24h"}},
+		{map[string]string{"CLOSE_TIMEOUT": "1000000h"}, []string{"CLOSE_TIMEOUT=1000000h0m0s: must be between 1ms and 1h"}},
+		{map[string]string{"CLOSE_TIMEOUT": "0s"}, []string{"CLOSE_TIMEOUT=0s"}},
+		{map[string]string{"COMMANDS_RETENTION": "1000000h"}, []string{"COMMANDS_RETENTION=1000000h0m0s: must be 0 (keep forever) or between 1h and 87600h"}},
+		{map[string]string{"NATS_ACK_WAIT": "99999999999h"}, []string{`NATS_ACK_WAIT="99999999999h": not a duration`}},
+	}
+	refusals(t, tests)
+}
+
+// TestRangesAdmitTheirEnds: each bound is inclusive, and the extremes
+// together still validate (their budget stays below the ack wait).
+func TestRangesAdmitTheirEnds(t *testing.T) {
+	t.Parallel()
+	for _, m := range []map[string]string{
+		{"RETRY_MAX": "100", "HANDLER_TIMEOUT": "1ms", "RETRY_INITIAL_INTERVAL": "1ms", "RETRY_MAX_INTERVAL": "1ms"},
+		{"RETRY_MAX": "0", "HANDLER_TIMEOUT": "1h", "NATS_ACK_WAIT": "24h"},
+		{"NATS_MAX_DELIVER": "10000", "NATS_MAX_ACK_PENDING": "1000000", "MAX_IN_FLIGHT": "65536", "MAX_IN_FLIGHT_BYTES": "17179869184"},
+		{"MAX_IN_FLIGHT_BYTES": "65536", "NAK_DELAY": "0s", "NAK_DELAY_MAX": "24h", "CLOSE_TIMEOUT": "1h", "COMMANDS_RETENTION": "87600h"},
+	} {
+		if _, err := Load(env(m)); err != nil {
+			t.Errorf("Load(%v): %v", m, err)
+		}
+	}
+}
+
+// TestAttemptBudgetSaturates: the budget is exact for ordinary values and
+// saturates, quickly, instead of overflowing or looping RETRY_MAX times.
+func TestAttemptBudgetSaturates(t *testing.T) {
+	t.Parallel()
+	d := Defaults()
+	// 4 attempts of 5s, then waits of 100ms, 200ms, 400ms, each up to 1.5×.
+	if got, want := d.AttemptBudget(), 20*time.Second+1050*time.Millisecond; got != want {
+		t.Errorf("default budget %v, want %v", got, want)
+	}
+	const maxDuration = time.Duration(1<<63 - 1)
+	for name, c := range map[string]Config{
+		"RETRY_MAX=MaxInt":                       {HandlerTimeout: time.Second, RetryMax: 1<<63 - 1, RetryInitialInterval: time.Millisecond, RetryMaxInterval: time.Second},
+		"HANDLER_TIMEOUT=1000000h RETRY_MAX=3":   {HandlerTimeout: 1000000 * time.Hour, RetryMax: 3, RetryInitialInterval: 100 * time.Millisecond, RetryMaxInterval: 2 * time.Second},
+		"RETRY_MAX_INTERVAL=max":                 {HandlerTimeout: time.Second, RetryMax: 1000, RetryInitialInterval: time.Millisecond, RetryMaxInterval: maxDuration},
+		"RETRY_INITIAL_INTERVAL=0 RETRY_MAX=max": {HandlerTimeout: time.Hour, RetryMax: 1<<63 - 1, RetryMaxInterval: time.Second},
+	} {
+		if got := c.AttemptBudget(); got != maxDuration {
+			t.Errorf("%s: budget %v, want the saturated maximum", name, got)
+		}
+	}
+	// A wait of 0 adds nothing, however many retries.
+	c := Config{HandlerTimeout: time.Second, RetryMax: 1 << 30}
+	if got := c.AttemptBudget(); got != time.Duration(1<<30+1)*time.Second {
+		t.Errorf("zero waits: budget %v", got)
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	t.Parallel()
+	got := UnknownVariables([]string{
+		"NATS_MAXDELIVER", "NATS_URL", "LOGLEVEL", "RETRY_MAXIMUM", "NATS_NKEY",
+		"PATH", "HOME", "GOGC", "HTTP_PROXY", "NATS_SERVICE_HOST", "NATS_SERVICE_PORT_CLIENT", "NATS_PORT", "NATS_PORT_4222_TCP_ADDR",
+		"SUBSCRIBERS", "APPLY", "DATABASE",
+	})
+	want := []string{
+		"NATS_MAXDELIVER is not a router variable and is ignored; did you mean NATS_MAX_DELIVER?",
+		"LOGLEVEL is not a router variable and is ignored; did you mean LOG_LEVEL?",
+		"RETRY_MAXIMUM is not a router variable and is ignored",
+		"NATS_NKEY is not a router variable and is ignored; did you mean NATS_NKEY_SEED?",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("UnknownVariables =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestMemoryLimit: the default soft limit leaves a 256 Mi pod room for
+// what the Go runtime does not count (SQLite's own allocations, the
+// binary), and grows with the budget and the messages in flight.
+func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
+	d := Defaults()
+	if got := d.MemoryLimit(); got > 192<<20 {
+		t.Errorf("default MemoryLimit = %d MiB, want at most 192 MiB under a 256 Mi pod", got>>20)
+	}
+	more := d
+	more.MaxInFlightBytes *= 2
+	more.MaxInFlight *= 2
+	if more.MemoryLimit() <= d.MemoryLimit() {
+		t.Errorf("MemoryLimit does not grow with MAX_IN_FLIGHT_BYTES and MAX_IN_FLIGHT")
 	}
 }

@@ -23,6 +23,8 @@ type Binding struct {
 	MaxDeliver int
 	AckWait    time.Duration
 	Created    bool
+	// Limits say what bounds the process's memory (see MemoryBound).
+	Limits DurableLimits
 }
 
 // DeliverSubject is where a consumer created by the router pushes messages.
@@ -34,6 +36,12 @@ func DeliverSubject(durable string) string { return "router.deliver." + durable 
 // consumer with a deliver group (so replicas share it, and so it has the
 // same shape as the one the monolith's old subscriber created), explicit
 // acks, and the limits from cfg.
+//
+// It has no rate limit, though one would keep a backlog of large messages
+// from arriving faster than the subscriber hands them back: nats-server
+// (2.15) lets a message through its limiter only if the message, with its
+// subjects, fits in a burst of the stream's largest message, so a message
+// of the largest payload it accepts would stop the durable for good.
 func ConsumerConfig(cfg configs.Config) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        cfg.Durable,
@@ -86,12 +94,23 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg configs.Con
 		logger.Info("bound existing durable consumer", "stream", cfg.Stream, "durable", cfg.Durable,
 			"deliver_group", cc.DeliverGroup, "max_deliver", cc.MaxDeliver, "ack_wait", cc.AckWait)
 	}
-	return Binding{
+	maxMsg := js.Conn().MaxPayload()
+	if s, err := js.Stream(ctx, cfg.Stream); err == nil {
+		maxMsg = MaxMessageBytes(s.CachedInfo().Config, maxMsg)
+	}
+	b := Binding{
 		Stream:     cfg.Stream,
 		Durable:    cfg.Durable,
 		Queue:      cc.DeliverGroup,
 		MaxDeliver: cc.MaxDeliver,
 		AckWait:    cc.AckWait,
 		Created:    created,
-	}, nil
+		Limits:     LimitsOf(cc, maxMsg),
+	}
+	level := slog.LevelInfo
+	if !b.Limits.ByteBounded() {
+		level = slog.LevelWarn
+	}
+	logger.Log(ctx, level, "memory bound", "durable", cfg.Durable, "bound", MemoryBound(cfg, b.Limits))
+	return b, nil
 }

@@ -35,6 +35,10 @@ const EmbeddedServerName = "user-events-router-embedded"
 // longer answers, and its readers say so.
 const AddrFileName = "nats.addr"
 
+// EmbeddedMaxPayload is the largest message the embedded server takes
+// (NATS's default).
+const EmbeddedMaxPayload = 1 << 20
+
 // StartEmbedded starts a NATS server with JetStream persisted under
 // storeDir, listening on listen (host:port; port 0 picks a free one). It
 // fails with a clear error when the port is taken, rather than letting the
@@ -65,7 +69,7 @@ func StartEmbedded(listen, storeDir string, logger *slog.Logger) (*EmbeddedServe
 		JetStream:  true,
 		StoreDir:   storeDir,
 		NoSigs:     true,
-		MaxPayload: 1 << 20,
+		MaxPayload: EmbeddedMaxPayload,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -64,7 +64,8 @@ type IngressOptions struct {
 //	413 body over MaxBodyBytes; kept in the poison queue when at most 1 MiB
 //	415 Content-Type is not application/json, or names a charset other than utf-8
 //	500 the handler panicked; kept in the poison queue
-//	503 the database is unavailable or too slow: nothing is stored, retry
+//	503 the database is unavailable or too slow: the event may or may not be
+//	    stored (a connection can drop mid-commit); a repeat is safe
 //
 // Every answer carries the correlation id, as "correlation_id" and as the
 // X-Request-ID header (in its schema.PrintableASCII form: the two are equal
@@ -322,11 +323,15 @@ func (in *ingress) run(r *http.Request, headerID string, body []byte) answer {
 	return a
 }
 
-// unavailable is the answer when nothing could be stored: the database is
-// down or too slow. Retry-After matches the Auth Service's first backoff.
+// unavailable is the answer when the database is down or too slow. It
+// cannot say that nothing was stored: a connection that drops during the
+// COMMIT leaves the router not knowing whether it took (1 in 86 answers in
+// a database outage had been committed). It can say that a repeat is safe:
+// the user's ledger turns a second copy of a committed event into a no-op.
+// Retry-After matches the Auth Service's first backoff.
 func unavailable(corr string) answer {
 	return answer{status: http.StatusServiceUnavailable, reply: ingressReply{
-		Error:         "the event could not be stored (database unavailable or too slow); nothing was committed, try again",
+		Error:         "the database is unavailable or too slow: the event may or may not have been stored; sending it again is safe (a repeat of a stored event changes nothing)",
 		CorrelationID: corr,
 	}}
 }

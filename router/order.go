@@ -64,7 +64,13 @@ func newSequencer(margin, grace time.Duration) *sequencer {
 
 // orderKey is the user id of an event body, or "" when it has none (such a
 // message is not ordered; the handler will find what is wrong with it).
+// A body over the event limit has none either: it is poisoned whatever its
+// place, and not scanning it keeps the subscriber's callback fast enough to
+// hand back a backlog of large messages as quickly as they arrive.
 func orderKey(payload []byte) string {
+	if len(payload) > schema.MaxEventBytes {
+		return ""
+	}
 	id, _ := schema.Peek(payload)
 	return id
 }
@@ -133,6 +139,28 @@ func (q *sequencer) arrive(f *flight, now time.Time) (verdict, time.Duration) {
 	}
 	l.active = true
 	return handOut, 0
+}
+
+// away records that f, just received, is handed back to the broker for
+// room (see budget) to come back at due, and returns the delay to give it:
+// later than due if an earlier message of its user is outstanding, so it
+// still comes back after that one. Until it is back, the user's later
+// messages are held behind it like behind a failure.
+func (q *sequencer) away(f *flight, due, now time.Time) time.Duration {
+	d := max(due.Sub(now), 0)
+	if f.key == "" {
+		return d
+	}
+	l := q.lane(f.key, now)
+	delete(l.outstanding, f.seq) // it is back, and leaves again
+	if b, ok := q.blocked(l, f.seq, now); ok {
+		d = max(d, b)
+	}
+	if l.outstanding == nil {
+		l.outstanding = map[uint64]time.Time{}
+	}
+	l.outstanding[f.seq] = now.Add(d)
+	return d
 }
 
 // finish records that f was settled: acked, or (failed) handed back to the

@@ -1,8 +1,11 @@
 package router
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/social/user-events-router/schema"
 )
 
 func fl(key string, seq uint64) *flight { return &flight{key: key, seq: seq} }
@@ -137,6 +140,8 @@ func TestOrderKey(t *testing.T) {
 		`{"action":"created"}`:           "",
 		`not json`:                       "",
 		`{"id":7}`:                       "",
+		// Over the event limit: poisoned wherever it is, so not scanned.
+		`{"id":"u1","pad":"` + strings.Repeat("x", schema.MaxEventBytes) + `"}`: "",
 	} {
 		if got := orderKey([]byte(body)); got != want {
 			t.Errorf("orderKey(%s) = %q, want %q", body, got, want)

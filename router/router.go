@@ -60,6 +60,10 @@ func (r *Router) acked(d time.Duration) {
 // not yet acked or nacked.
 func (r *Router) InFlight() int { return r.sub.InFlight() }
 
+// InFlightBytes is the bytes of those messages, which MAX_IN_FLIGHT_BYTES
+// bounds.
+func (r *Router) InFlightBytes() int64 { return r.sub.InFlightBytes() }
+
 // Close closes the Watermill router and then waits until the subscriber has
 // settled every message in flight with the broker: Watermill's own Close
 // returns once the handlers have returned, before their acks are sent, and
@@ -87,13 +91,14 @@ func New(o Options) (*Router, error) {
 	wmLogger := newWatermillLogger(o.Logger.With("component", "watermill"))
 	rt := &Router{closeTimeout: o.Config.CloseTimeout, onAck: o.OnAck}
 	sub, err := NewSubscriber(SubscriberOptions{
-		Conn:         o.Conn,
-		Binding:      o.Binding,
-		MaxInFlight:  o.Config.MaxInFlight,
-		Backoff:      Backoff{First: o.Config.NakDelay, Max: o.Config.NakDelayMax},
-		CloseTimeout: o.Config.CloseTimeout,
-		Logger:       o.Logger,
-		OnAck:        rt.acked,
+		Conn:             o.Conn,
+		Binding:          o.Binding,
+		MaxInFlight:      o.Config.MaxInFlight,
+		MaxInFlightBytes: o.Config.MaxInFlightBytes,
+		Backoff:          Backoff{First: o.Config.NakDelay, Max: o.Config.NakDelayMax},
+		CloseTimeout:     o.Config.CloseTimeout,
+		Logger:           o.Logger,
+		OnAck:            rt.acked,
 	})
 	if err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ type flight struct {
 	seq       uint64 // stream sequence
 	delivered uint64 // delivery count
 	last      bool   // the durable will not deliver it again
+	size      int64  // what it counts against the byte budget
 }
 
 // Subscriber is the router's JetStream subscriber, a message.Subscriber
@@ -33,6 +34,16 @@ type flight struct {
 //   - many messages are in flight at once, up to maxInFlight (and the
 //     durable's MaxAckPending), so the handlers' commits can be grouped
 //     into few transactions;
+//   - their bytes are bounded too, by MaxInFlightBytes (see budget): a
+//     message that does not fit waits, parked, until it does — alone if
+//     it is larger than the whole budget. The broker keeps pushing up to
+//     the durable's MaxAckPending meanwhile; what it pushes is handed back
+//     to it with a delay (NAK) as it arrives when the durable redelivers
+//     without limit, which costs the message nothing but a trip. On a
+//     durable with a MaxDeliver, a trip would spend one of its deliveries,
+//     so the subscriber waits instead and the NATS client holds what was
+//     pushed: then memory is bounded by what the durable's MaxAckPending
+//     lets the broker push (see MemoryBound);
 //   - one user's messages are handed out one at a time, in stream order
 //     (see sequencer);
 //   - it owns the acks, through Middleware: a message is acked only after
@@ -53,9 +64,14 @@ type Subscriber struct {
 
 	slots   chan struct{} // one per message received and not yet settled
 	workers *workers      // run the handlers (see workers)
+	// handBackForRoom: hand back what the budget has no room for, instead
+	// of waiting for room (see Subscriber).
+	handBackForRoom bool
+	room            chan struct{} // signalled when bytes are released
 
 	mu       sync.Mutex
 	seq      *sequencer
+	budget   *budget
 	sub      *nats.Subscription
 	out      chan *message.Message
 	closing  chan struct{}
@@ -73,7 +89,9 @@ type SubscriberOptions struct {
 	Binding Binding
 	// MaxInFlight bounds the messages received and not yet settled.
 	MaxInFlight int
-	Backoff     Backoff
+	// MaxInFlightBytes bounds their bytes (see budget).
+	MaxInFlightBytes int64
+	Backoff          Backoff
 	// CloseTimeout bounds how long Close waits for messages in flight.
 	CloseTimeout time.Duration
 	Logger       *slog.Logger
@@ -90,6 +108,9 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 	if o.MaxInFlight < 1 {
 		return nil, fmt.Errorf("router: max in flight must be at least 1, got %d", o.MaxInFlight)
 	}
+	if o.MaxInFlightBytes < 1 {
+		return nil, fmt.Errorf("router: max in flight bytes must be at least 1, got %d", o.MaxInFlightBytes)
+	}
 	// A message held back for order comes back one first-NAK delay after
 	// the one it waits for; an outstanding one is forgotten an ack wait
 	// after it was due.
@@ -100,9 +121,14 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 	}
 	return &Subscriber{
 		nc: o.Conn, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger, onAck: o.OnAck,
-		slots:   make(chan struct{}, o.MaxInFlight),
-		workers: newWorkers(o.MaxInFlight),
-		seq:     newSequencer(margin, grace),
+		slots:           make(chan struct{}, o.MaxInFlight),
+		workers:         newWorkers(o.MaxInFlight),
+		handBackForRoom: o.Binding.MaxDeliver <= 0,
+		room:            make(chan struct{}, 1),
+		seq:             newSequencer(margin, grace),
+		// A wave of messages handed back for room comes back one
+		// first-NAK delay after the one before.
+		budget:  newBudget(o.MaxInFlightBytes, margin, max(o.Backoff.Max, margin)),
 		out:     make(chan *message.Message),
 		closing: make(chan struct{}),
 		closed:  make(chan struct{}),
@@ -115,6 +141,17 @@ func (s *Subscriber) InFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.inflight
+}
+
+// InFlightBytes is the bytes of those messages (see budget).
+func (s *Subscriber) InFlightBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.budget.held
+	if s.budget.parked != nil {
+		n += s.budget.parked.size
+	}
+	return n
 }
 
 // Subscribe implements message.Subscriber. topic is the durable's filter
@@ -164,7 +201,7 @@ func (s *Subscriber) receive(nm *nats.Msg) {
 		return
 	}
 	msg, _ := Unmarshaler{}.Unmarshal(nm) // never fails
-	f := &flight{received: time.Now(), nm: nm, msg: msg, key: orderKey(nm.Data)}
+	f := &flight{received: time.Now(), nm: nm, msg: msg, key: orderKey(nm.Data), size: msgSize(nm)}
 	msg.SetContext(context.WithValue(context.Background(), flightKey{}, f))
 	if meta, err := nm.Metadata(); err == nil {
 		f.seq, f.delivered = meta.Sequence.Stream, meta.NumDelivered
@@ -172,26 +209,65 @@ func (s *Subscriber) receive(nm *nats.Msg) {
 	}
 
 	s.mu.Lock()
-	select {
-	case <-s.closing:
+	for {
+		select {
+		case <-s.closing:
+			s.mu.Unlock()
+			<-s.slots
+			s.handBack(nm, 0, "shutting down")
+			return
+		default:
+		}
+		if s.budget.parked == nil && s.budget.fits(f.size) {
+			break
+		}
+		if s.handBackForRoom && !f.last {
+			if s.budget.parked == nil {
+				// Kept, with its slot, until the messages held make
+				// room for it (see settle).
+				s.budget.parked = f
+				s.inflight++
+				s.mu.Unlock()
+				return
+			}
+			now := time.Now()
+			delay := s.seq.away(f, s.budget.handBack(f.size, now), now)
+			s.mu.Unlock()
+			<-s.slots
+			s.handBack(nm, delay, "over MAX_IN_FLIGHT_BYTES: no room for it yet")
+			return
+		}
+		// Wait for room (or, for a last delivery, which must not be
+		// handed back, for the parked message to go first); settle
+		// signals room as it releases bytes.
 		s.mu.Unlock()
-		<-s.slots
-		s.handBack(nm, 0, "shutting down")
-		return
-	default:
+		select {
+		case <-s.room:
+		case <-s.closing:
+		}
+		s.mu.Lock()
 	}
+	s.arrive(f) // unlocks s.mu
+}
+
+// arrive passes f, received and with room in the budget, to the sequencer:
+// it is handed out, waits behind its user's message in flight, or is held
+// back. s.mu is held, and arrive unlocks it; f holds a slot.
+func (s *Subscriber) arrive(f *flight) {
 	v, delay := s.seq.arrive(f, time.Now())
 	switch v {
 	case holdBack:
 		s.mu.Unlock()
 		<-s.slots
-		s.handBack(nm, delay, "an earlier event of the same user is being redelivered")
+		s.handBack(f.nm, delay, "an earlier event of the same user is being redelivered")
 		return
 	case wait:
+		s.budget.admit(f)
 		s.inflight++
 		s.mu.Unlock()
 		return
 	}
+	s.budget.admit(f)
 	s.inflight++
 	s.senders.Add(1)
 	s.mu.Unlock()
@@ -297,10 +373,34 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 	}
 	s.mu.Lock()
 	s.inflight -= 1 + len(holds)
+	s.budget.release(f)
+	for _, h := range holds {
+		s.budget.release(h.f)
+	}
+	// The bytes released may make room for the parked message. It
+	// arrives now, as if just received: it was counted in flight, with
+	// its slot, while parked.
+	var unparked *flight
+	uv, udelay := handOut, time.Duration(0)
+	if !s.isClosing() {
+		if unparked = s.budget.unpark(); unparked != nil {
+			uv, udelay = s.seq.arrive(unparked, time.Now())
+			if uv != holdBack {
+				s.budget.admit(unparked)
+			}
+			if uv == handOut {
+				s.senders.Add(1)
+			}
+		}
+	}
 	if s.inflight == 0 && s.isClosing() {
 		s.closeIdle()
 	}
 	s.mu.Unlock()
+	select {
+	case s.room <- struct{}{}:
+	default: // already signalled
+	}
 	for range 1 + len(holds) {
 		<-s.slots
 	}
@@ -308,6 +408,20 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 		// Not in this goroutine: it may be a handler's, which Watermill
 		// is waiting for.
 		go s.handOut(next)
+	}
+	switch {
+	case unparked == nil:
+	case uv == handOut:
+		go s.handOut(unparked)
+	case uv == holdBack:
+		s.handBack(unparked.nm, udelay, "an earlier event of the same user is being redelivered")
+		s.mu.Lock()
+		s.inflight--
+		if s.inflight == 0 && s.isClosing() {
+			s.closeIdle()
+		}
+		s.mu.Unlock()
+		<-s.slots
 	}
 }
 
@@ -355,11 +469,25 @@ func (s *Subscriber) Close() error {
 	defer close(s.closed)
 	s.mu.Lock()
 	close(s.closing)
+	parked := s.budget.parked
+	s.budget.parked = nil
 	if s.inflight == 0 {
 		s.closeIdle()
 	}
 	sub := s.sub
 	s.mu.Unlock()
+	if parked != nil {
+		// Never handed out: straight back to the broker, before it stops
+		// counting in flight (so the flush below sends its NAK too).
+		s.handBack(parked.nm, 0, "shutting down")
+		s.mu.Lock()
+		s.inflight--
+		if s.inflight == 0 {
+			s.closeIdle()
+		}
+		s.mu.Unlock()
+		<-s.slots
+	}
 	var errs []error
 	if sub != nil {
 		// Drain rather than unsubscribe: messages the client has buffered

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,14 +87,22 @@ func (f *routerFixture) drained(t *testing.T) {
 // (recorded under a lock when the handler succeeds).
 func orderRun(t *testing.T, users, perUser, failEvery int) map[string][]int {
 	t.Helper()
+	return orderRunWith(t, users, perUser, failEvery, func(*configs.Config) {}, 0)
+}
+
+// orderRunWith is orderRun with the configuration changed by tune and
+// each event padded with pad bytes.
+func orderRunWith(t *testing.T, users, perUser, failEvery int, tune func(*configs.Config), pad int) map[string][]int {
+	t.Helper()
 	cfg := configs.Defaults()
 	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 100*time.Millisecond
 	cfg.CloseTimeout = 10 * time.Second
 	cfg.MaxInFlight = 256
+	tune(&cfg)
 	f := newRouterFixture(t, cfg)
 	for i := range perUser {
 		for u := range users {
-			body := fmt.Sprintf(`{"id":"user-%d","n":%d}`, u, i)
+			body := fmt.Sprintf(`{"id":"user-%d","n":%d,"pad":%q}`, u, i, strings.Repeat("x", pad))
 			routertest.Publish(t, f.js, "user.events.updated", []byte(body))
 		}
 	}
@@ -213,4 +223,242 @@ func TestMaxInFlightBoundsConcurrentHandlers(t *testing.T) {
 	if peak > cfg.MaxInFlight {
 		t.Fatalf("%d handlers ran at once, MAX_IN_FLIGHT is %d", peak, cfg.MaxInFlight)
 	}
+}
+
+// TestPerUserOrderUnderByteBudget: with most events handed back for room
+// (a budget of a few events), each user's events still commit in stream
+// order, failures included.
+func TestPerUserOrderUnderByteBudget(t *testing.T) {
+	const users, perUser = 8, 12
+	tune := func(c *configs.Config) { c.MaxInFlightBytes = 64 << 10 }
+	checkOrder(t, orderRunWith(t, users, perUser, 5, tune, 12<<10), users, perUser)
+}
+
+// budgetProbe is a handler that records the bytes of the messages inside
+// it at once, and flags any moment they exceed the budget while more than
+// one message is inside (a single larger one may be handled, alone).
+type budgetProbe struct {
+	budget  int
+	release chan struct{} // handlers wait for it to close
+
+	mu         sync.Mutex
+	inside     int // messages
+	bytes      int // their payload bytes
+	peak       int
+	violations []string
+	handled    map[string]int // id → successful handlings
+	attempts   map[string]int // id → highest delivery attempt seen
+}
+
+func newBudgetProbe(budget int) *budgetProbe {
+	return &budgetProbe{budget: budget, release: make(chan struct{}), handled: map[string]int{}, attempts: map[string]int{}}
+}
+
+func (p *budgetProbe) handle(msg *message.Message) error {
+	var ev struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+		return err
+	}
+	attempt, _ := strconv.Atoi(msg.Metadata.Get(handlers.MetaDeliveryAttempt))
+	p.mu.Lock()
+	p.inside++
+	p.bytes += len(msg.Payload)
+	p.peak = max(p.peak, p.bytes)
+	if p.inside > 1 && p.bytes > p.budget {
+		p.violations = append(p.violations, fmt.Sprintf("%d messages of %d bytes inside at once, budget %d", p.inside, p.bytes, p.budget))
+	}
+	p.attempts[ev.ID] = max(p.attempts[ev.ID], attempt)
+	p.mu.Unlock()
+	<-p.release
+	p.mu.Lock()
+	p.inside--
+	p.bytes -= len(msg.Payload)
+	p.handled[ev.ID]++
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *budgetProbe) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.handled)
+}
+
+// check asserts that every one of ids was handled exactly once and the
+// budget was never exceeded.
+func (p *budgetProbe) check(t *testing.T, ids []string) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, v := range p.violations {
+		t.Error(v)
+	}
+	for _, id := range ids {
+		if n := p.handled[id]; n != 1 {
+			t.Errorf("%s handled %d times, want once", id, n)
+		}
+	}
+}
+
+// sizedEvent is a body of about size bytes for user id (the ingress tests'
+// paddedEvent has one user only).
+func sizedEvent(id string, size int) []byte {
+	head := fmt.Sprintf(`{"id":%q,"pad":"`, id)
+	return []byte(head + strings.Repeat("x", max(size-len(head)-2, 0)) + `"}`)
+}
+
+// budgetRun is the setup of the byte-budget tests: a router fixture whose
+// durable has maxDeliver (-1: unlimited, as the router creates it) and a
+// budget of budget bytes, with quick redeliveries; a probe for its
+// handlers; and the ids of the events published.
+type budgetRun struct {
+	*routerFixture
+	probe *budgetProbe
+	ids   []string
+}
+
+func newBudgetRun(t *testing.T, budget int64, maxDeliver int) *budgetRun {
+	t.Helper()
+	cfg := configs.Defaults()
+	cfg.MaxInFlightBytes, cfg.MaxDeliver = budget, maxDeliver
+	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.CloseTimeout = 10 * time.Second
+	return &budgetRun{routerFixture: newRouterFixture(t, cfg), probe: newBudgetProbe(int(budget))}
+}
+
+// publish publishes an event of about size bytes for user id.
+func (b *budgetRun) publish(t *testing.T, id string, size int) {
+	t.Helper()
+	b.ids = append(b.ids, id)
+	routertest.Publish(t, b.js, "user.events.created", sizedEvent(id, size))
+}
+
+// until waits for cond, read under the probe's lock.
+func (b *budgetRun) until(t *testing.T, what string, cond func(p *budgetProbe) bool) {
+	t.Helper()
+	routertest.Eventually(t, 10*time.Second, what, func() bool {
+		b.probe.mu.Lock()
+		defer b.probe.mu.Unlock()
+		return cond(b.probe)
+	})
+}
+
+// finish releases the handlers, waits until every event is handled and
+// acked, stops the router and checks the probe.
+func (b *budgetRun) finish(t *testing.T, stop func()) {
+	t.Helper()
+	close(b.probe.release)
+	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool { return b.probe.count() == len(b.ids) })
+	b.drained(t)
+	stop()
+	b.probe.check(t, b.ids)
+}
+
+// TestMaxInFlightBytesBoundsMessagesHeld: on the router's own durable
+// (unlimited deliveries) the bytes of the messages held never exceed
+// MAX_IN_FLIGHT_BYTES, though the broker pushes the whole backlog at once:
+// what has no room is handed back with a delay, and still handled, once.
+func TestMaxInFlightBytesBoundsMessagesHeld(t *testing.T) {
+	const budget, events, size = 256 << 10, 40, 50 << 10
+	b := newBudgetRun(t, budget, -1)
+	for i := range events {
+		b.publish(t, fmt.Sprintf("user-%d", i), size)
+	}
+	r, stop := b.start(t, b.probe.handle)
+	// The handlers are held: the budget fills, and one more waits parked.
+	b.until(t, "the budget full of held handlers", func(p *budgetProbe) bool { return p.bytes > budget-size })
+	if n := r.InFlightBytes(); n > budget+size+1024 {
+		t.Errorf("InFlightBytes() = %d with the handlers held, want at most the budget %d and one parked message", n, budget)
+	}
+	b.finish(t, stop)
+	p := b.probe
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	handedBack := 0
+	for _, a := range p.attempts {
+		if a > 1 {
+			handedBack++
+		}
+	}
+	if handedBack == 0 {
+		t.Errorf("no event was handed back for room: the test did not put the budget under pressure")
+	}
+	t.Logf("peak %d bytes in handlers (budget %d); %d of %d events came back after a hand-back", p.peak, budget, handedBack, events)
+}
+
+// TestMessageLargerThanBudgetIsHandledAlone: a message larger than the
+// whole budget is not stranded: it is handled once nothing else is held,
+// and nothing else is admitted beside it.
+func TestMessageLargerThanBudgetIsHandledAlone(t *testing.T) {
+	b := newBudgetRun(t, 64<<10, -1)
+	for i := range 10 {
+		b.publish(t, fmt.Sprintf("small-%d", i), 20<<10)
+	}
+	b.publish(t, "big", 300<<10)
+	for i := range 10 {
+		b.publish(t, fmt.Sprintf("late-%d", i), 20<<10)
+	}
+	r, stop := b.start(t, b.probe.handle)
+	// Three small ones fill the budget; a fourth waits parked (or, were
+	// there no budget, would be inside too).
+	b.until(t, "the budget full of held handlers", func(p *budgetProbe) bool {
+		return p.inside >= 4 || p.inside == 3 && r.InFlight() >= 4
+	})
+	b.finish(t, stop)
+}
+
+// TestByteBudgetOnALimitedDurableSpendsNoDelivery: on a durable with a
+// MaxDeliver (a legacy one, as found) a trip back to the broker would cost
+// a message one of its deliveries, so the router waits for room instead:
+// the budget still bounds the handlers, every event is handled on its
+// first delivery, and a message larger than the budget is handled alone.
+func TestByteBudgetOnALimitedDurableSpendsNoDelivery(t *testing.T) {
+	const budget, size = 128 << 10, 30 << 10
+	b := newBudgetRun(t, budget, 3)
+	for i := range 20 {
+		b.publish(t, fmt.Sprintf("user-%d", i), size)
+	}
+	b.publish(t, "big", 300<<10)
+	_, stop := b.start(t, b.probe.handle)
+	b.until(t, "the budget full of held handlers", func(p *budgetProbe) bool { return p.bytes > budget-size })
+	b.finish(t, stop)
+	p := b.probe
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, a := range p.attempts {
+		if a != 1 {
+			t.Errorf("%s was handled on delivery %d: a delivery was spent for room", id, a)
+		}
+	}
+}
+
+// TestCloseHandsBackTheParkedMessage: a message parked for room when the
+// router shuts down goes back to the broker at once, and the next router
+// handles it: nothing is lost.
+func TestCloseHandsBackTheParkedMessage(t *testing.T) {
+	b := newBudgetRun(t, 100<<10, -1)
+	b.publish(t, "first", 60<<10)
+	b.publish(t, "second", 60<<10)
+	r, stop := b.start(t, b.probe.handle)
+	b.until(t, "one handled, one parked", func(p *budgetProbe) bool { return p.inside == 1 && r.InFlight() == 2 })
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		stop()
+	}()
+	// The parked message goes back at once; the one in its handler
+	// finishes (shutdown does not cancel it) and is acked.
+	routertest.Eventually(t, 10*time.Second, "the parked message handed back", func() bool { return r.InFlight() == 1 })
+	close(b.probe.release)
+	<-closed
+	if n := routertest.StreamMsgs(t, b.js, b.cfg.Stream); n != 1 {
+		t.Fatalf("%d messages left in the stream after the first router, want the parked one", n)
+	}
+	_, stop2 := b.start(t, b.probe.handle)
+	routertest.Eventually(t, 10*time.Second, "both handled", func() bool { return b.probe.count() == 2 })
+	b.drained(t)
+	stop2()
+	b.probe.check(t, b.ids)
 }

@@ -74,11 +74,19 @@ type DB struct {
 //
 // Errors about the URL itself wrap ErrInvalidURL. Errors show the URL
 // redacted (see redact.URL) and mask the password where a driver repeats it.
+//
+// OpenReadOnly and OpenExisting open without creating anything.
 func Open(ctx context.Context, databaseURL string) (*DB, error) {
 	p, err := parseURL(databaseURL)
 	if err != nil {
 		return nil, err
 	}
+	return p.connect(ctx, databaseURL)
+}
+
+// connect opens p's database with the pool settings the router uses and
+// pings it; databaseURL is for errors, redacted.
+func (p *parsedURL) connect(ctx context.Context, databaseURL string) (*DB, error) {
 	db, err := p.open()
 	if err != nil {
 		return nil, p.scrub(fmt.Errorf("open %s: %w", redact.URL(databaseURL), err))
