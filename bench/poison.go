@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -221,10 +222,13 @@ func measureAPI(ctx context.Context, o Options, bin string, d *benchDB, tmp stri
 	say("router idle: RSS %s", mib(rep.RouterIdleRSSBytes))
 
 	base := "http://" + adminAddr
+	// A cookie jar: the console opens a session on the first visit.
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
 	get := func(path string) ([]byte, error) {
 		start := time.Now()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("GET %s: %w", path, err)
 		}
@@ -273,6 +277,10 @@ func measureAPI(ctx context.Context, o Options, bin string, d *benchDB, tmp stri
 		"/admin/poison?reason=domain+has+no+dot&limit=50",
 		"/admin/poison?ingress=http&order=oldest&limit=50",
 		"/admin/poison/stats",
+		// The console's first page (list, counts by class and reason) and a
+		// filtered one, as an operator opens them.
+		"/admin/ui/",
+		"/admin/ui/?class=panic",
 	} {
 		if _, err := get(path); err != nil {
 			return err
