@@ -417,10 +417,17 @@ func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cf
 }
 
 // earlierUnacked asks the broker whether the durable has acked every
-// message before seq (its ack floor). When it cannot tell, it says yes: a
-// hold is bounded anyway.
+// message before seq (its ack floor). Only in this process's first ack
+// wait (and 5 s) does it ask at all: what a crashed predecessor held comes
+// back within one ack wait of its death, so after that an unacked earlier
+// message is one being handled (here or by a replica) and is no reason to
+// hold. When the broker cannot tell, it says yes: a hold is bounded anyway.
 func earlierUnacked(js jetstream.JetStream, b router.Binding) func(ctx context.Context, seq uint64) bool {
+	window := time.Now().Add(b.AckWait + 5*time.Second)
 	return func(ctx context.Context, seq uint64) bool {
+		if time.Now().After(window) {
+			return false
+		}
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		c, err := js.PushConsumer(ctx, b.Stream, b.Durable)
