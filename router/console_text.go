@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"strconv"
-	"strings"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/social/user-events-router/schema"
 )
 
 // visible is how the console shows text that came from outside (payloads,
@@ -21,30 +19,7 @@ import (
 // page shows what is stored, and nothing in it can reorder or hide what is
 // around it. With layout, newlines and tabs stay (a stack, a payload). The
 // CLI's terminalText writes the same escapes for a terminal.
-func visible(s string, layout bool) string {
-	shown := func(r rune) bool {
-		if layout && (r == '\n' || r == '\t') {
-			return true
-		}
-		return !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) && r != '\u2028' && r != '\u2029'
-	}
-	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !shown(r) }) < 0 {
-		return s
-	}
-	var b strings.Builder
-	for i, r := range s {
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case !shown(r):
-			q := strconv.QuoteRuneToASCII(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+func visible(s string, layout bool) string { return schema.VisibleText(s, layout) }
 
 // payloadView is a payload as an entry page shows it: JSON pretty-printed,
 // anything else as text and as a hex dump, each cut to a size a browser

@@ -1,7 +1,10 @@
 package schema
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -161,4 +164,36 @@ func appendEscape(b []byte, r rune) []byte {
 
 func appendByteEscape(b []byte, c byte) []byte {
 	return append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xF])
+}
+
+// VisibleText shows outside text where a person reads it — a terminal, a
+// web page — as what is stored, unable to act on or reorder what is around
+// it: control and format characters (ESC, NUL, the bidi override U+202E,
+// …), the Unicode line separators and bytes that are not UTF-8 are written
+// as Go escapes (\x1b, \u202e, \xff); everything else, non-ASCII letters
+// included, stays. With layout, newlines and tabs stay too (a stack trace, a
+// payload). Unlike PrintableText it does not cut, and keeps other spaces.
+func VisibleText(s string, layout bool) string {
+	shown := func(r rune) bool {
+		if layout && (r == '\n' || r == '\t') {
+			return true
+		}
+		return !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) && r != '\u2028' && r != '\u2029'
+	}
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !shown(r) }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case !shown(r):
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
