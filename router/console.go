@@ -413,9 +413,16 @@ func (c *console) list(w http.ResponseWriter, r *http.Request, s consoleSession)
 	}
 	filter := pq.values(false)
 	view.FilterText, view.Filtered = filter.Encode(), len(filter) > 0
-	if view.Page, err = c.a.DB.ListPoison(r.Context(), req); err == nil {
+	// The page and the counts at once, on two connections: the page is
+	// an index walk, the counts a scan, and neither waits for the other.
+	statsDone := make(chan error, 1)
+	go func() {
+		var err error
 		view.Stats, err = c.a.DB.PoisonStats(r.Context(), req.Filter, poisonStatsTop)
-	}
+		statsDone <- err
+	}()
+	view.Page, err = c.a.DB.ListPoison(r.Context(), req)
+	err = errors.Join(err, <-statsDone)
 	if err != nil {
 		view.Error = err.Error()
 		c.render(w, r, c.a.failureStatus(r, err), "list", view)
