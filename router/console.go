@@ -99,6 +99,7 @@ type console struct {
 	bulkBudget time.Duration
 	key        []byte
 	pages      map[string]*template.Template
+	stats      *consoleStats
 	css        []byte
 	mux        *http.ServeMux
 }
@@ -108,6 +109,9 @@ var consolePages = []string{"list", "entry", "confirm", "done", "login", "error"
 
 func newConsole(a *admin) (*console, error) {
 	c := &console{a: a, bulkBudget: consoleBulkBudget, key: make([]byte, 32), pages: map[string]*template.Template{}, mux: http.NewServeMux()}
+	c.stats = newConsoleStats(func(ctx context.Context, f store.PoisonFilter) (store.PoisonStats, error) {
+		return a.DB.PoisonStats(ctx, f, poisonStatsTop)
+	}, time.Now)
 	if _, err := rand.Read(c.key); err != nil {
 		return nil, fmt.Errorf("console: session key: %w", err)
 	}
@@ -375,7 +379,12 @@ type listView struct {
 	FilterText  string
 	Filtered    bool
 	Page        store.PoisonPage
+	// Stats are the counts when StatsReady (taken at StatsAt); otherwise
+	// they are still being counted, or StatsError says why they failed.
 	Stats       store.PoisonStats
+	StatsReady  bool
+	StatsAt     time.Time
+	StatsError  string
 	StatsGroups []statsGroupView
 	NextURL     string
 	FirstURL    string
@@ -398,6 +407,7 @@ type statsRowView struct {
 }
 
 func (c *console) list(w http.ResponseWriter, r *http.Request, s consoleSession) {
+	begun := time.Now()
 	view := listView{consoleBase: c.base(s, "Poison queue"), Classes: poisonClasses, Ingresses: poisonIngresses,
 		PageSizes: []int{store.DefaultPoisonPageSize, 200, store.MaxPoisonPageSize}}
 	pq, err := PoisonQueryFromURL(r.URL.Query(), true)
@@ -413,20 +423,24 @@ func (c *console) list(w http.ResponseWriter, r *http.Request, s consoleSession)
 	}
 	filter := pq.values(false)
 	view.FilterText, view.Filtered = filter.Encode(), len(filter) > 0
-	// The page and the counts at once, on two connections: the page is
-	// an index walk, the counts a scan, and neither waits for the other.
-	statsDone := make(chan error, 1)
-	go func() {
-		var err error
-		view.Stats, err = c.a.DB.PoisonStats(r.Context(), req.Filter, poisonStatsTop)
-		statsDone <- err
-	}()
+	// The counts run beside the page query, on their own connection:
+	// the page is an index walk, the counts a scan (see consoleStats).
+	statsKey := view.FilterText
+	started := c.stats.start(statsKey, req.Filter)
 	view.Page, err = c.a.DB.ListPoison(r.Context(), req)
-	err = errors.Join(err, <-statsDone)
 	if err != nil {
 		view.Error = err.Error()
 		c.render(w, r, c.a.failureStatus(r, err), "list", view)
 		return
+	}
+	if started != nil {
+		run, ready := c.stats.get(r.Context(), statsKey, req.Filter, time.Until(begun.Add(consoleStatsWait)))
+		switch {
+		case ready && run.err != nil:
+			view.StatsError = run.err.Error()
+		case ready:
+			view.Stats, view.StatsAt, view.StatsReady = run.stats, run.at, true
+		}
 	}
 	if view.Page.Next != "" {
 		next := pq
@@ -703,6 +717,7 @@ func (c *console) replayPreview(w http.ResponseWriter, r *http.Request, s consol
 
 // replayNow replays the selection.
 func (c *console) replayNow(w http.ResponseWriter, r *http.Request, s consoleSession, sel consoleSelection) {
+	defer c.stats.forget() // the queue changes: counts taken before are wrong
 	ctx := r.Context()
 	var err error
 	// A replay can take a while (in-process retries while the database is
@@ -786,6 +801,7 @@ func (c *console) deletePreview(w http.ResponseWriter, r *http.Request, s consol
 
 // deleteNow deletes the selection.
 func (c *console) deleteNow(w http.ResponseWriter, r *http.Request, s consoleSession, sel consoleSelection) {
+	defer c.stats.forget() // the queue changes: counts taken before are wrong
 	ctx := r.Context()
 	view := doneView{consoleBase: c.base(s, "Deleted"), Action: "delete", Sel: sel, Report: &consoleReport{}}
 	if sel.Matching {

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -83,5 +84,62 @@ func TestPoisonQueryValuesRoundTrip(t *testing.T) {
 	filter.Limit, filter.Order, filter.Cursor = "", "", ""
 	if back, err := PoisonQueryFromURL(q.values(false), false); err != nil || back != filter {
 		t.Errorf("filter round trip = %+v, %v; want %+v", back, err, filter)
+	}
+}
+
+// TestConsoleListDoesNotWaitForSlowCounts: with counts that take long,
+// the list page still answers, with the entries and their total from the
+// page query and a note that the counts are being taken; once they are
+// taken, the next load shows them.
+func TestConsoleListDoesNotWaitForSlowCounts(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	for _, id := range []string{"bbbbbbbb-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"} {
+		if err := db.PutPoison(t.Context(), store.PoisonEntry{ID: id, Payload: []byte("x"), Class: "permanent", LastFailure: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := newConsole(&admin{AdminOptions: AdminOptions{DB: db, NowFunc: time.Now}, logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	count := c.stats.count
+	c.stats.count = func(ctx context.Context, f store.PoisonFilter) (store.PoisonStats, error) {
+		<-release
+		return count(ctx, f)
+	}
+	rec := httptest.NewRecorder()
+	c.newSession(rec, httptest.NewRequest("GET", "/admin/ui/", nil))
+	get := func() string {
+		t.Helper()
+		req := httptest.NewRequestWithContext(t.Context(), "GET", "/admin/ui/", nil)
+		req.Host = "127.0.0.1:8081"
+		for _, ck := range rec.Result().Cookies() {
+			req.AddCookie(ck)
+		}
+		res := httptest.NewRecorder()
+		c.ServeHTTP(res, req)
+		if res.Code != http.StatusOK {
+			t.Fatalf("GET /admin/ui/ = %d:\n%s", res.Code, res.Body)
+		}
+		return res.Body.String()
+	}
+	page := get()
+	if !strings.Contains(page, `<strong id="total">2</strong>`) || !strings.Contains(page, `id="stats-pending"`) ||
+		!strings.Contains(page, "bbbbbbbb") || strings.Contains(page, `id="stats-at"`) {
+		t.Errorf("list while the counts are taken:\n%s", page)
+	}
+	close(release)
+	// The next load waits at most consoleStatsWait; poll until the
+	// counting has ended (it is quick once released).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		page = get()
+		if strings.Contains(page, `id="stats-at"`) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.Contains(page, `id="stats-at"`) || !strings.Contains(page, "permanent</a>") {
+		t.Errorf("list once the counts are taken:\n%s", page)
 	}
 }
