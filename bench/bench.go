@@ -204,7 +204,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	samples := parseMetrics(metricsText)
+	samples, err := parseMetrics(metricsText)
+	if err != nil {
+		return rep, fmt.Errorf("read the router's metrics: %w", err)
+	}
 	rep.Handler = latencyFrom(histogramOf(samples, handlerHistogram, map[string]string{"handler_name": router.HandlerName, "success": "true"}), window)
 	rep.ReceiveToAck = latencyFrom(histogramOf(samples, receiveToAckHistogram, nil), window)
 	rep.Counters = Counters{

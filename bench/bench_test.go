@@ -117,7 +117,11 @@ h_bucket{handler_name="user_events",success="false",le="0.1"} 7
 h_bucket{handler_name="user_events",success="false",le="+Inf"} 7
 h_count{handler_name="user_events",success="false"} 7
 `
-	h := histogramOf(parseMetrics(text), "h", map[string]string{"success": "true"})
+	families, err := parseMetrics(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := histogramOf(families, "h", map[string]string{"success": "true"})
 	tests := []struct {
 		q           float64
 		est, lo, hi float64
@@ -139,17 +143,38 @@ h_count{handler_name="user_events",success="false"} 7
 	}
 }
 
+// TestParseMetricsLabels: label values are read with their escapes and
+// commas, series are picked by the labels asked for, and an exposition that
+// does not parse is an error rather than figures from part of it.
 func TestParseMetricsLabels(t *testing.T) {
 	t.Parallel()
-	s := parseMetrics(`x_total{a="q\"uote",b="c,d"} 3` + "\n" + `plain 4.5` + "\nbroken{a=1} 2\n")
-	if len(s) != 2 {
-		t.Fatalf("got %d samples, want 2: %+v", len(s), s)
+	text := "# TYPE x_total counter\n" +
+		`x_total{a="q\"uote",b="c,d"} 3` + "\n" +
+		`x_total{a="line\nbreak \\",b="c,d"} 4` + "\n" +
+		"plain 4.5\n"
+	families, err := parseMetrics(text)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s[0].labels["a"] != `q"uote` || s[0].labels["b"] != "c,d" || s[0].value != 3 {
-		t.Errorf("first sample = %+v", s[0])
+	for _, tt := range []struct {
+		name string
+		want map[string]string
+		sum  float64
+	}{
+		{"x_total", map[string]string{"a": `q"uote`, "b": "c,d"}, 3},
+		{"x_total", map[string]string{"a": "line\nbreak \\"}, 4},
+		{"x_total", map[string]string{"b": "c,d"}, 7},
+		{"x_total", nil, 7},
+		{"x_total", map[string]string{"a": "other"}, 0},
+		{"plain", nil, 4.5},
+		{"absent", nil, 0},
+	} {
+		if got := sumOf(families, tt.name, tt.want); got != tt.sum {
+			t.Errorf("sumOf(%s, %v) = %v, want %v", tt.name, tt.want, got, tt.sum)
+		}
 	}
-	if s[1].name != "plain" || s[1].value != 4.5 {
-		t.Errorf("second sample = %+v", s[1])
+	if _, err := parseMetrics("plain 1\nbroken{a=1} 2\n"); err == nil {
+		t.Error("an unquoted label value parsed")
 	}
 }
 

@@ -1,16 +1,16 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
-// clockTicks is USER_HZ, the unit of /proc CPU times (100 on Linux).
+// clockTicks is USER_HZ, the unit of the tick counts in /proc/<pid>/stat
+// (100 on Linux, as procfs's ProcStat.CPUTime assumes too). Only the times
+// of a process's ended children are read as ticks here: procfs gives no
+// seconds for them.
 const clockTicks = 100
 
 // cpuSample is the CPU time used so far by the processes of a run and by
@@ -29,59 +29,38 @@ type cpuSample struct {
 // dbProcessNames are the comm names of database server processes.
 var dbProcessNames = map[string]bool{"postgres": true, "mariadbd": true, "mysqld": true}
 
+// sampleCPU reads the CPU times; one it cannot read (a process that has
+// just ended, say) stays 0.
 func sampleCPU(routerPid int) cpuSample {
 	s := cpuSample{At: time.Now()}
 	if routerPid > 0 {
-		if st, ok := readStat(fmt.Sprintf("/proc/%d/stat", routerPid)); ok {
-			s.Router = st.self
-		}
-	}
-	if st, ok := readStat("/proc/self/stat"); ok {
-		s.Bench = st.self
-	}
-	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, path := range dirs {
-		if st, ok := readStat(path); ok && dbProcessNames[st.comm] {
-			s.DB += st.self + st.children
-		}
-	}
-	if data, err := os.ReadFile("/proc/stat"); err == nil {
-		line, _, _ := strings.Cut(string(data), "\n")
-		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
-		v := func(i int) float64 {
-			if i >= len(f) {
-				return 0
+		if p, err := procfs.NewProc(routerPid); err == nil {
+			if st, err := p.Stat(); err == nil {
+				s.Router = st.CPUTime()
 			}
-			n, _ := strconv.ParseFloat(f[i], 64)
-			return n / clockTicks
 		}
-		s.Idle, s.IOWait = v(4), v(5)
-		s.Busy = v(1) + v(2) + v(3) + v(6) + v(7) + v(8)
+	}
+	if p, err := procfs.Self(); err == nil {
+		if st, err := p.Stat(); err == nil {
+			s.Bench = st.CPUTime()
+		}
+	}
+	if procs, err := procfs.AllProcs(); err == nil {
+		for _, p := range procs {
+			if st, err := p.Stat(); err == nil && dbProcessNames[st.Comm] {
+				s.DB += st.CPUTime() + float64(st.CUTime+st.CSTime)/clockTicks
+			}
+		}
+	}
+	if fs, err := procfs.NewDefaultFS(); err == nil {
+		if st, err := fs.Stat(); err == nil {
+			c := st.CPUTotal
+			s.Idle, s.IOWait = c.Idle, c.Iowait
+			// Guest time is counted in user time already.
+			s.Busy = c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
+		}
 	}
 	return s
-}
-
-type procStat struct {
-	comm           string
-	self, children float64 // utime+stime, cutime+cstime, seconds
-}
-
-func readStat(path string) (procStat, bool) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return procStat{}, false
-	}
-	text := string(data)
-	open, end := strings.IndexByte(text, '('), strings.LastIndexByte(text, ')')
-	if open < 0 || end < open {
-		return procStat{}, false
-	}
-	f := strings.Fields(text[end+1:]) // f[0] is field 3 (state)
-	if len(f) < 15 {
-		return procStat{}, false
-	}
-	n := func(i int) float64 { v, _ := strconv.ParseFloat(f[i], 64); return v / clockTicks }
-	return procStat{comm: text[open+1 : end], self: n(11) + n(12), children: n(13) + n(14)}, true
 }
 
 // CPUUse is where the machine's time went between two samples.
@@ -128,14 +107,13 @@ func cpuBetween(a, b cpuSample) CPUUse {
 // loadAverage is the 1-minute load average, a hint of how busy the machine
 // was when the run started.
 func loadAverage() float64 {
-	data, err := os.ReadFile("/proc/loadavg")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0
 	}
-	f := strings.Fields(string(data))
-	if len(f) == 0 {
+	l, err := fs.LoadAvg()
+	if err != nil {
 		return 0
 	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
+	return l.Load1
 }

@@ -213,7 +213,7 @@ func measureAPI(ctx context.Context, o Options, bin string, d *benchDB, tmp stri
 		return err
 	}
 	time.Sleep(2 * time.Second)
-	if rep.RouterIdleRSSBytes, err = procStatus(proc.Pid(), "VmRSS"); err != nil {
+	if rep.RouterIdleRSSBytes, err = currentRSS(proc.Pid()); err != nil {
 		return err
 	}
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", proc.Pid()), []byte("5"), 0); err != nil {
@@ -291,7 +291,7 @@ func measureAPI(ctx context.Context, o Options, bin string, d *benchDB, tmp stri
 			return err
 		}
 	}
-	if rep.RouterPeakRSSBytes, err = procStatus(proc.Pid(), "VmHWM"); err != nil {
+	if rep.RouterPeakRSSBytes, err = peakRSS(proc.Pid()); err != nil {
 		return err
 	}
 	say("router peak RSS while serving: %s (%+.1f MiB over idle)", mib(rep.RouterPeakRSSBytes), float64(rep.RouterPeakRSSBytes-rep.RouterIdleRSSBytes)/(1<<20))

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/social/user-events-router/configs"
 )
 
@@ -145,21 +147,32 @@ func (p *routerProc) scrape(ctx context.Context) (string, error) {
 }
 
 // peakRSS is the process's resident-set high-water mark (VmHWM), in bytes.
-func peakRSS(pid int) (int64, error) { return procStatus(pid, "VmHWM") }
+func peakRSS(pid int) (int64, error) {
+	st, err := memoryStatus(pid)
+	return int64(st.VmHWM), err
+}
 
-// procStatus reads one "Vm…: N kB" line of /proc/<pid>/status, in bytes.
-func procStatus(pid int, field string) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// currentRSS is the process's resident set (VmRSS), in bytes.
+func currentRSS(pid int) (int64, error) {
+	st, err := memoryStatus(pid)
+	return int64(st.VmRSS), err
+}
+
+// memoryStatus reads /proc/<pid>/status. A process without memory figures
+// there (one that has exited but not been reaped) is an error, not 0 bytes.
+func memoryStatus(pid int) (procfs.ProcStatus, error) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return 0, err
+		return procfs.ProcStatus{}, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb * 1024, err
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		return procfs.ProcStatus{}, err
 	}
-	return 0, errors.New("no " + field + " in /proc/<pid>/status")
+	if st.VmHWM == 0 {
+		return procfs.ProcStatus{}, fmt.Errorf("no memory figures in /proc/%d/status", pid)
+	}
+	return st, nil
 }
 
 // Stop asks the router to shut down (SIGTERM) and kills it if it has not

@@ -152,6 +152,31 @@ func TestAdminTokenRequiredBeyondLoopback(t *testing.T) {
 	}
 }
 
+// TestExposed: only loopback hosts count as unexposed; every interface,
+// another address, a name other than localhost, and an address that is not
+// host:port are all taken as reachable from elsewhere.
+func TestExposed(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8081":   false,
+		"127.0.0.2:8081":   false,
+		"localhost:8081":   false,
+		"LocalHost:8081":   false,
+		"[::1]:8081":       false,
+		":8081":            true,
+		"0.0.0.0:8081":     true,
+		"[::]:8081":        true,
+		"10.0.0.5:8081":    true,
+		"admin.local:8081": true,
+		"8081":             true, // not host:port: assume the worst
+		"":                 true,
+	} {
+		if got := Exposed(addr); got != want {
+			t.Errorf("Exposed(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
 // TestEveryNumberBounded: an absurd value of any numeric variable is
 // refused with a line naming the variable and its range — including the
 // two that used to spin Validate at 100% CPU or overflow the retry budget

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/store"
 )
 
@@ -22,8 +21,8 @@ type AdminOptions struct {
 	DB       *store.DB
 	Replayer *Replayer
 	// Token, when set, is required as "Authorization: Bearer <token>" on
-	// every /admin/ route and on /status. See AdminNeedsToken for when it
-	// must be set.
+	// every /admin/ route and on /status. It must be set when the admin
+	// server is reachable beyond this machine (configs.Exposed).
 	Token  string
 	Logger *slog.Logger
 	// ReadyFunc reports whether the router can take events (see
@@ -117,13 +116,6 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 	}))
 	return mux, nil
 }
-
-// AdminNeedsToken reports whether an admin server on addr is reachable
-// beyond this machine, so it must not run without ADMIN_TOKEN: true unless
-// the host is a loopback address or "localhost". An empty host (":8081")
-// listens on every interface; an address that does not parse counts as
-// exposed.
-func AdminNeedsToken(addr string) bool { return configs.Exposed(addr) }
 
 type admin struct {
 	AdminOptions

@@ -513,28 +513,6 @@ func TestAdminToken(t *testing.T) {
 	}
 }
 
-func TestAdminNeedsToken(t *testing.T) {
-	t.Parallel()
-	for addr, want := range map[string]bool{
-		"127.0.0.1:8081":   false,
-		"127.0.0.2:8081":   false,
-		"localhost:8081":   false,
-		"LocalHost:8081":   false,
-		"[::1]:8081":       false,
-		":8081":            true,
-		"0.0.0.0:8081":     true,
-		"[::]:8081":        true,
-		"10.0.0.5:8081":    true,
-		"admin.local:8081": true,
-		"8081":             true, // not host:port: assume the worst
-		"":                 true,
-	} {
-		if got := router.AdminNeedsToken(addr); got != want {
-			t.Errorf("AdminNeedsToken(%q) = %v, want %v", addr, got, want)
-		}
-	}
-}
-
 func TestNewAdminHandlerValidates(t *testing.T) {
 	t.Parallel()
 	_, err := router.NewAdminHandler(router.AdminOptions{Token: "x"})

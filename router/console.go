@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/store"
 )
 
@@ -158,7 +159,7 @@ func newConsole(a *admin) (*console, error) {
 
 func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	setConsoleHeaders(w)
-	if c.a.Token == "" && AdminNeedsToken(hostPort(r.Host)) {
+	if c.a.Token == "" && configs.Exposed(hostPort(r.Host)) {
 		// Without a token anyone who reaches the page gets a session, so
 		// only loopback may: a DNS name rebound to 127.0.0.1 would make
 		// another site's page same-origin with the console.

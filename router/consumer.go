@@ -22,7 +22,6 @@ type Binding struct {
 	// a failing message on its last delivery instead of stranding it.
 	MaxDeliver int
 	AckWait    time.Duration
-	Created    bool
 	// Limits say what bounds the process's memory (see MemoryBound).
 	Limits DurableLimits
 }
@@ -104,7 +103,6 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg configs.Con
 		Queue:      cc.DeliverGroup,
 		MaxDeliver: cc.MaxDeliver,
 		AckWait:    cc.AckWait,
-		Created:    created,
 		Limits:     LimitsOf(cc, maxMsg),
 	}
 	level := slog.LevelInfo

@@ -17,7 +17,9 @@ import (
 // ErrCommitterClosed is returned by GroupCommitter.Publish after Close.
 var ErrCommitterClosed = errors.New("store: group committer is closed")
 
-// GroupOptions tunes a GroupCommitter.
+// GroupOptions tunes a GroupCommitter. Store has no defaults for the
+// batch, the wait or the workers: the router's are configs.Defaults'
+// COMMIT_BATCH_MAX, COMMIT_BATCH_WAIT and COMMIT_WORKERS.
 type GroupOptions struct {
 	// MaxBatch is the most messages one transaction commits.
 	MaxBatch int
@@ -27,17 +29,15 @@ type GroupOptions struct {
 	MaxWait time.Duration
 	// Workers is how many transactions may be open at once.
 	Workers int
-	// Timeout bounds one transaction.
+	// Timeout bounds one transaction; 0 means 10s.
 	Timeout time.Duration
 	// Committed, if set, is called after each successful transaction with
 	// the number of messages it held.
 	Committed func(messages int)
 }
 
-// DefaultGroupOptions are the settings the router uses unless told otherwise.
-func DefaultGroupOptions() GroupOptions {
-	return GroupOptions{MaxBatch: 500, MaxWait: time.Millisecond, Workers: 2, Timeout: 10 * time.Second}
-}
+// defaultGroupTimeout bounds a transaction when GroupOptions.Timeout is 0.
+const defaultGroupTimeout = 10 * time.Second
 
 // GroupCommitter is a message.Publisher that commits the messages of
 // concurrent Publish calls together: one transaction, one multi-row
@@ -86,7 +86,7 @@ func (db *DB) GroupCommitter(opts GroupOptions) (*GroupCommitter, error) {
 		return nil, fmt.Errorf("store: negative group commit wait %s", opts.MaxWait)
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultGroupOptions().Timeout
+		opts.Timeout = defaultGroupTimeout
 	}
 	g := &GroupCommitter{
 		db: db, adapter: db.SchemaAdapter(), opts: opts,

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
@@ -23,6 +24,13 @@ func commandMessage(ctx context.Context, i int) *message.Message {
 	return msg
 }
 
+// routerGroupOptions are the group commit settings the router runs with by
+// default, taken from configs as serve.go does.
+func routerGroupOptions() store.GroupOptions {
+	d := configs.Defaults()
+	return store.GroupOptions{MaxBatch: d.CommitBatchMax, MaxWait: d.CommitBatchWait, Workers: d.CommitWorkers, Timeout: d.HandlerTimeout}
+}
+
 // TestGroupCommitterCommitsConcurrentCallsTogether: every message of many
 // concurrent calls is stored exactly once, each call's messages in the
 // order given, and in far fewer transactions than calls.
@@ -30,7 +38,7 @@ func TestGroupCommitterCommitsConcurrentCallsTogether(t *testing.T) {
 	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
 		var txns, committed atomic.Int64
-		opts := store.DefaultGroupOptions()
+		opts := routerGroupOptions()
 		opts.MaxBatch = 64
 		opts.Committed = func(n int) { txns.Add(1); committed.Add(int64(n)) }
 		g, err := db.GroupCommitter(opts)
@@ -96,7 +104,7 @@ func TestGroupCommitterCommitsConcurrentCallsTogether(t *testing.T) {
 func TestGroupCommitterIsolatesAFailingCall(t *testing.T) {
 	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
-		opts := store.DefaultGroupOptions()
+		opts := routerGroupOptions()
 		opts.MaxWait = 50 * time.Millisecond // make sure they share a batch
 		opts.Workers = 1
 		g, err := db.GroupCommitter(opts)
@@ -136,7 +144,7 @@ func TestGroupCommitterIsolatesAFailingCall(t *testing.T) {
 // gets its error at once, and Close refuses new calls.
 func TestGroupCommitterStopsWaitingWithTheContext(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
-	g, err := db.GroupCommitter(store.DefaultGroupOptions())
+	g, err := db.GroupCommitter(routerGroupOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +179,7 @@ func TestGroupCommitterRejectsBadOptions(t *testing.T) {
 func TestGroupCommitterFailsEveryCallWithoutADatabase(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
 	var txns atomic.Int64
-	opts := store.DefaultGroupOptions()
+	opts := routerGroupOptions()
 	opts.MaxWait = 50 * time.Millisecond
 	opts.Committed = func(int) { txns.Add(1) }
 	g, err := db.GroupCommitter(opts)
