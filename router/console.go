@@ -377,9 +377,9 @@ type listView struct {
 	Query PoisonQuery
 	// FilterText is the filter alone, URL-encoded: what "all matching"
 	// acts on.
-	FilterText  string
-	Filtered    bool
-	Page        store.PoisonPage
+	FilterText string
+	Filtered   bool
+	Page       store.PoisonPage
 	// Stats are the counts when StatsReady (taken at StatsAt); otherwise
 	// they are still being counted, or StatsError says why they failed.
 	Stats       store.PoisonStats
