@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -640,8 +641,12 @@ func (db *DB) DeletePoisonMatching(ctx context.Context, f PoisonFilter, progress
 	if err != nil {
 		return 0, err
 	}
-	if len(q.conds) == 0 && db.Dialect == SQLite {
-		if n, ok, err := db.truncatePoison(ctx, bound); err != nil || ok {
+	if len(q.conds) == 0 && db.Dialect != Postgres {
+		truncate := db.truncatePoison
+		if db.Dialect == MySQL {
+			truncate = db.truncatePoisonMySQL
+		}
+		if n, ok, err := truncate(ctx, bound); err != nil || ok {
 			if progress != nil && ok {
 				progress(n)
 			}
@@ -713,6 +718,66 @@ func (db *DB) truncatePoison(ctx context.Context, bound int64) (n int, ok bool, 
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	return n, true, nil
+}
+
+// truncatePoisonMySQL empties MySQL's poison table with TRUNCATE TABLE
+// when nothing has arrived past bound. Deleting row by row must compute
+// each row's eight virtual columns from its JSON to find their index
+// entries: 200,000 entries took 25–150 s on MariaDB at its default buffer
+// pool, against well under a second. TRUNCATE is DDL and would start the
+// table's AUTO_INCREMENT at 1 again, under the offsets watermill-sql's
+// consumers have stored, so the table is write-locked from the check to
+// setting AUTO_INCREMENT back past bound. A user without the LOCK TABLES,
+// DROP or ALTER privilege gets ok = false, and the caller deletes in
+// batches.
+func (db *DB) truncatePoisonMySQL(ctx context.Context, bound int64) (n int, ok bool, err error) {
+	conn, err := db.SQL.Conn(ctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	defer conn.Close()
+	table := db.poisonTable()
+	if _, err := conn.ExecContext(ctx, `LOCK TABLES `+table+` WRITE`); err != nil {
+		return 0, false, nil //nolint:nilerr // no privilege: batches instead
+	}
+	// UNLOCK on every path, even when ctx has ended: the connection goes
+	// back to the pool.
+	defer func() {
+		if _, uerr := conn.ExecContext(context.WithoutCancel(ctx), `UNLOCK TABLES`); uerr != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // drop it
+			if err == nil && !ok {
+				err = fmt.Errorf("delete poison entries: unlock: %w", uerr)
+			}
+		}
+	}()
+	var later int
+	if err := conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE `+db.quote("offset")+` > ?`, bound).Scan(&later); err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	if later > 0 {
+		return 0, false, nil
+	}
+	if err := conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n); err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	// MySQL 8 caches information_schema's table figures for a day
+	// unless told not to (MariaDB has no such setting, nor cache).
+	_, _ = conn.ExecContext(ctx, `SET SESSION information_schema_stats_expiry = 0`)
+	var next int64
+	if err := conn.QueryRowContext(ctx, `SELECT AUTO_INCREMENT FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?`,
+		messagesTableName(PoisonTopic)).Scan(&next); err != nil {
+		return 0, false, fmt.Errorf("delete poison entries: %w", err)
+	}
+	next = max(next, bound+1)
+	if _, err := conn.ExecContext(ctx, `TRUNCATE TABLE `+table); err != nil {
+		return 0, false, nil //nolint:nilerr // no DROP privilege: batches instead
+	}
+	// From here the rows are gone; failing to set the counter back is an
+	// error, not a reason to delete in batches.
+	if _, err := conn.ExecContext(ctx, `ALTER TABLE `+table+` AUTO_INCREMENT = `+strconv.FormatInt(next, 10)); err != nil {
+		return n, true, fmt.Errorf("deleted %d poison entries, but could not set the table's AUTO_INCREMENT back to %d (new entries would reuse offsets): %w", n, next, err)
 	}
 	return n, true, nil
 }
