@@ -68,6 +68,8 @@ type APIRequest struct {
 	Status  int     `json:"status"`
 	Seconds float64 `json:"seconds"`
 	Bytes   int     `json:"bytes"`
+	// Note says what a console page showed of its counts.
+	Note string `json:"note,omitempty"`
 }
 
 // poisonBatch is how many entries one seeding insert writes.
@@ -235,6 +237,12 @@ func measureAPI(ctx context.Context, o Options, bin string, d *benchDB, tmp stri
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		r := APIRequest{Path: path, Status: resp.StatusCode, Seconds: time.Since(start).Seconds(), Bytes: len(body)}
+		switch {
+		case bytes.Contains(body, []byte(`id="stats-pending"`)):
+			r.Note = "counts still being taken"
+		case bytes.Contains(body, []byte(`id="stats-at"`)):
+			r.Note = "with counts"
+		}
 		rep.API = append(rep.API, r)
 		say("GET %s: %d, %.3fs, %d bytes", path, r.Status, r.Seconds, r.Bytes)
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -284,6 +292,20 @@ func measureAPI(ctx context.Context, o Options, bin string, d *benchDB, tmp stri
 	} {
 		if _, err := get(path); err != nil {
 			return err
+		}
+	}
+	// The console's pages again, until they show their counts (taken in
+	// the background when they took longer than the page waits).
+	for _, path := range []string{"/admin/ui/", "/admin/ui/?class=panic"} {
+		for deadline := time.Now().Add(time.Minute); ; {
+			body, err := get(path)
+			if err != nil {
+				return err
+			}
+			if !bytes.Contains(body, []byte(`id="stats-pending"`)) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Second)
 		}
 	}
 	if len(page.Entries) > 0 {
@@ -410,7 +432,7 @@ func (r *PoisonReport) WriteText(w io.Writer) {
 		if len(path) > 62 {
 			path = path[:61] + "…"
 		}
-		p("  %-62s %6.3fs  %8d", path, a.Seconds, a.Bytes)
+		p("  %-62s %6.3fs  %8d  %s", path, a.Seconds, a.Bytes, a.Note)
 	}
 	p("  router RSS: idle %s, peak while serving %s (%+.1f MiB)", mib(r.RouterIdleRSSBytes), mib(r.RouterPeakRSSBytes),
 		float64(r.RouterPeakRSSBytes-r.RouterIdleRSSBytes)/(1<<20))
