@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/handlers"
 )
@@ -17,7 +18,7 @@ import (
 // flight is one JetStream message from its arrival until it is settled.
 type flight struct {
 	received  time.Time
-	nm        *nats.Msg
+	jm        jetstream.Msg
 	msg       *message.Message
 	key       string // user id, for per-user order
 	seq       uint64 // stream sequence
@@ -27,9 +28,11 @@ type flight struct {
 }
 
 // Subscriber is the router's JetStream subscriber, a message.Subscriber
-// for one Watermill handler. It differs from watermill-nats's, which
-// holds each subscription until the handler has acked its message (so a
-// process handles only as many messages as it has subscriptions):
+// for one Watermill handler. It takes the push durable's messages as
+// jetstream.Msg, from the one legacy subscription in legacysub.go. It
+// differs from watermill-nats's, which holds each subscription until the
+// handler has acked its message (so a process handles only as many
+// messages as it has subscriptions):
 //
 //   - many messages are in flight at once, up to maxInFlight (and the
 //     durable's MaxAckPending), so the handlers' commits can be grouped
@@ -72,7 +75,7 @@ type Subscriber struct {
 	mu       sync.Mutex
 	seq      *sequencer
 	budget   *budget
-	sub      *nats.Subscription
+	consume  jetstream.ConsumeContext // nil until subscribed
 	out      chan *message.Message
 	closing  chan struct{}
 	senders  sync.WaitGroup // hand-outs not yet sent
@@ -168,42 +171,28 @@ func (s *Subscriber) Subscribe(_ context.Context, topic string) (<-chan *message
 		return nil, errors.New("router: subscriber closed")
 	default:
 	}
-	js, err := s.nc.JetStream()
-	if err != nil {
-		return nil, err
-	}
-	opts := []nats.SubOpt{nats.Bind(s.binding.Stream, s.binding.Durable), nats.ManualAck()}
-	var sub *nats.Subscription
-	if s.binding.Queue != "" {
-		sub, err = js.QueueSubscribe(topic, s.binding.Queue, s.receive, opts...)
-	} else {
-		sub, err = js.Subscribe(topic, s.receive, opts...)
-	}
+	// The durable's MaxAckPending bounds what the broker pushes; the
+	// client must not drop any of it as a slow consumer.
+	cc, err := subscribeLegacy(s.nc, s.binding, topic, s.receive)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to durable %s of stream %s: %w", s.binding.Durable, s.binding.Stream, err)
 	}
-	// The durable's MaxAckPending bounds what the broker pushes; keep the
-	// client from dropping any of it as a slow consumer.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, err
-	}
-	s.sub, s.subbed = sub, true
+	s.consume, s.subbed = cc, true
 	return s.out, nil
 }
 
 // receive is the NATS callback: it runs for one message at a time.
-func (s *Subscriber) receive(nm *nats.Msg) {
+func (s *Subscriber) receive(jm jetstream.Msg) {
 	select {
 	case s.slots <- struct{}{}:
 	case <-s.closing:
-		s.handBack(nm, 0, "shutting down")
+		s.handBack(jm, 0, "shutting down")
 		return
 	}
-	msg, _ := Unmarshaler{}.Unmarshal(nm) // never fails
-	f := &flight{received: time.Now(), nm: nm, msg: msg, key: orderKey(nm.Data), size: msgSize(nm)}
+	msg, _ := Unmarshaler{}.Unmarshal(jm) // never fails
+	f := &flight{received: time.Now(), jm: jm, msg: msg, key: orderKey(jm.Data()), size: msgSize(jm)}
 	msg.SetContext(context.WithValue(context.Background(), flightKey{}, f))
-	if meta, err := nm.Metadata(); err == nil {
+	if meta, err := jm.Metadata(); err == nil {
 		f.seq, f.delivered = meta.Sequence.Stream, meta.NumDelivered
 		f.last = s.binding.MaxDeliver > 0 && meta.NumDelivered >= uint64(s.binding.MaxDeliver)
 	}
@@ -214,7 +203,7 @@ func (s *Subscriber) receive(nm *nats.Msg) {
 		case <-s.closing:
 			s.mu.Unlock()
 			<-s.slots
-			s.handBack(nm, 0, "shutting down")
+			s.handBack(jm, 0, "shutting down")
 			return
 		default:
 		}
@@ -234,7 +223,7 @@ func (s *Subscriber) receive(nm *nats.Msg) {
 			delay := s.seq.away(f, s.budget.handBack(f.size, now), now)
 			s.mu.Unlock()
 			<-s.slots
-			s.handBack(nm, delay, "over MAX_IN_FLIGHT_BYTES: no room for it yet")
+			s.handBack(jm, delay, "over MAX_IN_FLIGHT_BYTES: no room for it yet")
 			return
 		}
 		// Wait for room (or, for a last delivery, which must not be
@@ -259,7 +248,7 @@ func (s *Subscriber) arrive(f *flight) {
 	case holdBack:
 		s.mu.Unlock()
 		<-s.slots
-		s.handBack(f.nm, delay, "an earlier event of the same user is being redelivered")
+		s.handBack(f.jm, delay, "an earlier event of the same user is being redelivered")
 		return
 	case wait:
 		s.budget.admit(f)
@@ -343,9 +332,11 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 		// confirmed, so that the process exits only with its acks applied.
 		var err error
 		if s.isClosing() {
-			err = f.nm.AckSync()
+			ctx, cancel := context.WithTimeout(context.Background(), ackSyncTimeout)
+			err = f.jm.DoubleAck(ctx)
+			cancel()
 		} else {
-			err = f.nm.Ack()
+			err = f.jm.Ack()
 		}
 		if err != nil {
 			// The broker redelivers after its ack wait; the command id
@@ -356,7 +347,7 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 			s.onAck(time.Since(f.received))
 		}
 	} else {
-		s.handBack(f.nm, delay, "handling failed")
+		s.handBack(f.jm, delay, "handling failed")
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -369,7 +360,7 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 	// flight, so that Close, which waits for none to be left, flushes
 	// their NAKs too.
 	for _, h := range holds {
-		s.handBack(h.f.nm, h.delay, "an earlier event of the same user was handed back")
+		s.handBack(h.f.jm, h.delay, "an earlier event of the same user was handed back")
 	}
 	s.mu.Lock()
 	s.inflight -= 1 + len(holds)
@@ -414,7 +405,7 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 	case uv == handOut:
 		go s.handOut(unparked)
 	case uv == holdBack:
-		s.handBack(unparked.nm, udelay, "an earlier event of the same user is being redelivered")
+		s.handBack(unparked.jm, udelay, "an earlier event of the same user is being redelivered")
 		s.mu.Lock()
 		s.inflight--
 		if s.inflight == 0 && s.isClosing() {
@@ -434,19 +425,23 @@ func (s *Subscriber) isClosing() bool {
 	}
 }
 
-// handBack NAKs nm so the broker redelivers it after delay.
-func (s *Subscriber) handBack(nm *nats.Msg, delay time.Duration, why string) {
+// ackSyncTimeout bounds the wait for the broker to confirm an ack sent
+// while closing (what the legacy API's AckSync waited by default).
+const ackSyncTimeout = 5 * time.Second
+
+// handBack NAKs jm so the broker redelivers it after delay.
+func (s *Subscriber) handBack(jm jetstream.Msg, delay time.Duration, why string) {
 	var err error
 	if delay > 0 {
-		err = nm.NakWithDelay(delay)
+		err = jm.NakWithDelay(delay)
 	} else {
-		err = nm.Nak()
+		err = jm.Nak()
 	}
 	if err != nil {
-		s.logger.Warn("nak not sent; the message will be redelivered after the ack wait", "subject", nm.Subject, "reason", why, "error", err)
+		s.logger.Warn("nak not sent; the message will be redelivered after the ack wait", "subject", jm.Subject(), "reason", why, "error", err)
 		return
 	}
-	s.logger.Debug("message handed back to the broker", "subject", nm.Subject, "reason", why, "delay", delay)
+	s.logger.Debug("message handed back to the broker", "subject", jm.Subject(), "reason", why, "delay", delay)
 }
 
 // closeIdle closes idle once; s.mu must be held.
@@ -474,12 +469,12 @@ func (s *Subscriber) Close() error {
 	if s.inflight == 0 {
 		s.closeIdle()
 	}
-	sub := s.sub
+	cc := s.consume
 	s.mu.Unlock()
 	if parked != nil {
 		// Never handed out: straight back to the broker, before it stops
 		// counting in flight (so the flush below sends its NAK too).
-		s.handBack(parked.nm, 0, "shutting down")
+		s.handBack(parked.jm, 0, "shutting down")
 		s.mu.Lock()
 		s.inflight--
 		if s.inflight == 0 {
@@ -489,12 +484,10 @@ func (s *Subscriber) Close() error {
 		<-s.slots
 	}
 	var errs []error
-	if sub != nil {
-		// Drain rather than unsubscribe: messages the client has buffered
-		// still reach receive, which hands them straight back.
-		if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			errs = append(errs, fmt.Errorf("drain subscription: %w", err))
-		}
+	if cc != nil {
+		// Drain rather than stop: messages the client has buffered still
+		// reach receive, which hands them straight back.
+		cc.Drain()
 	}
 	select {
 	case <-s.idle:
