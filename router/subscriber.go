@@ -462,6 +462,8 @@ func (s *Subscriber) Close() error {
 		return nil
 	}
 	defer close(s.closed)
+	expired := time.NewTimer(s.timeout)
+	defer expired.Stop()
 	s.mu.Lock()
 	close(s.closing)
 	parked := s.budget.parked
@@ -484,15 +486,37 @@ func (s *Subscriber) Close() error {
 		<-s.slots
 	}
 	var errs []error
+	timedOut := false
 	if cc != nil {
 		// Drain rather than stop: messages the client has buffered still
-		// reach receive, which hands them straight back.
+		// reach receive, which hands them straight back. Closed says when
+		// receive has returned for the last of them, so that the flush
+		// below sends their NAKs too. Not in a broker outage: the drain
+		// would first wait for a round trip to the broker, and nothing
+		// reaches it anyway.
 		cc.Drain()
+		if s.nc.IsConnected() {
+			select {
+			case <-cc.Closed():
+			case <-expired.C:
+				timedOut = true
+				errs = append(errs, fmt.Errorf("router: subscription not drained after %s; what the client still holds comes back after the ack wait", s.timeout))
+			}
+		}
 	}
-	select {
-	case <-s.idle:
-	case <-time.After(s.timeout):
-		errs = append(errs, fmt.Errorf("router: %d messages still in flight after %s; the broker will redeliver them", s.InFlight(), s.timeout))
+	if !timedOut {
+		select {
+		case <-s.idle:
+		case <-expired.C:
+			timedOut = true
+		}
+	}
+	if timedOut {
+		select {
+		case <-s.idle:
+		default:
+			errs = append(errs, fmt.Errorf("router: %d messages still in flight after %s; the broker will redeliver them", s.InFlight(), s.timeout))
+		}
 	}
 	s.senders.Wait()
 	close(s.out)
