@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -27,8 +28,31 @@ import (
 // SetPendingLimits does it (and even raises the limits itself for a
 // durable with a max ack pending over the default, in js.go's subscribe).
 //
-// The subscriber sees a jetstream.ConsumeContext and jetstream.Msg, as
-// from PushConsumer.Consume.
+// Whether the defaults suffice depends on the durable (see
+// pendingLimitsNeeded); where they do not, the subscriber subscribes here,
+// and sees the same jetstream.ConsumeContext and jetstream.Msg either way.
+
+// pendingLimitsNeeded says why a durable with limits l needs pending limits
+// the jetstream package cannot set, or "" when its defaults are enough:
+// when the broker can never push more than they hold, and a message the
+// client dropped all the same (a redelivery pushed while the first
+// delivery still waits in the client, past the ack wait) would cost a
+// trip, not a delivery.
+func pendingLimitsNeeded(l DurableLimits) string {
+	switch {
+	case !l.ByteBounded():
+		// The subscriber waits for room with what the broker pushed held
+		// in the client (see Subscriber).
+		return fmt.Sprintf("the durable has max deliver %d: what the broker pushes waits in the client for room, and a message it dropped would spend a delivery", l.MaxDeliver)
+	case l.MaxAckPending <= 0:
+		return "the durable's max ack pending is unlimited: the broker may push more than the client's default pending limits"
+	case l.MaxAckPending > nats.DefaultSubPendingMsgsLimit,
+		int64(l.MaxAckPending)*l.MaxMsgBytes > nats.DefaultSubPendingBytesLimit:
+		return fmt.Sprintf("the durable's max ack pending × the largest message (%d × %s) is more than the client's default pending limits (%d messages, %s)",
+			l.MaxAckPending, byteSize(l.MaxMsgBytes), nats.DefaultSubPendingMsgsLimit, byteSize(nats.DefaultSubPendingBytesLimit))
+	}
+	return ""
+}
 
 // subscribeLegacy binds a subscription to the durable of b (in its deliver
 // group, if it has one) through the legacy API, with no pending limits: the

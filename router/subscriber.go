@@ -28,11 +28,13 @@ type flight struct {
 }
 
 // Subscriber is the router's JetStream subscriber, a message.Subscriber
-// for one Watermill handler. It takes the push durable's messages as
-// jetstream.Msg, from the one legacy subscription in legacysub.go. It
-// differs from watermill-nats's, which holds each subscription until the
-// handler has acked its message (so a process handles only as many
-// messages as it has subscriptions):
+// for one Watermill handler. It consumes the push durable through nats.go's
+// jetstream package (PushConsumer.Consume), or, where the client's default
+// pending limits could drop what the durable lets the broker push, through
+// the one legacy subscription in legacysub.go. It differs from
+// watermill-nats's, which holds each subscription until the handler has
+// acked its message (so a process handles only as many messages as it has
+// subscriptions):
 //
 //   - many messages are in flight at once, up to maxInFlight (and the
 //     durable's MaxAckPending), so the handlers' commits can be grouped
@@ -59,6 +61,7 @@ type flight struct {
 //     per-attempt timeout bounds them.
 type Subscriber struct {
 	nc      *nats.Conn
+	js      jetstream.JetStream
 	binding Binding
 	backoff Backoff
 	timeout time.Duration // for Close
@@ -76,6 +79,7 @@ type Subscriber struct {
 	seq      *sequencer
 	budget   *budget
 	consume  jetstream.ConsumeContext // nil until subscribed
+	api      string                   // what consume is: apiJetStream or apiLegacy
 	out      chan *message.Message
 	closing  chan struct{}
 	senders  sync.WaitGroup // hand-outs not yet sent
@@ -114,6 +118,10 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 	if o.MaxInFlightBytes < 1 {
 		return nil, fmt.Errorf("router: max in flight bytes must be at least 1, got %d", o.MaxInFlightBytes)
 	}
+	js, err := jetstream.New(o.Conn)
+	if err != nil {
+		return nil, err
+	}
 	// A message held back for order comes back one first-NAK delay after
 	// the one it waits for; an outstanding one is forgotten an ack wait
 	// after it was due.
@@ -123,7 +131,7 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 		grace = 30 * time.Second
 	}
 	return &Subscriber{
-		nc: o.Conn, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger, onAck: o.OnAck,
+		nc: o.Conn, js: js, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger, onAck: o.OnAck,
 		slots:           make(chan struct{}, o.MaxInFlight),
 		workers:         newWorkers(o.MaxInFlight),
 		handBackForRoom: o.Binding.MaxDeliver <= 0,
@@ -157,10 +165,16 @@ func (s *Subscriber) InFlightBytes() int64 {
 	return n
 }
 
+// The ways the subscriber consumes its durable (Subscriber.api).
+const (
+	apiJetStream = "jetstream" // PushConsumer.Consume
+	apiLegacy    = "legacy"    // subscribeLegacy, for its pending limits
+)
+
 // Subscribe implements message.Subscriber. topic is the durable's filter
 // subject; the subscription is bound to the durable (in its deliver group,
 // if it has one). It may be called once.
-func (s *Subscriber) Subscribe(_ context.Context, topic string) (<-chan *message.Message, error) {
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.subbed {
@@ -172,13 +186,56 @@ func (s *Subscriber) Subscribe(_ context.Context, topic string) (<-chan *message
 	default:
 	}
 	// The durable's MaxAckPending bounds what the broker pushes; the
-	// client must not drop any of it as a slow consumer.
-	cc, err := subscribeLegacy(s.nc, s.binding, topic, s.receive)
+	// client must not drop any of it as a slow consumer. Where its default
+	// pending limits might, only the legacy API can lift them.
+	api, why := apiJetStream, pendingLimitsNeeded(s.binding.Limits)
+	var cc jetstream.ConsumeContext
+	var err error
+	if why != "" {
+		api = apiLegacy
+		cc, err = subscribeLegacy(s.nc, s.binding, topic, s.receive)
+	} else {
+		cc, err = s.consumeDurable(ctx, topic)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to durable %s of stream %s: %w", s.binding.Durable, s.binding.Stream, err)
 	}
-	s.consume, s.subbed = cc, true
+	s.consume, s.api, s.subbed = cc, api, true
+	if why != "" {
+		s.logger.Info("consuming the durable through nats.go's legacy JetStream API, which alone lifts the client's pending limits",
+			"durable", s.binding.Durable, "deliver_group", s.binding.Queue, "reason", why)
+	} else {
+		s.logger.Info("consuming the durable through nats.go's jetstream package",
+			"durable", s.binding.Durable, "deliver_group", s.binding.Queue)
+	}
 	return s.out, nil
+}
+
+// consumeDurable consumes the push durable with PushConsumer.Consume,
+// after the checks the legacy API's bind makes: topic is the durable's
+// filter subject, and a durable without a deliver group has no other
+// subscriber (which would get every message too). Consume subscribes in
+// the durable's deliver group, if it has one.
+func (s *Subscriber) consumeDurable(ctx context.Context, topic string) (jetstream.ConsumeContext, error) {
+	c, err := s.js.PushConsumer(ctx, s.binding.Stream, s.binding.Durable)
+	if err != nil {
+		return nil, err
+	}
+	info := c.CachedInfo()
+	switch cc := info.Config; {
+	case cc.FilterSubject != "" && cc.FilterSubject != topic:
+		return nil, fmt.Errorf("the durable filters %q, not %q", cc.FilterSubject, topic)
+	case cc.DeliverGroup != s.binding.Queue:
+		return nil, fmt.Errorf("the durable's deliver group is now %q, not %q", cc.DeliverGroup, s.binding.Queue)
+	case cc.DeliverGroup == "" && info.PushBound:
+		return nil, errors.New("the durable has no deliver group, and another subscriber already")
+	}
+	return c.Consume(s.receive, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// Missed heartbeats, a leadership change: the durable keeps its
+		// state, and what is not acked comes back. (Called with the
+		// consume context locked: it must not be stopped from here.)
+		s.logger.Warn("jetstream consumer error", "durable", s.binding.Durable, "error", err)
+	}))
 }
 
 // receive is the NATS callback: it runs for one message at a time.
