@@ -320,10 +320,11 @@ func (s *Subscriber) arrive(f *flight) {
 	s.handOut(f)
 }
 
-// handOut gives f to the handler (the Watermill router runs each message
-// it receives in its own goroutine). The caller has added to s.senders,
-// which counts hand-outs not yet sent: Close may close the output channel
-// only once there are none.
+// handOut gives f to the Watermill router, whose goroutine for the message
+// runs the handler chain on one of a fixed set of workers (see Middleware
+// and workers). The caller has added to s.senders, which counts hand-outs
+// not yet sent: Close may close the output channel only once there are
+// none.
 func (s *Subscriber) handOut(f *flight) {
 	select {
 	case s.out <- f.msg:
@@ -342,9 +343,10 @@ type flightKey struct{}
 // returned no error (the command is committed), NAK with the backoff delay
 // otherwise, or when it panicked. It must be the outermost middleware —
 // Router.New adds it first — so that what it sees is what Watermill's own
-// ack or nack will be. Settling in the handler's goroutine, instead of one
-// more goroutine per message waiting for Watermill's ack, is cheaper, and
-// lets the user's next message go without a hop.
+// ack or nack will be. The handler runs on a worker (see workers), and the
+// settling right after it, on the same worker: cheaper than one more
+// goroutine per message waiting for Watermill's ack, and it lets the
+// user's next message go without a hop.
 func (s *Subscriber) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) (out []*message.Message, err error) {
 		f, ok := msg.Context().Value(flightKey{}).(*flight)
@@ -453,8 +455,9 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 		<-s.slots
 	}
 	if next != nil {
-		// Not in this goroutine: it may be a handler's, which Watermill
-		// is waiting for.
+		// Not in this goroutine: it may be a worker's, which the handler
+		// call (and Watermill's goroutine for it) is waiting for, and
+		// handOut waits until the router reads.
 		go s.handOut(next)
 	}
 	switch {
