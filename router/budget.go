@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/configs"
@@ -89,9 +88,9 @@ func (b *budget) handBack(size int64, now time.Time) time.Time {
 
 // msgSize is what a message counts against the budget: its payload and
 // headers, the bytes the NATS client holds for it.
-func msgSize(nm *nats.Msg) int64 {
-	n := len(nm.Data) + len(nm.Subject) + len(nm.Reply)
-	for k, vs := range nm.Header {
+func msgSize(m jetstream.Msg) int64 {
+	n := len(m.Data()) + len(m.Subject()) + len(m.Reply())
+	for k, vs := range m.Headers() {
 		for _, v := range vs {
 			n += len(k) + len(v)
 		}

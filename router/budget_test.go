@@ -101,9 +101,20 @@ func TestSequencerAwayKeepsUserOrder(t *testing.T) {
 	}
 }
 
+// fakeMsg is a jetstream.Msg with the fields of nm; any other method panics.
+type fakeMsg struct {
+	jetstream.Msg
+	nm *nats.Msg
+}
+
+func (f fakeMsg) Data() []byte         { return f.nm.Data }
+func (f fakeMsg) Headers() nats.Header { return f.nm.Header }
+func (f fakeMsg) Subject() string      { return f.nm.Subject }
+func (f fakeMsg) Reply() string        { return f.nm.Reply }
+
 func TestMsgSize(t *testing.T) {
 	nm := &nats.Msg{Subject: "user.events.created", Reply: "$JS.ACK.x", Data: make([]byte, 1000), Header: nats.Header{"K": {"vv"}}}
-	if got, want := msgSize(nm), int64(1000+len(nm.Subject)+len(nm.Reply)+3); got != want {
+	if got, want := msgSize(fakeMsg{nm: nm}), int64(1000+len(nm.Subject)+len(nm.Reply)+3); got != want {
 		t.Fatalf("msgSize = %d, want %d", got, want)
 	}
 }

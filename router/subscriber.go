@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/handlers"
 )
@@ -17,7 +18,7 @@ import (
 // flight is one JetStream message from its arrival until it is settled.
 type flight struct {
 	received  time.Time
-	nm        *nats.Msg
+	jm        jetstream.Msg
 	msg       *message.Message
 	key       string // user id, for per-user order
 	seq       uint64 // stream sequence
@@ -27,9 +28,13 @@ type flight struct {
 }
 
 // Subscriber is the router's JetStream subscriber, a message.Subscriber
-// for one Watermill handler. It differs from watermill-nats's, which
-// holds each subscription until the handler has acked its message (so a
-// process handles only as many messages as it has subscriptions):
+// for one Watermill handler. It consumes the push durable through nats.go's
+// jetstream package (PushConsumer.Consume), or, where the client's default
+// pending limits could drop what the durable lets the broker push, through
+// the one legacy subscription in legacysub.go. It differs from
+// watermill-nats's, which holds each subscription until the handler has
+// acked its message (so a process handles only as many messages as it has
+// subscriptions):
 //
 //   - many messages are in flight at once, up to maxInFlight (and the
 //     durable's MaxAckPending), so the handlers' commits can be grouped
@@ -56,6 +61,7 @@ type flight struct {
 //     per-attempt timeout bounds them.
 type Subscriber struct {
 	nc      *nats.Conn
+	js      jetstream.JetStream
 	binding Binding
 	backoff Backoff
 	timeout time.Duration // for Close
@@ -72,7 +78,8 @@ type Subscriber struct {
 	mu       sync.Mutex
 	seq      *sequencer
 	budget   *budget
-	sub      *nats.Subscription
+	consume  jetstream.ConsumeContext // nil until subscribed
+	api      string                   // what consume is: apiJetStream or apiLegacy
 	out      chan *message.Message
 	closing  chan struct{}
 	senders  sync.WaitGroup // hand-outs not yet sent
@@ -111,6 +118,10 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 	if o.MaxInFlightBytes < 1 {
 		return nil, fmt.Errorf("router: max in flight bytes must be at least 1, got %d", o.MaxInFlightBytes)
 	}
+	js, err := jetstream.New(o.Conn)
+	if err != nil {
+		return nil, err
+	}
 	// A message held back for order comes back one first-NAK delay after
 	// the one it waits for; an outstanding one is forgotten an ack wait
 	// after it was due.
@@ -120,7 +131,7 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 		grace = 30 * time.Second
 	}
 	return &Subscriber{
-		nc: o.Conn, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger, onAck: o.OnAck,
+		nc: o.Conn, js: js, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger, onAck: o.OnAck,
 		slots:           make(chan struct{}, o.MaxInFlight),
 		workers:         newWorkers(o.MaxInFlight),
 		handBackForRoom: o.Binding.MaxDeliver <= 0,
@@ -154,10 +165,16 @@ func (s *Subscriber) InFlightBytes() int64 {
 	return n
 }
 
+// The ways the subscriber consumes its durable (Subscriber.api).
+const (
+	apiJetStream = "jetstream" // PushConsumer.Consume
+	apiLegacy    = "legacy"    // subscribeLegacy, for its pending limits
+)
+
 // Subscribe implements message.Subscriber. topic is the durable's filter
 // subject; the subscription is bound to the durable (in its deliver group,
 // if it has one). It may be called once.
-func (s *Subscriber) Subscribe(_ context.Context, topic string) (<-chan *message.Message, error) {
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.subbed {
@@ -168,42 +185,71 @@ func (s *Subscriber) Subscribe(_ context.Context, topic string) (<-chan *message
 		return nil, errors.New("router: subscriber closed")
 	default:
 	}
-	js, err := s.nc.JetStream()
-	if err != nil {
-		return nil, err
-	}
-	opts := []nats.SubOpt{nats.Bind(s.binding.Stream, s.binding.Durable), nats.ManualAck()}
-	var sub *nats.Subscription
-	if s.binding.Queue != "" {
-		sub, err = js.QueueSubscribe(topic, s.binding.Queue, s.receive, opts...)
+	// The durable's MaxAckPending bounds what the broker pushes; the
+	// client must not drop any of it as a slow consumer. Where its default
+	// pending limits might, only the legacy API can lift them.
+	api, why := apiJetStream, pendingLimitsNeeded(s.binding.Limits)
+	var cc jetstream.ConsumeContext
+	var err error
+	if why != "" {
+		api = apiLegacy
+		cc, err = subscribeLegacy(s.nc, s.binding, topic, s.receive)
 	} else {
-		sub, err = js.Subscribe(topic, s.receive, opts...)
+		cc, err = s.consumeDurable(ctx, topic)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to durable %s of stream %s: %w", s.binding.Durable, s.binding.Stream, err)
 	}
-	// The durable's MaxAckPending bounds what the broker pushes; keep the
-	// client from dropping any of it as a slow consumer.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, err
+	s.consume, s.api, s.subbed = cc, api, true
+	if why != "" {
+		s.logger.Info("consuming the durable through nats.go's legacy JetStream API, which alone lifts the client's pending limits",
+			"durable", s.binding.Durable, "deliver_group", s.binding.Queue, "reason", why)
+	} else {
+		s.logger.Info("consuming the durable through nats.go's jetstream package",
+			"durable", s.binding.Durable, "deliver_group", s.binding.Queue)
 	}
-	s.sub, s.subbed = sub, true
 	return s.out, nil
 }
 
+// consumeDurable consumes the push durable with PushConsumer.Consume,
+// after the checks the legacy API's bind makes: topic is the durable's
+// filter subject, and a durable without a deliver group has no other
+// subscriber (which would get every message too). Consume subscribes in
+// the durable's deliver group, if it has one.
+func (s *Subscriber) consumeDurable(ctx context.Context, topic string) (jetstream.ConsumeContext, error) {
+	c, err := s.js.PushConsumer(ctx, s.binding.Stream, s.binding.Durable)
+	if err != nil {
+		return nil, err
+	}
+	info := c.CachedInfo()
+	switch cc := info.Config; {
+	case cc.FilterSubject != "" && cc.FilterSubject != topic:
+		return nil, fmt.Errorf("the durable filters %q, not %q", cc.FilterSubject, topic)
+	case cc.DeliverGroup != s.binding.Queue:
+		return nil, fmt.Errorf("the durable's deliver group is now %q, not %q", cc.DeliverGroup, s.binding.Queue)
+	case cc.DeliverGroup == "" && info.PushBound:
+		return nil, errors.New("the durable has no deliver group, and another subscriber already")
+	}
+	return c.Consume(s.receive, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// Missed heartbeats, a leadership change: the durable keeps its
+		// state, and what is not acked comes back. (Called with the
+		// consume context locked: it must not be stopped from here.)
+		s.logger.Warn("jetstream consumer error", "durable", s.binding.Durable, "error", err)
+	}))
+}
+
 // receive is the NATS callback: it runs for one message at a time.
-func (s *Subscriber) receive(nm *nats.Msg) {
+func (s *Subscriber) receive(jm jetstream.Msg) {
 	select {
 	case s.slots <- struct{}{}:
 	case <-s.closing:
-		s.handBack(nm, 0, "shutting down")
+		s.handBack(jm, 0, "shutting down")
 		return
 	}
-	msg, _ := Unmarshaler{}.Unmarshal(nm) // never fails
-	f := &flight{received: time.Now(), nm: nm, msg: msg, key: orderKey(nm.Data), size: msgSize(nm)}
+	msg, _ := Unmarshaler{}.Unmarshal(jm) // never fails
+	f := &flight{received: time.Now(), jm: jm, msg: msg, key: orderKey(jm.Data()), size: msgSize(jm)}
 	msg.SetContext(context.WithValue(context.Background(), flightKey{}, f))
-	if meta, err := nm.Metadata(); err == nil {
+	if meta, err := jm.Metadata(); err == nil {
 		f.seq, f.delivered = meta.Sequence.Stream, meta.NumDelivered
 		f.last = s.binding.MaxDeliver > 0 && meta.NumDelivered >= uint64(s.binding.MaxDeliver)
 	}
@@ -214,7 +260,7 @@ func (s *Subscriber) receive(nm *nats.Msg) {
 		case <-s.closing:
 			s.mu.Unlock()
 			<-s.slots
-			s.handBack(nm, 0, "shutting down")
+			s.handBack(jm, 0, "shutting down")
 			return
 		default:
 		}
@@ -234,7 +280,7 @@ func (s *Subscriber) receive(nm *nats.Msg) {
 			delay := s.seq.away(f, s.budget.handBack(f.size, now), now)
 			s.mu.Unlock()
 			<-s.slots
-			s.handBack(nm, delay, "over MAX_IN_FLIGHT_BYTES: no room for it yet")
+			s.handBack(jm, delay, "over MAX_IN_FLIGHT_BYTES: no room for it yet")
 			return
 		}
 		// Wait for room (or, for a last delivery, which must not be
@@ -259,7 +305,7 @@ func (s *Subscriber) arrive(f *flight) {
 	case holdBack:
 		s.mu.Unlock()
 		<-s.slots
-		s.handBack(f.nm, delay, "an earlier event of the same user is being redelivered")
+		s.handBack(f.jm, delay, "an earlier event of the same user is being redelivered")
 		return
 	case wait:
 		s.budget.admit(f)
@@ -274,10 +320,11 @@ func (s *Subscriber) arrive(f *flight) {
 	s.handOut(f)
 }
 
-// handOut gives f to the handler (the Watermill router runs each message
-// it receives in its own goroutine). The caller has added to s.senders,
-// which counts hand-outs not yet sent: Close may close the output channel
-// only once there are none.
+// handOut gives f to the Watermill router, whose goroutine for the message
+// runs the handler chain on one of a fixed set of workers (see Middleware
+// and workers). The caller has added to s.senders, which counts hand-outs
+// not yet sent: Close may close the output channel only once there are
+// none.
 func (s *Subscriber) handOut(f *flight) {
 	select {
 	case s.out <- f.msg:
@@ -296,9 +343,10 @@ type flightKey struct{}
 // returned no error (the command is committed), NAK with the backoff delay
 // otherwise, or when it panicked. It must be the outermost middleware —
 // Router.New adds it first — so that what it sees is what Watermill's own
-// ack or nack will be. Settling in the handler's goroutine, instead of one
-// more goroutine per message waiting for Watermill's ack, is cheaper, and
-// lets the user's next message go without a hop.
+// ack or nack will be. The handler runs on a worker (see workers), and the
+// settling right after it, on the same worker: cheaper than one more
+// goroutine per message waiting for Watermill's ack, and it lets the
+// user's next message go without a hop.
 func (s *Subscriber) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) (out []*message.Message, err error) {
 		f, ok := msg.Context().Value(flightKey{}).(*flight)
@@ -343,9 +391,11 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 		// confirmed, so that the process exits only with its acks applied.
 		var err error
 		if s.isClosing() {
-			err = f.nm.AckSync()
+			ctx, cancel := context.WithTimeout(context.Background(), ackSyncTimeout)
+			err = f.jm.DoubleAck(ctx)
+			cancel()
 		} else {
-			err = f.nm.Ack()
+			err = f.jm.Ack()
 		}
 		if err != nil {
 			// The broker redelivers after its ack wait; the command id
@@ -356,7 +406,7 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 			s.onAck(time.Since(f.received))
 		}
 	} else {
-		s.handBack(f.nm, delay, "handling failed")
+		s.handBack(f.jm, delay, "handling failed")
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -369,7 +419,7 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 	// flight, so that Close, which waits for none to be left, flushes
 	// their NAKs too.
 	for _, h := range holds {
-		s.handBack(h.f.nm, h.delay, "an earlier event of the same user was handed back")
+		s.handBack(h.f.jm, h.delay, "an earlier event of the same user was handed back")
 	}
 	s.mu.Lock()
 	s.inflight -= 1 + len(holds)
@@ -405,8 +455,9 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 		<-s.slots
 	}
 	if next != nil {
-		// Not in this goroutine: it may be a handler's, which Watermill
-		// is waiting for.
+		// Not in this goroutine: it may be a worker's, which the handler
+		// call (and Watermill's goroutine for it) is waiting for, and
+		// handOut waits until the router reads.
 		go s.handOut(next)
 	}
 	switch {
@@ -414,7 +465,7 @@ func (s *Subscriber) settle(f *flight, ok bool, delay time.Duration) {
 	case uv == handOut:
 		go s.handOut(unparked)
 	case uv == holdBack:
-		s.handBack(unparked.nm, udelay, "an earlier event of the same user is being redelivered")
+		s.handBack(unparked.jm, udelay, "an earlier event of the same user is being redelivered")
 		s.mu.Lock()
 		s.inflight--
 		if s.inflight == 0 && s.isClosing() {
@@ -434,19 +485,23 @@ func (s *Subscriber) isClosing() bool {
 	}
 }
 
-// handBack NAKs nm so the broker redelivers it after delay.
-func (s *Subscriber) handBack(nm *nats.Msg, delay time.Duration, why string) {
+// ackSyncTimeout bounds the wait for the broker to confirm an ack sent
+// while closing (what the legacy API's AckSync waited by default).
+const ackSyncTimeout = 5 * time.Second
+
+// handBack NAKs jm so the broker redelivers it after delay.
+func (s *Subscriber) handBack(jm jetstream.Msg, delay time.Duration, why string) {
 	var err error
 	if delay > 0 {
-		err = nm.NakWithDelay(delay)
+		err = jm.NakWithDelay(delay)
 	} else {
-		err = nm.Nak()
+		err = jm.Nak()
 	}
 	if err != nil {
-		s.logger.Warn("nak not sent; the message will be redelivered after the ack wait", "subject", nm.Subject, "reason", why, "error", err)
+		s.logger.Warn("nak not sent; the message will be redelivered after the ack wait", "subject", jm.Subject(), "reason", why, "error", err)
 		return
 	}
-	s.logger.Debug("message handed back to the broker", "subject", nm.Subject, "reason", why, "delay", delay)
+	s.logger.Debug("message handed back to the broker", "subject", jm.Subject(), "reason", why, "delay", delay)
 }
 
 // closeIdle closes idle once; s.mu must be held.
@@ -467,6 +522,8 @@ func (s *Subscriber) Close() error {
 		return nil
 	}
 	defer close(s.closed)
+	expired := time.NewTimer(s.timeout)
+	defer expired.Stop()
 	s.mu.Lock()
 	close(s.closing)
 	parked := s.budget.parked
@@ -474,12 +531,12 @@ func (s *Subscriber) Close() error {
 	if s.inflight == 0 {
 		s.closeIdle()
 	}
-	sub := s.sub
+	cc := s.consume
 	s.mu.Unlock()
 	if parked != nil {
 		// Never handed out: straight back to the broker, before it stops
 		// counting in flight (so the flush below sends its NAK too).
-		s.handBack(parked.nm, 0, "shutting down")
+		s.handBack(parked.jm, 0, "shutting down")
 		s.mu.Lock()
 		s.inflight--
 		if s.inflight == 0 {
@@ -489,17 +546,37 @@ func (s *Subscriber) Close() error {
 		<-s.slots
 	}
 	var errs []error
-	if sub != nil {
-		// Drain rather than unsubscribe: messages the client has buffered
-		// still reach receive, which hands them straight back.
-		if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			errs = append(errs, fmt.Errorf("drain subscription: %w", err))
+	timedOut := false
+	if cc != nil {
+		// Drain rather than stop: messages the client has buffered still
+		// reach receive, which hands them straight back. Closed says when
+		// receive has returned for the last of them, so that the flush
+		// below sends their NAKs too. Not in a broker outage: the drain
+		// would first wait for a round trip to the broker, and nothing
+		// reaches it anyway.
+		cc.Drain()
+		if s.nc.IsConnected() {
+			select {
+			case <-cc.Closed():
+			case <-expired.C:
+				timedOut = true
+				errs = append(errs, fmt.Errorf("router: subscription not drained after %s; what the client still holds comes back after the ack wait", s.timeout))
+			}
 		}
 	}
-	select {
-	case <-s.idle:
-	case <-time.After(s.timeout):
-		errs = append(errs, fmt.Errorf("router: %d messages still in flight after %s; the broker will redeliver them", s.InFlight(), s.timeout))
+	if !timedOut {
+		select {
+		case <-s.idle:
+		case <-expired.C:
+			timedOut = true
+		}
+	}
+	if timedOut {
+		select {
+		case <-s.idle:
+		default:
+			errs = append(errs, fmt.Errorf("router: %d messages still in flight after %s; the broker will redeliver them", s.InFlight(), s.timeout))
+		}
 	}
 	s.senders.Wait()
 	close(s.out)

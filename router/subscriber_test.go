@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/configs"
@@ -23,6 +23,30 @@ import (
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/routertest"
 )
+
+// consumeAPI is one of the two ways the subscriber consumes its durable
+// (see router.Subscriber), with the durable's max ack pending that selects
+// it on a server that takes messages of up to 1 MiB: the default 1,000 ×
+// 1 MiB is more than the NATS client's default pending limits (64 MiB),
+// which only the legacy API lifts; 64 × 1 MiB is not. A durable with a
+// max deliver is always consumed through the legacy API.
+type consumeAPI struct {
+	name          string
+	maxAckPending int
+	logs          string // what the subscriber logs as it subscribes
+}
+
+var (
+	jetstreamAPI = consumeAPI{"jetstream", 64, "through nats.go's jetstream package"}
+	legacyAPI    = consumeAPI{"legacy", 1000, "through nats.go's legacy JetStream API"}
+)
+
+// eachAPI runs test once on each way of consuming.
+func eachAPI(t *testing.T, test func(t *testing.T, api consumeAPI)) {
+	for _, api := range []consumeAPI{jetstreamAPI, legacyAPI} {
+		t.Run(api.name, func(t *testing.T) { test(t, api) })
+	}
+}
 
 // routerFixture is a nats-server holding the Auth Service's stream and the
 // router's durable, for a router under test.
@@ -32,13 +56,37 @@ type routerFixture struct {
 	cfg     configs.Config
 	binding router.Binding
 	logger  *slog.Logger
+	logs    *syncBuffer
+	api     consumeAPI // the routers' subscribers must use it
 }
 
-func newRouterFixture(t *testing.T, cfg configs.Config) *routerFixture {
+// syncBuffer is a log destination the routers write to while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// newRouterFixture makes the durable of cfg, with the max ack pending of
+// api, which its routers' subscribers must then consume through.
+func newRouterFixture(t *testing.T, cfg configs.Config, api consumeAPI) *routerFixture {
 	t.Helper()
+	cfg.MaxAckPending = api.maxAckPending
 	srv := routertest.StartServer(t)
-	f := &routerFixture{js: routertest.JetStream(t, srv.URL), url: srv.URL, cfg: cfg,
-		logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	logs := &syncBuffer{}
+	f := &routerFixture{js: routertest.JetStream(t, srv.URL), url: srv.URL, cfg: cfg, api: api, logs: logs,
+		logger: slog.New(slog.NewTextHandler(logs, nil))}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := router.EnsureStream(ctx, f.js, cfg.Stream, f.logger); err != nil {
@@ -55,7 +103,13 @@ func newRouterFixture(t *testing.T, cfg configs.Config) *routerFixture {
 // closed and ran without error.
 func (f *routerFixture) start(t *testing.T, handle message.NoPublishHandlerFunc) (r *router.Router, stop func()) {
 	t.Helper()
-	r, err := router.New(router.Options{Config: f.cfg, Binding: f.binding, Conn: routertest.Conn(t, f.url), Logger: f.logger, Handle: handle})
+	return f.startOn(t, routertest.Conn(t, f.url), handle)
+}
+
+// startOn is start on the connection nc.
+func (f *routerFixture) startOn(t *testing.T, nc *nats.Conn, handle message.NoPublishHandlerFunc) (r *router.Router, stop func()) {
+	t.Helper()
+	r, err := router.New(router.Options{Config: f.cfg, Binding: f.binding, Conn: nc, Logger: f.logger, Handle: handle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +122,9 @@ func (f *routerFixture) start(t *testing.T, handle message.NoPublishHandlerFunc)
 		}
 		if err := <-done; err != nil {
 			t.Fatalf("run: %v", err)
+		}
+		if !strings.Contains(f.logs.String(), f.api.logs) {
+			t.Errorf("the subscriber did not consume %s; its log:\n%s", f.api.logs, f.logs.String())
 		}
 	}
 }
@@ -85,21 +142,21 @@ func (f *routerFixture) drained(t *testing.T) {
 // (with failEvery > 0) fails the first delivery of every failEvery-th event.
 // It returns, per user, the event numbers in the order they were "committed"
 // (recorded under a lock when the handler succeeds).
-func orderRun(t *testing.T, users, perUser, failEvery int) map[string][]int {
+func orderRun(t *testing.T, api consumeAPI, users, perUser, failEvery int) map[string][]int {
 	t.Helper()
-	return orderRunWith(t, users, perUser, failEvery, func(*configs.Config) {}, 0)
+	return orderRunWith(t, api, users, perUser, failEvery, func(*configs.Config) {}, 0)
 }
 
 // orderRunWith is orderRun with the configuration changed by tune and
 // each event padded with pad bytes.
-func orderRunWith(t *testing.T, users, perUser, failEvery int, tune func(*configs.Config), pad int) map[string][]int {
+func orderRunWith(t *testing.T, api consumeAPI, users, perUser, failEvery int, tune func(*configs.Config), pad int) map[string][]int {
 	t.Helper()
 	cfg := configs.Defaults()
 	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 100*time.Millisecond
 	cfg.CloseTimeout = 10 * time.Second
 	cfg.MaxInFlight = 256
 	tune(&cfg)
-	f := newRouterFixture(t, cfg)
+	f := newRouterFixture(t, cfg, api)
 	for i := range perUser {
 		for u := range users {
 			body := fmt.Sprintf(`{"id":"user-%d","n":%d,"pad":%q}`, u, i, strings.Repeat("x", pad))
@@ -166,23 +223,31 @@ func checkOrder(t *testing.T, committed map[string][]int, users, perUser int) {
 // uneven handling times, each user's events still commit in stream order.
 func TestPerUserOrderIsStreamOrder(t *testing.T) {
 	const users, perUser = 20, 25
-	checkOrder(t, orderRun(t, users, perUser, 0), users, perUser)
+	eachAPI(t, func(t *testing.T, api consumeAPI) {
+		checkOrder(t, orderRun(t, api, users, perUser, 0), users, perUser)
+	})
 }
 
 // TestPerUserOrderSurvivesRedelivery: an event that fails and is handed back
 // to the broker still commits before the same user's later events.
 func TestPerUserOrderSurvivesRedelivery(t *testing.T) {
 	const users, perUser = 10, 20
-	checkOrder(t, orderRun(t, users, perUser, 6), users, perUser)
+	eachAPI(t, func(t *testing.T, api consumeAPI) {
+		checkOrder(t, orderRun(t, api, users, perUser, 6), users, perUser)
+	})
 }
 
 // TestMaxInFlightBoundsConcurrentHandlers: the router hands out up to
 // MAX_IN_FLIGHT messages at once — no more, and (for distinct users) that
 // many, which is what lets their commits share a transaction.
 func TestMaxInFlightBoundsConcurrentHandlers(t *testing.T) {
+	eachAPI(t, testMaxInFlightBoundsConcurrentHandlers)
+}
+
+func testMaxInFlightBoundsConcurrentHandlers(t *testing.T, api consumeAPI) {
 	cfg := configs.Defaults()
 	cfg.MaxInFlight = 5
-	f := newRouterFixture(t, cfg)
+	f := newRouterFixture(t, cfg, api)
 	const events = 40
 	for i := range events {
 		routertest.Publish(t, f.js, "user.events.created", fmt.Appendf(nil, `{"id":"user-%d"}`, i))
@@ -231,7 +296,9 @@ func TestMaxInFlightBoundsConcurrentHandlers(t *testing.T) {
 func TestPerUserOrderUnderByteBudget(t *testing.T) {
 	const users, perUser = 8, 12
 	tune := func(c *configs.Config) { c.MaxInFlightBytes = 64 << 10 }
-	checkOrder(t, orderRunWith(t, users, perUser, 5, tune, 12<<10), users, perUser)
+	eachAPI(t, func(t *testing.T, api consumeAPI) {
+		checkOrder(t, orderRunWith(t, api, users, perUser, 5, tune, 12<<10), users, perUser)
+	})
 }
 
 // budgetProbe is a handler that records the bytes of the messages inside
@@ -319,13 +386,13 @@ type budgetRun struct {
 	ids   []string
 }
 
-func newBudgetRun(t *testing.T, budget int64, maxDeliver int) *budgetRun {
+func newBudgetRun(t *testing.T, api consumeAPI, budget int64, maxDeliver int) *budgetRun {
 	t.Helper()
 	cfg := configs.Defaults()
 	cfg.MaxInFlightBytes, cfg.MaxDeliver = budget, maxDeliver
 	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
 	cfg.CloseTimeout = 10 * time.Second
-	return &budgetRun{routerFixture: newRouterFixture(t, cfg), probe: newBudgetProbe(int(budget))}
+	return &budgetRun{routerFixture: newRouterFixture(t, cfg, api), probe: newBudgetProbe(int(budget))}
 }
 
 // publish publishes an event of about size bytes for user id.
@@ -361,8 +428,12 @@ func (b *budgetRun) finish(t *testing.T, stop func()) {
 // MAX_IN_FLIGHT_BYTES, though the broker pushes the whole backlog at once:
 // what has no room is handed back with a delay, and still handled, once.
 func TestMaxInFlightBytesBoundsMessagesHeld(t *testing.T) {
+	eachAPI(t, testMaxInFlightBytesBoundsMessagesHeld)
+}
+
+func testMaxInFlightBytesBoundsMessagesHeld(t *testing.T, api consumeAPI) {
 	const budget, events, size = 256 << 10, 40, 50 << 10
-	b := newBudgetRun(t, budget, -1)
+	b := newBudgetRun(t, api, budget, -1)
 	for i := range events {
 		b.publish(t, fmt.Sprintf("user-%d", i), size)
 	}
@@ -392,7 +463,11 @@ func TestMaxInFlightBytesBoundsMessagesHeld(t *testing.T) {
 // whole budget is not stranded: it is handled once nothing else is held,
 // and nothing else is admitted beside it.
 func TestMessageLargerThanBudgetIsHandledAlone(t *testing.T) {
-	b := newBudgetRun(t, 64<<10, -1)
+	eachAPI(t, testMessageLargerThanBudgetIsHandledAlone)
+}
+
+func testMessageLargerThanBudgetIsHandledAlone(t *testing.T, api consumeAPI) {
+	b := newBudgetRun(t, api, 64<<10, -1)
 	for i := range 10 {
 		b.publish(t, fmt.Sprintf("small-%d", i), 20<<10)
 	}
@@ -414,9 +489,14 @@ func TestMessageLargerThanBudgetIsHandledAlone(t *testing.T) {
 // a message one of its deliveries, so the router waits for room instead:
 // the budget still bounds the handlers, every event is handled on its
 // first delivery, and a message larger than the budget is handled alone.
+// What the broker pushes meanwhile waits in the NATS client, so even with
+// a small max ack pending the subscriber takes the legacy API, whose
+// subscription has no pending limits (see legacysub.go).
 func TestByteBudgetOnALimitedDurableSpendsNoDelivery(t *testing.T) {
 	const budget, size = 128 << 10, 30 << 10
-	b := newBudgetRun(t, budget, 3)
+	api := legacyAPI
+	api.maxAckPending = jetstreamAPI.maxAckPending
+	b := newBudgetRun(t, api, budget, 3)
 	for i := range 20 {
 		b.publish(t, fmt.Sprintf("user-%d", i), size)
 	}
@@ -438,7 +518,11 @@ func TestByteBudgetOnALimitedDurableSpendsNoDelivery(t *testing.T) {
 // router shuts down goes back to the broker at once, and the next router
 // handles it: nothing is lost.
 func TestCloseHandsBackTheParkedMessage(t *testing.T) {
-	b := newBudgetRun(t, 100<<10, -1)
+	eachAPI(t, testCloseHandsBackTheParkedMessage)
+}
+
+func testCloseHandsBackTheParkedMessage(t *testing.T, api consumeAPI) {
+	b := newBudgetRun(t, api, 100<<10, -1)
 	b.publish(t, "first", 60<<10)
 	b.publish(t, "second", 60<<10)
 	r, stop := b.start(t, b.probe.handle)
@@ -461,4 +545,67 @@ func TestCloseHandsBackTheParkedMessage(t *testing.T) {
 	b.drained(t)
 	stop2()
 	b.probe.check(t, b.ids)
+}
+
+// TestCloseHandsBackWhatTheClientHolds: the messages the broker pushed
+// that wait in the NATS client (all MAX_IN_FLIGHT slots are taken) go back
+// to the broker as the router closes, before it returns and its connection
+// is closed: the next router gets them at once, not after the ack wait, and
+// every event is handled once.
+func TestCloseHandsBackWhatTheClientHolds(t *testing.T) {
+	eachAPI(t, testCloseHandsBackWhatTheClientHolds)
+}
+
+func testCloseHandsBackWhatTheClientHolds(t *testing.T, api consumeAPI) {
+	cfg := configs.Defaults()
+	cfg.MaxInFlight = 2
+	cfg.CloseTimeout = 10 * time.Second
+	f := newRouterFixture(t, cfg, api)
+	f.logger = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	const events = 20
+	for i := range events {
+		routertest.Publish(t, f.js, "user.events.created", fmt.Appendf(nil, `{"id":"user-%d"}`, i))
+	}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	handled := map[string]int{}
+	handle := func(msg *message.Message) error {
+		<-release
+		mu.Lock()
+		handled[string(msg.Payload)]++
+		mu.Unlock()
+		return nil
+	}
+	nc := routertest.Conn(t, f.url)
+	_, stop := f.startOn(t, nc, handle)
+	routertest.Eventually(t, 10*time.Second, "every event pushed to the first router", func() bool {
+		return routertest.ConsumerInfo(t, f.js, f.cfg.Stream, f.cfg.Durable).NumAckPending == events
+	})
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		stop()
+		nc.Close() // as serve does, right after
+	}()
+	routertest.Eventually(t, 10*time.Second, "a message handed back as the router shuts down", func() bool {
+		return strings.Contains(f.logs.String(), `reason="shutting down"`)
+	})
+	close(release) // the two in their handlers finish, and are acked
+	<-closed
+	_, stop2 := f.start(t, handle)
+	// Well within the 30s ack wait: only hand-backs bring them so soon.
+	routertest.Eventually(t, 10*time.Second, "every event handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == events
+	})
+	f.drained(t)
+	stop2()
+	mu.Lock()
+	defer mu.Unlock()
+	for body, n := range handled {
+		if n != 1 {
+			t.Errorf("%s handled %d times, want once", body, n)
+		}
+	}
 }

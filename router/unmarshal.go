@@ -5,7 +5,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/schema"
@@ -25,15 +25,15 @@ var messageNamespace = uuid.MustParse("0b7e4c0a-2f51-4d8e-9a63-5c1d7e9f2a48")
 type Unmarshaler struct{}
 
 // Unmarshal describes one JetStream message for the handler.
-func (Unmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
+func (Unmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
 	// Sized for what the handler chain adds (action, user, correlation id, …).
 	md := make(message.Metadata, 16)
-	for k, v := range m.Header {
-		if len(v) > 0 && k != nats.MsgIdHdr {
+	for k, v := range m.Headers() {
+		if len(v) > 0 && k != jetstream.MsgIDHeader {
 			md.Set("header_"+k, v[0])
 		}
 	}
-	md.Set(handlers.MetaSubject, m.Subject)
+	md.Set(handlers.MetaSubject, m.Subject())
 	md.Set(handlers.MetaIngress, schema.IngressNATS)
 
 	var id string
@@ -45,9 +45,9 @@ func (Unmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
 		id = uuid.NewSHA1(messageNamespace, []byte(meta.Stream+":"+seq)).String()
 	} else {
 		// Not a JetStream delivery (no ack reply): name it by content.
-		id = uuid.NewSHA1(messageNamespace, append([]byte(m.Subject+"\x00"), m.Data...)).String()
+		id = uuid.NewSHA1(messageNamespace, append([]byte(m.Subject()+"\x00"), m.Data()...)).String()
 	}
-	msg := message.NewMessage(id, m.Data)
+	msg := message.NewMessage(id, m.Data())
 	msg.Metadata = md
 	return msg, nil
 }
