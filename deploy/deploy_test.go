@@ -1,9 +1,9 @@
-package cli
+package deploy_test
 
 // The deploy files, checked as written: there is no Docker engine or
 // cluster here, so each file is parsed and what it says is checked against
 // the router itself — its configuration variables and their rules
-// (configs.Load), its commands (run), its probes and the least-privilege
+// (configs.Load), its commands (cli.Run), its probes and the least-privilege
 // NATS configuration (a real nats-server).
 
 import (
@@ -11,6 +11,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"log/slog"
 	"maps"
 	"net"
@@ -30,14 +33,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/router"
 )
 
 const (
 	dockerfilePath = "../Dockerfile"
-	composePath    = "../deploy/compose.yaml"
-	kubernetesPath = "../deploy/kubernetes/router.yaml"
+	composePath    = "compose.yaml"
+	kubernetesPath = "kubernetes/router.yaml"
 )
 
 // goRuntimeVariables are the environment variables of the Go runtime a
@@ -334,10 +338,7 @@ func TestDeployDockerfile(t *testing.T) {
 	if !strings.Contains(build.Args, "CGO_ENABLED=0") {
 		t.Errorf("the build is not static (CGO_ENABLED=0) for a scratch image: %s", build.Args)
 	}
-	_ = version // -X sets cli.version: it must exist and be a string variable.
-	if x := "-X " + modulePath(t) + "/cli.version=${VERSION}"; !strings.Contains(build.Args, x) {
-		t.Errorf("the build does not set cli.version from the VERSION build argument (%s): %s", x, build.Args)
-	}
+	checkVersionFlag(t, build.Args)
 	out := regexp.MustCompile(`-o (\S+)`).FindStringSubmatch(build.Args)
 	if out == nil {
 		t.Fatalf("the build names no output (-o): %s", build.Args)
@@ -390,11 +391,15 @@ func TestDeployDockerfile(t *testing.T) {
 		t.Fatalf("HEALTHCHECK CMD %v, want [%s healthcheck …]", health, entrypoint)
 	}
 	d, err := time.ParseDuration(img.healthOpts["--timeout"])
-	if err != nil || d <= healthcheckTimeout {
-		t.Errorf("HEALTHCHECK --timeout=%s, want more than the command's own %v, so that the command reports why", img.healthOpts["--timeout"], healthcheckTimeout)
+	if own := healthcheckTimeout(t); err != nil || d <= own {
+		t.Errorf("HEALTHCHECK --timeout=%s, want more than the command's own %v, so that the command reports why", img.healthOpts["--timeout"], own)
 	}
-	if u, _ := probeURL(cfg.AdminAddr, "/readyz"); u != "http://127.0.0.1:"+strconv.Itoa(portOf(t, cfg.AdminAddr))+"/readyz" {
-		t.Errorf("in the container the health check asks %s", u)
+	// Asked with the image's ADMIN_ADDR, on a test server's port instead
+	// of the image's (here, another process may have that one): in the
+	// container the health check asks loopback.
+	adminHost, _, err := net.SplitHostPort(cfg.AdminAddr)
+	if err != nil {
+		t.Fatalf("ADMIN_ADDR=%s: %v", cfg.AdminAddr, err)
 	}
 	for _, status := range []int{http.StatusOK, http.StatusServiceUnavailable} {
 		var asked string
@@ -402,14 +407,100 @@ func TestDeployDockerfile(t *testing.T) {
 			asked = r.URL.Path
 			w.WriteHeader(status)
 		}))
+		port := strconv.Itoa(portOf(t, strings.TrimPrefix(srv.URL, "http://")))
 		runEnv := maps.Clone(withToken)
-		runEnv["ADMIN_ADDR"] = strings.TrimPrefix(srv.URL, "http://")
-		code, _, stderr := runHealthcheck(t, runEnv, health[2:]...)
+		runEnv["ADMIN_ADDR"] = net.JoinHostPort(adminHost, port)
+		code, stdout, stderr := runHealthcheck(t, runEnv, health[2:]...)
 		srv.Close()
 		if wantCode := map[int]int{200: 0, 503: 1}[status]; code != wantCode || asked != "/readyz" {
 			t.Errorf("HEALTHCHECK against a router answering %d: exit %d (%s), asked %q; want exit %d after asking /readyz", status, code, stderr, asked, wantCode)
 		}
+		if u := "http://127.0.0.1:" + port + "/readyz"; !strings.Contains(stdout+stderr, u) {
+			t.Errorf("in the container the health check does not ask %s (ADMIN_ADDR=%s): %s%s", u, runEnv["ADMIN_ADDR"], stdout, stderr)
+		}
 	}
+}
+
+// healthcheckTimeout is the healthcheck command's default -timeout, as its
+// -h says.
+func healthcheckTimeout(t *testing.T) time.Duration {
+	t.Helper()
+	code, stdout, stderr := runHealthcheck(t, nil, "-h")
+	m := regexp.MustCompile(`-timeout duration\n[^\n]*\(default ([^)]+)\)`).FindStringSubmatch(stdout + stderr)
+	if code != 0 || m == nil {
+		t.Fatalf("healthcheck -h: exit %d, no default -timeout in:\n%s%s", code, stdout, stderr)
+	}
+	d, err := time.ParseDuration(m[1])
+	if err != nil {
+		t.Fatalf("healthcheck -h: -timeout default %q: %v", m[1], err)
+	}
+	return d
+}
+
+// runHealthcheck runs `healthcheck args…` as main would and returns the
+// exit status and what it printed.
+func runHealthcheck(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := cli.Run(t.Context(), append([]string{"healthcheck"}, args...), func(k string) string { return env[k] }, &out, &errOut)
+	return cli.ExitCode(err, &errOut), out.String(), errOut.String()
+}
+
+// checkVersionFlag checks that the build sets the version the binary
+// prints from the VERSION build argument: an -X on a string variable
+// version of a package of this module. -X silently ignores a name that
+// does not exist, which would build images that say "dev".
+func checkVersionFlag(t *testing.T, buildArgs string) {
+	t.Helper()
+	m := regexp.MustCompile(`-X (\S+)\.version=\$\{VERSION\}`).FindStringSubmatch(buildArgs)
+	if m == nil {
+		t.Errorf("the build does not set a version variable from the VERSION build argument (-X …version=${VERSION}): %s", buildArgs)
+		return
+	}
+	pkg, mod := m[1], modulePath(t)
+	if pkg != mod && !strings.HasPrefix(pkg, mod+"/") {
+		t.Errorf("the build's -X names %s.version, outside the module %s", pkg, mod)
+		return
+	}
+	dir := filepath.Join("..", strings.TrimPrefix(strings.TrimPrefix(pkg, mod), "/"))
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.VAR {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if n.Name != "version" {
+						continue
+					}
+					typ, _ := vs.Type.(*ast.Ident)
+					var lit *ast.BasicLit
+					if i < len(vs.Values) {
+						lit, _ = vs.Values[i].(*ast.BasicLit)
+					}
+					if (typ == nil || typ.Name != "string") && (vs.Type != nil || lit == nil || lit.Kind != token.STRING) {
+						t.Errorf("%s: version is not a string variable, which -X needs", fset.Position(n.Pos()))
+					}
+					return
+				}
+			}
+		}
+	}
+	t.Errorf("the build's -X names %s.version, which %s does not declare", pkg, dir)
 }
 
 // ---------------------------------------------------------------------------
