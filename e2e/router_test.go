@@ -1,4 +1,4 @@
-package cli
+package e2e
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
@@ -57,7 +58,7 @@ func startRouter(t *testing.T, env map[string]string) *routerProc {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &routerProc{cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 	getenv := func(k string) string { return env[k] }
-	go func() { p.done <- Run(ctx, nil, getenv, p.logs, p.logs) }()
+	go func() { p.done <- cli.Run(ctx, nil, getenv, p.logs, p.logs) }()
 	t.Cleanup(func() {
 		p.stop(t)
 		if t.Failed() {
@@ -355,7 +356,7 @@ func TestEmbeddedDefaults(t *testing.T) {
 	}
 
 	// A second router on the same port fails at once with a clear error.
-	err = Run(context.Background(), nil, func(k string) string {
+	err = cli.Run(context.Background(), nil, func(k string) string {
 		return map[string]string{"DATA_DIR": t.TempDir(), "NATS_LISTEN": listen}[k]
 	}, &syncBuffer{}, &syncBuffer{})
 	if err == nil || !strings.Contains(err.Error(), "NATS_LISTEN") {
@@ -375,7 +376,7 @@ func TestEmbeddedDefaults(t *testing.T) {
 // returns all it printed.
 func runCommand(env map[string]string, args ...string) (string, error) {
 	var out syncBuffer
-	err := Run(context.Background(), args, func(k string) string { return env[k] }, &out, &out)
+	err := cli.Run(context.Background(), args, func(k string) string { return env[k] }, &out, &out)
 	return out.String(), err
 }
 
@@ -460,8 +461,8 @@ func TestCommandLine(t *testing.T) {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr syncBuffer
-			err := Run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &stdout, &stderr)
-			code := ExitCode(err, &stderr)
+			err := cli.Run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &stdout, &stderr)
+			code := cli.ExitCode(err, &stderr)
 			if code != tt.code {
 				t.Errorf("exit code %d, want %d (err %v)", code, tt.code, err)
 			}

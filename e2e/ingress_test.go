@@ -1,7 +1,9 @@
-package cli
+package e2e
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
@@ -40,6 +43,13 @@ func waitForIngress(t *testing.T, ingressURL string) {
 	})
 }
 
+// postAsAuthService posts body to url as the Auth Service's fallback
+// client does (three tries at 0 s, +1 s, +3 s; only 200 counts), through
+// `publish -http`, which sends that way.
+func postAsAuthService(ctx context.Context, url string, body []byte) error {
+	return cli.Run(ctx, []string{"publish", "-http", url, "-payload", string(body)}, func(string) string { return "" }, io.Discard, io.Discard)
+}
+
 // TestIngressHTTPThenJetStreamYieldOneCommand sends one event the way the
 // Auth Service does while NATS is down (HTTP), and then the same bytes over
 // JetStream, as its reconnect buffer does later: one command, and the
@@ -56,7 +66,7 @@ func TestIngressHTTPThenJetStreamYieldOneCommand(t *testing.T) {
 		waitForIngress(t, ingressURL)
 		waitForConsumer(t, js)
 
-		if err := httpSender(ingressURL)(t.Context(), "", []byte(producerPayload)); err != nil {
+		if err := postAsAuthService(t.Context(), ingressURL, []byte(producerPayload)); err != nil {
 			t.Fatalf("POST to the ingress: %v", err)
 		}
 		// 200 means committed: no waiting.
@@ -120,7 +130,9 @@ func TestIngressAuthServiceClientThroughDatabaseOutage(t *testing.T) {
 		}
 		front := httptest.NewServer(rp)
 		t.Cleanup(front.Close)
-		send := httpSender(front.URL + router.IngressPath)
+		send := func(ctx context.Context, body []byte) error {
+			return postAsAuthService(ctx, front.URL+router.IngressPath, body)
+		}
 
 		userID := func(i int) string { return fmt.Sprintf("%08d-0000-4000-8000-%012d", i, i) }
 		cut, resume := make(chan struct{}), make(chan struct{})
@@ -136,7 +148,7 @@ func TestIngressAuthServiceClientThroughDatabaseOutage(t *testing.T) {
 						return
 					}
 				}
-				errs[i] = send(t.Context(), "", good("78af4bc4-afce-4676-b373-5b802a2dfd2e", userID(i)))
+				errs[i] = send(t.Context(), good("78af4bc4-afce-4676-b373-5b802a2dfd2e", userID(i)))
 			}
 			done <- errs
 		}()

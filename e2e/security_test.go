@@ -1,4 +1,4 @@
-package cli
+package e2e
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
@@ -267,7 +268,7 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 
 			// The pre-flight check works with the same credentials.
 			var stdout, stderr syncBuffer
-			if err := Run(context.Background(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr); err != nil {
+			if err := cli.Run(context.Background(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr); err != nil {
 				t.Errorf("check as %s: %v\n%s", routerUser, err, stderr.String())
 			}
 			if want := "stream USER_EVENTS: 0 messages, retention WorkQueue"; !strings.Contains(stdout.String(), want) {

@@ -1,4 +1,4 @@
-package cli
+package e2e
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/social/user-events-router/cli"
 )
 
 // TestNoSecretInStartingLineOrCheck runs serve (or apply) and check in
@@ -72,8 +74,8 @@ func TestNoSecretInStartingLineOrCheck(t *testing.T) {
 			getenv := func(k string) string { return env[k] }
 			for _, cmd := range []string{r.cmd, "check"} {
 				var out syncBuffer
-				err := Run(context.Background(), []string{cmd}, getenv, &out, &out)
-				if code := ExitCode(err, &out); code == 0 {
+				err := cli.Run(context.Background(), []string{cmd}, getenv, &out, &out)
+				if code := cli.ExitCode(err, &out); code == 0 {
 					t.Errorf("%s succeeded against servers that are not there:\n%s", cmd, out.String())
 				}
 				text := out.String()

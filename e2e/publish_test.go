@@ -1,4 +1,4 @@
-package cli
+package e2e
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/router/routertest"
 )
 
@@ -40,7 +40,7 @@ func TestPublishRawToNATS(t *testing.T) {
 		{"publish", "-nats", srv.URL, "-subject", "user.events.bogus", "--file", file},
 	} {
 		var stdout, stderr syncBuffer
-		if err := Run(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr); err != nil {
+		if err := cli.Run(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr); err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
 		}
 		if !strings.Contains(stdout.String(), "published") {
@@ -82,7 +82,7 @@ func TestPublishRawToHTTP(t *testing.T) {
 	t.Cleanup(ts.Close)
 	var stdout, stderr syncBuffer
 	env := map[string]string{"DATA_DIR": t.TempDir()}
-	err := Run(context.Background(), []string{"publish", "-http", ts.URL, "-payload", poisonBody}, func(k string) string { return env[k] }, &stdout, &stderr)
+	err := cli.Run(context.Background(), []string{"publish", "-http", ts.URL, "-payload", poisonBody}, func(k string) string { return env[k] }, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
@@ -90,32 +90,5 @@ func TestPublishRawToHTTP(t *testing.T) {
 	defer mu.Unlock()
 	if len(bodies) != 1 || bodies[0] != "application/json "+poisonBody {
 		t.Errorf("posted %q, want one application/json %q", bodies, poisonBody)
-	}
-}
-
-// TestPublishProgress: a long run says how far it is, at most once per
-// interval, never for the last event (the summary does) or a short run.
-func TestPublishProgress(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 11, 28, 13, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	var out strings.Builder
-	p := newProgress(&out, 10, time.Second, clock, publishLine)
-	for n := 1; n <= 10; n++ {
-		now = now.Add(400 * time.Millisecond) // 2.5 events a second
-		p.update(n)
-	}
-	want := "publish: 3 of 10 events sent (2/s)\npublish: 6 of 10 events sent (2/s)\npublish: 9 of 10 events sent (2/s)\n"
-	if out.String() != want {
-		t.Errorf("progress:\n%s\nwant:\n%s", out.String(), want)
-	}
-
-	out.Reset()
-	p = newProgress(&out, 1000, time.Second, clock, publishLine)
-	for n := 1; n <= 999; n++ {
-		p.update(n) // all within the same instant
-	}
-	if out.String() != "" {
-		t.Errorf("a run shorter than the interval reported: %q", out.String())
 	}
 }

@@ -1,4 +1,4 @@
-package cli
+package e2e
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -26,7 +27,7 @@ func TestCheckReportsTables(t *testing.T) {
 		var stdout, stderr syncBuffer
 		// NATS_LISTEN free: check asks whether serve could listen there.
 		env := map[string]string{"DATABASE_URL": dbURL, "DATA_DIR": t.TempDir(), "NATS_LISTEN": freeAddr(t)}
-		err := Run(context.Background(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr)
+		err := cli.Run(context.Background(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr)
 		return stdout.String(), err
 	}
 
@@ -84,8 +85,8 @@ func TestReadOnlyCommandsChangeNothing(t *testing.T) {
 	runIn := func(t *testing.T, env map[string]string, args []string) (int, string) {
 		t.Helper()
 		var stdout, stderr syncBuffer
-		err := Run(t.Context(), args, func(k string) string { return env[k] }, &stdout, &stderr)
-		return ExitCode(err, &stderr), stderr.String()
+		err := cli.Run(t.Context(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+		return cli.ExitCode(err, &stderr), stderr.String()
 	}
 	t.Run("fresh path", func(t *testing.T) {
 		t.Parallel()
@@ -133,20 +134,23 @@ func TestReadOnlyCommandsChangeNothing(t *testing.T) {
 // byte budget bounds memory; on the monolith's legacy durable (MaxDeliver
 // 3) the durable's max ack pending does, and check says which. It also
 // names the variable a misspelt one was probably meant to be.
+//
+// check finds a misspelt variable among the process's environment
+// (os.Environ) as main gives it, so this test sets its variables there
+// too, and so cannot run in parallel (t.Setenv): the parallel tests wait
+// while it runs, and the variables are gone before they resume.
 func TestCheckSaysWhatBoundsMemory(t *testing.T) {
-	t.Parallel()
 	srv := routertest.StartServer(t)
 	dbURL := storetest.URL(t, store.SQLite)
 	openDB(t, dbURL)
 	check := func(env map[string]string) string {
 		t.Helper()
 		env["DATABASE_URL"], env["NATS_URL"], env["DATA_DIR"] = dbURL, srv.URL, t.TempDir()
-		var environ []string
 		for k, v := range env {
-			environ = append(environ, k+"="+v)
+			t.Setenv(k, v)
 		}
 		var stdout, stderr syncBuffer
-		err := checkCommand(t.Context(), nil, func(k string) string { return env[k] }, func() []string { return environ }, &stdout, &stderr)
+		err := cli.Run(t.Context(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr)
 		if err != nil {
 			t.Fatalf("check: %v\n%s", err, stdout.String())
 		}

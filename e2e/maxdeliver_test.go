@@ -1,10 +1,11 @@
-package cli
+package e2e
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
@@ -47,7 +48,7 @@ func TestLastDeliveryIsPoisonedNotStranded(t *testing.T) {
 
 	mustExec(t, db, `ALTER TABLE parked_commands RENAME TO watermill_profile_sync_commands`)
 	var out, errOut syncBuffer
-	err := Run(context.Background(), []string{"poison", "replay", e.ID}, func(k string) string { return env[k] }, &out, &errOut)
+	err := cli.Run(context.Background(), []string{"poison", "replay", e.ID}, func(k string) string { return env[k] }, &out, &errOut)
 	if err != nil {
 		t.Fatalf("replay: %v\n%s%s", err, out.String(), errOut.String())
 	}
