@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,149 +21,6 @@ import (
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
-
-// producerPayload is byte for byte what the real Auth Service sends (DESIGN §2).
-const producerPayload = `{"id":"78af4bc4-afce-4676-b373-5b802a2dfd2e","email":"alice@example.com","username":"alice01","action":"created","request_id":"","timestamp":"2026-11-28T13:28:17Z","service_name":"gofiber-auth"}`
-
-// syncBuffer collects the router's log lines for the test to print on failure.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// routerProc is one router started in-process through run, as main does.
-type routerProc struct {
-	cancel context.CancelFunc
-	done   chan error
-	logs   *syncBuffer
-}
-
-// startRouter runs `serve` with env until the test ends (or stop is called).
-func startRouter(t *testing.T, env map[string]string) *routerProc {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &routerProc{cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
-	getenv := func(k string) string { return env[k] }
-	go func() { p.done <- cli.Run(ctx, nil, getenv, p.logs, p.logs) }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("router logs:\n%s", p.logs.String())
-		}
-	})
-	return p
-}
-
-// stop cancels the router and checks it shut down cleanly.
-func (p *routerProc) stop(t *testing.T) {
-	t.Helper()
-	if p.cancel == nil {
-		return
-	}
-	p.cancel()
-	p.cancel = nil
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("router exited with error: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("router did not stop within 30s")
-	}
-}
-
-// testEnv is the configuration of a router under test.
-func testEnv(t *testing.T, natsURL, dbURL string) map[string]string {
-	return map[string]string{
-		"NATS_URL":               natsURL,
-		"DATABASE_URL":           dbURL,
-		"DATA_DIR":               t.TempDir(),
-		"LOG_LEVEL":              "debug",
-		"NAK_DELAY":              "50ms",
-		"NAK_DELAY_MAX":          "200ms",
-		"RETRY_INITIAL_INTERVAL": "10ms",
-		"CLOSE_TIMEOUT":          "10s",
-		// Port 0: parallel routers must not fight over :3000 and :8081.
-		"HTTP_ADDR":  "127.0.0.1:0",
-		"ADMIN_ADDR": "127.0.0.1:0",
-	}
-}
-
-type commandRow struct {
-	UUID     string
-	Payload  map[string]any
-	Metadata map[string]string
-}
-
-func commandRows(t *testing.T, db *store.DB) []commandRow {
-	t.Helper()
-	rows, err := db.SQL.Query(`SELECT uuid, payload, metadata FROM watermill_profile_sync_commands ORDER BY uuid`)
-	if err != nil {
-		t.Fatalf("query commands: %v", err)
-	}
-	defer rows.Close()
-	var out []commandRow
-	for rows.Next() {
-		var r commandRow
-		var payload, metadata []byte
-		if err := rows.Scan(&r.UUID, &payload, &metadata); err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(payload, &r.Payload); err != nil {
-			t.Fatalf("command payload is not JSON: %v: %s", err, payload)
-		}
-		if err := json.Unmarshal(metadata, &r.Metadata); err != nil {
-			t.Fatalf("command metadata is not JSON: %v: %s", err, metadata)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// openDB opens the router's database from the test side, creating the tables
-// if the router has not yet, so queries never race its start-up.
-func openDB(t *testing.T, url string) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.InitSchema(context.Background(), store.CommandsTopic, store.PoisonTopic); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
-
-func countCommands(t *testing.T, db *store.DB) int {
-	t.Helper()
-	var n int
-	if err := db.SQL.QueryRow(`SELECT COUNT(*) FROM watermill_profile_sync_commands`).Scan(&n); err != nil {
-		t.Fatalf("count commands: %v", err)
-	}
-	return n
-}
-
-// eventFor is the producer payload with another action (and user).
-func eventFor(action, userID string) string {
-	s := strings.Replace(producerPayload, `"action":"created"`, `"action":"`+action+`"`, 1)
-	return strings.Replace(s, "78af4bc4-afce-4676-b373-5b802a2dfd2e", userID, 1)
-}
 
 func TestRouterTurnsEachActionIntoOneCommand(t *testing.T) {
 	t.Parallel()
@@ -370,14 +225,6 @@ func TestEmbeddedDefaults(t *testing.T) {
 	if err != nil || !strings.Contains(out, "none running with this DATA_DIR") {
 		t.Errorf("check after serve stopped: %v\n%s", err, out)
 	}
-}
-
-// runCommand runs one command in process with env, as a shell would, and
-// returns all it printed.
-func runCommand(env map[string]string, args ...string) (string, error) {
-	var out syncBuffer
-	err := cli.Run(context.Background(), args, func(k string) string { return env[k] }, &out, &out)
-	return out.String(), err
 }
 
 // TestCheckTellsReachedFromAssumed: with NATS_URL unset, check says which
