@@ -2,16 +2,18 @@
 // apply, prune, publish, poison, check, healthcheck, version, help), their
 // flags, and the exit status. Run is the whole program; the module root's
 // main only adds the process around it (the signals, os.Args, the
-// environment, os.Exit), so the end-to-end tests run the very same
-// commands in-process.
+// environment, os.Exit), so the end-to-end tests (e2e/) run the very same
+// commands in-process, through Run and ExitCode only. Tests here are unit
+// tests of one piece (a formatter, the progress lines).
 //
 // One file per command: serve.go, apply.go, prune.go, publish.go,
 // poison.go, check.go, healthcheck.go, version.go; a new command is a file
-// here and a case in Run. Flags are the standard library's flag package
-// through commandFlags (flags.go), which gives every command its -h/--help
-// (exit 0) and one style of usage error (exit 2): a CLI library would add a
-// dependency for what that already does (shell completion, say, nobody has
-// asked for).
+// here and a case in Run. Flags are the standard library's flag package,
+// mostly through commandFlags (flags.go), which gives a command its
+// -h/--help (usage on stdout, exit 0) and one style of usage error (exit
+// 2). -h exits 0 for every command. A CLI library would add a dependency
+// for what this already does, and for what nobody has asked for (shell
+// completion, say).
 package cli
 
 import (
