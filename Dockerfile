@@ -5,7 +5,7 @@
 #     --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
 #
-# Checked by deploy_test.go (TestDeployDockerfile): no Docker engine needed.
+# Checked by deploy/deploy_test.go (TestDeployDockerfile): no Docker engine needed.
 
 # Build.
 FROM golang:1.26-bookworm AS build
@@ -13,9 +13,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-# The version `user-events-router version` prints (main.version).
+# The version `user-events-router version` prints (the variable version in
+# package cli: -X takes the package's import path).
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/user-events-router . \
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/social/user-events-router/cli.version=${VERSION}" -o /out/user-events-router . \
  && mkdir -p /out/data \
  && echo 'router:x:65532:65532:router:/data:/sbin/nologin' > /out/passwd \
  && echo 'router:x:65532:' > /out/group

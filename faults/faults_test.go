@@ -189,7 +189,7 @@ func TestDBOutage(t *testing.T) {
 // brings it back. PostgreSQL (and MySQL) go away for real: a TCP proxy
 // between the processes and the server drops every connection and refuses
 // new ones. SQLite has no server, so its commands table is renamed away
-// instead, as outage_test.go does. The test's own connection (f.db) never
+// instead, as e2e/outage_test.go does. The test's own connection (f.db) never
 // goes through the proxy.
 type dbOutage struct {
 	f *fixture

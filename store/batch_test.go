@@ -25,7 +25,7 @@ func commandMessage(ctx context.Context, i int) *message.Message {
 }
 
 // routerGroupOptions are the group commit settings the router runs with by
-// default, taken from configs as serve.go does.
+// default, taken from configs as cli/serve.go does.
 func routerGroupOptions() store.GroupOptions {
 	d := configs.Defaults()
 	return store.GroupOptions{MaxBatch: d.CommitBatchMax, MaxWait: d.CommitBatchWait, Workers: d.CommitWorkers, Timeout: d.HandlerTimeout}

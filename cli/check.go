@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/redact"
+	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/store"
+)
+
+const checkUsage = `usage: user-events-router check
+
+Checks the configuration (and warns about variables that look meant for
+the router but are not its own), the database (it must exist, and its
+tables take an insert, rolled back) and the broker: NATS_URL, or the
+embedded server a running serve recorded in DATA_DIR/nats.addr (said so
+when reached), or else whether serve could start one on NATS_LISTEN; and
+what bounds the router's memory on the durable. Creates no file and no
+table. Exit 0 when all is well, 1 on a problem, 2 on a bad configuration.
+`
+
+// checkCommand is the deployment's pre-flight: it validates the
+// configuration (and warns about variables that look meant for the router
+// but are not its own), reaches the database and proves its tables
+// writable the way /readyz does, reaches the broker (NATS_URL, or the
+// embedded server a running serve recorded in DATA_DIR; else it says
+// whether serve could start one on NATS_LISTEN), and reports the stream and
+// consumer it would use and what bounds the router's memory on that
+// consumer. It changes nothing: it creates no file and no table (a missing
+// database or table is a problem it reports), and the write probe is
+// rolled back (see store.DB.ProbeWritable for what that costs). environ
+// lists the environment's variables.
+func checkCommand(ctx context.Context, args []string, getenv func(string) string, environ func() []string, stdout, stderr io.Writer) error {
+	fs := newCommandFlags("check", checkUsage)
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	fmt.Fprintln(stdout, "config: ok")
+	var names []string
+	for _, kv := range environ() {
+		if name, _, _ := strings.Cut(kv, "="); getenv(name) != "" {
+			names = append(names, name)
+		}
+	}
+	for _, w := range configs.UnknownVariables(names) {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
+
+	// Every problem is reported; the broker is checked even when the
+	// database is not there yet.
+	var problems []error
+	if err := checkDatabase(ctx, cfg, stdout); err != nil {
+		problems = append(problems, err)
+	}
+	if err := checkBroker(ctx, cfg, stdout, stderr); err != nil {
+		problems = append(problems, err)
+	}
+	return errors.Join(problems...)
+}
+
+// checkDatabase opens the database without creating it and checks the
+// tables serve writes: each must exist and take the router's inserts,
+// which is what /readyz asks of them too.
+func checkDatabase(ctx context.Context, cfg configs.Config, stdout io.Writer) error {
+	db, err := store.OpenExisting(ctx, cfg.DatabaseURLOrDefault())
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer db.Close()
+	fmt.Fprintf(stdout, "database: reachable (%s, %s)\n", db.Dialect, redact.URL(cfg.DatabaseURLOrDefault()))
+	if err := requireTables(ctx, db); err != nil {
+		return err
+	}
+	if err := db.ProbeWritable(ctx); err != nil {
+		return fmt.Errorf("database: not writable: %w", err)
+	}
+	fmt.Fprintf(stdout, "tables: writable (%s; probe inserts rolled back)\n", strings.Join(db.WrittenTables(), ", "))
+	return nil
+}
+
+// requireTables fails, naming them, when tables the router writes are
+// absent: serve creates them when it starts, and a router already running
+// answers /readyz 503 until it is restarted.
+func requireTables(ctx context.Context, db *store.DB) error {
+	absent, err := db.AbsentTables(ctx)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if len(absent) > 0 {
+		return fmt.Errorf("database: tables %s absent: start the router (serve) once on this database, which creates them (a router already running answers /readyz 503 until it restarts)", strings.Join(absent, ", "))
+	}
+	return nil
+}
+
+// openReadOnlyStore opens the router's database for a command that changes
+// nothing (poison list and show, dry runs; see store.OpenReadOnly): no file
+// or table is created, and a missing database or table is an error that
+// says so.
+func openReadOnlyStore(ctx context.Context, cfg configs.Config) (*store.DB, error) {
+	db, err := store.OpenReadOnly(ctx, cfg.DatabaseURLOrDefault())
+	if err != nil {
+		if errors.Is(err, store.ErrNoDatabase) && cfg.DatabaseURL == "" {
+			return nil, fmt.Errorf("%w (DATA_DIR=%q; set DATABASE_URL or DATA_DIR to where the router runs)", err, cfg.DataDir)
+		}
+		return nil, err
+	}
+	if err := requireTables(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// checkBroker reports the broker, the stream and the durable, and what
+// bounds the router's memory on that durable (router.MemoryBound).
+func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writer) error {
+	broker, err := findBroker(cfg)
+	if err != nil {
+		return err
+	}
+	embeddedBound := func() {
+		fmt.Fprintf(stdout, "%s (for the durable serve creates; one found in DATA_DIR is used as found)\n",
+			router.MemoryBound(cfg, router.LimitsOf(router.ConsumerConfig(cfg), router.EmbeddedMaxPayload)))
+	}
+	if broker.Source == fromNATSListen {
+		if err := checkListen(cfg, broker, stdout); err != nil {
+			return err
+		}
+		embeddedBound()
+		return nil
+	}
+	nc, err := router.Connect(broker.URL, cfg, "user-events-router-check", newLogger(cfg, stderr))
+	if err != nil {
+		if broker.Source == fromAddrFile {
+			// serve died without removing the file; it starts afresh.
+			fmt.Fprintf(stdout, "nats: embedded server recorded in %s (%s) does not answer: serve is not running (the file outlived it); serve starts one on %s\n", broker.AddrFile, broker.URL, cfg.NATSListen)
+			embeddedBound()
+			return nil
+		}
+		return err
+	}
+	defer nc.Close()
+	if broker.Source == fromAddrFile {
+		if name := nc.ConnectedServerName(); name != router.EmbeddedServerName {
+			return fmt.Errorf("nats: %s, recorded in %s, is answered by server %q, not a router's embedded server: remove the stale file", broker.URL, broker.AddrFile, name)
+		}
+		fmt.Fprintf(stdout, "nats: embedded server of the running serve reached (%s, recorded in %s)\n", broker.URL, broker.AddrFile)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	s, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("nats: stream %s: %w", cfg.Stream, err)
+	}
+	info := s.CachedInfo()
+	fmt.Fprintf(stdout, "nats: ok (%s), stream %s: %d messages, retention %v\n", redact.URL(nc.ConnectedUrl()), cfg.Stream, info.State.Msgs, info.Config.Retention)
+	maxMsg := router.MaxMessageBytes(info.Config, nc.MaxPayload())
+	c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
+	if err != nil {
+		fmt.Fprintf(stdout, "consumer %s: absent (serve creates it): %v\n", cfg.Durable, err)
+		fmt.Fprintf(stdout, "%s (for the durable serve creates)\n", router.MemoryBound(cfg, router.LimitsOf(router.ConsumerConfig(cfg), maxMsg)))
+		return nil
+	}
+	ci := c.CachedInfo()
+	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, max ack pending %d, ack wait %v\n",
+		cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.AckWait)
+	fmt.Fprintln(stdout, router.MemoryBound(cfg, router.LimitsOf(ci.Config, maxMsg)))
+	return nil
+}
+
+// checkListen reports the embedded server serve would start when none runs
+// with this DATA_DIR: NATS_LISTEN must be free for it, and whatever answers
+// there is not it.
+func checkListen(cfg configs.Config, broker brokerTarget, stdout io.Writer) error {
+	conn, err := net.DialTimeout("tcp", cfg.NATSListen, time.Second)
+	if err != nil {
+		fmt.Fprintf(stdout, "nats: embedded (NATS_URL unset); none running with this DATA_DIR (no %s): serve starts one on %s\n", broker.AddrFile, cfg.NATSListen)
+		return nil
+	}
+	conn.Close()
+	return fmt.Errorf("nats: NATS_URL unset and no embedded server recorded in %s, but %s (NATS_LISTEN) answers: another server (or a router with another DATA_DIR) listens there, so serve cannot; set NATS_URL=nats://%s to use it, NATS_LISTEN to a free port, or DATA_DIR to the running router's", broker.AddrFile, cfg.NATSListen, cfg.NATSListen)
+}

@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/social/user-events-router/cli"
+	"github.com/social/user-events-router/router/routertest"
+	"github.com/social/user-events-router/store"
+	"github.com/social/user-events-router/store/storetest"
+)
+
+// TestCheckReportsTables: check says the tables take writes only when they
+// do (a ping alone said "database: ok" with every insert failing), reports
+// a missing database or missing tables as a problem without creating them,
+// and leaves no row behind.
+func TestCheckReportsTables(t *testing.T) {
+	t.Parallel()
+	dbURL := storetest.URL(t, store.SQLite)
+	check := func() (string, error) {
+		t.Helper()
+		var stdout, stderr syncBuffer
+		// NATS_LISTEN free: check asks whether serve could listen there.
+		env := map[string]string{"DATABASE_URL": dbURL, "DATA_DIR": t.TempDir(), "NATS_LISTEN": freeAddr(t)}
+		err := cli.Run(context.Background(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr)
+		return stdout.String(), err
+	}
+
+	// Before serve: no database, which is a problem check reports (and
+	// does not solve by creating the file).
+	_, err := check()
+	if err == nil || !strings.Contains(err.Error(), "database: no such database: SQLite file") {
+		t.Errorf("check before serve: %v, want the missing database reported", err)
+	}
+	if _, statErr := os.Stat(strings.TrimPrefix(dbURL, "sqlite:")); !errors.Is(statErr, fs.ErrNotExist) {
+		t.Errorf("check created the database file: %v", statErr)
+	}
+
+	// A database without the tables: each is named, none created.
+	empty, err := store.Open(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty.Close()
+	_, err = check()
+	if err == nil || !strings.Contains(err.Error(), "tables watermill_profile_sync_commands, watermill_user_events_poison, user_events_ledger absent: start the router (serve) once") {
+		t.Errorf("check on a database without tables: %v, want each table named", err)
+	}
+
+	db := openDB(t, dbURL)
+	out, err := check()
+	if err != nil || !strings.Contains(out, "tables: writable (watermill_profile_sync_commands, watermill_user_events_poison, user_events_ledger;") {
+		t.Errorf("check with writable tables: %v\n%s", err, out)
+	}
+	if n := countCommands(t, db); n != 0 {
+		t.Errorf("check left %d rows in the commands table", n)
+	}
+
+	mustExec(t, db, `CREATE TRIGGER refuse BEFORE INSERT ON watermill_profile_sync_commands
+		BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END`)
+	out, err = check()
+	if err == nil || !strings.Contains(err.Error(), "table watermill_profile_sync_commands") || strings.Contains(out, "tables: writable") {
+		t.Errorf("check with inserts refused: err %v, want one naming the table\n%s", err, out)
+	}
+}
+
+// TestReadOnlyCommandsChangeNothing: check, poison list and show, a replay
+// dry run and a prune dry run, on a path where no router has run, say the
+// database is missing and create no file or directory; on a database
+// without the tables they name them and create none.
+func TestReadOnlyCommandsChangeNothing(t *testing.T) {
+	t.Parallel()
+	commands := [][]string{
+		{"check"},
+		{"poison", "list"},
+		{"poison", "show", "6b727153"},
+		{"poison", "replay", "--all", "--dry-run"},
+		{"prune", "--dry-run"},
+	}
+	runIn := func(t *testing.T, env map[string]string, args []string) (int, string) {
+		t.Helper()
+		var stdout, stderr syncBuffer
+		err := cli.Run(t.Context(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+		return cli.ExitCode(err, &stderr), stderr.String()
+	}
+	t.Run("fresh path", func(t *testing.T) {
+		t.Parallel()
+		for _, args := range commands {
+			dataDir := t.TempDir()
+			nested := filepath.Join(t.TempDir(), "sub")
+			for _, env := range []map[string]string{
+				{"DATA_DIR": dataDir},
+				{"DATA_DIR": dataDir, "DATABASE_URL": "sqlite:" + filepath.Join(nested, "router.db")},
+			} {
+				code, stderr := runIn(t, env, args)
+				if code != 1 || !strings.Contains(stderr, "no such database") {
+					t.Errorf("%v with %v: exit %d, %q; want 1 and the missing database named", args, env, code, stderr)
+				}
+			}
+			if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
+				t.Errorf("%v created %v in DATA_DIR", args, entries)
+			}
+			if _, err := os.Stat(nested); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%v created the database's directory: %v", args, err)
+			}
+		}
+	})
+	storetest.EachBackend(t, func(t *testing.T, backend store.Dialect) {
+		url := storetest.URL(t, backend)
+		db, err := store.Open(t.Context(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		env := map[string]string{"DATABASE_URL": url, "DATA_DIR": t.TempDir()}
+		for _, args := range commands {
+			code, stderr := runIn(t, env, args)
+			if code != 1 || !strings.Contains(stderr, "absent: start the router (serve) once") {
+				t.Errorf("%v on a database without tables: exit %d, %q", args, code, stderr)
+			}
+		}
+		if absent, err := db.AbsentTables(t.Context()); err != nil || len(absent) != len(db.WrittenTables()) {
+			t.Errorf("after the read-only commands, absent tables %v (%v), want all of %v", absent, err, db.WrittenTables())
+		}
+	})
+}
+
+// TestCheckSaysWhatBoundsMemory: on the durable the router creates, the
+// byte budget bounds memory; on the monolith's legacy durable (MaxDeliver
+// 3) the durable's max ack pending does, and check says which. It also
+// names the variable a misspelt one was probably meant to be.
+//
+// check finds a misspelt variable among the process's environment
+// (os.Environ) as main gives it, so this test sets its variables there
+// too, and so cannot run in parallel (t.Setenv): the parallel tests wait
+// while it runs, and the variables are gone before they resume.
+func TestCheckSaysWhatBoundsMemory(t *testing.T) {
+	srv := routertest.StartServer(t)
+	dbURL := storetest.URL(t, store.SQLite)
+	openDB(t, dbURL)
+	check := func(env map[string]string) string {
+		t.Helper()
+		env["DATABASE_URL"], env["NATS_URL"], env["DATA_DIR"] = dbURL, srv.URL, t.TempDir()
+		for k, v := range env {
+			t.Setenv(k, v)
+		}
+		var stdout, stderr syncBuffer
+		err := cli.Run(t.Context(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr)
+		if err != nil {
+			t.Fatalf("check: %v\n%s", err, stdout.String())
+		}
+		return stdout.String()
+	}
+
+	says := func(what, out string, wants ...string) {
+		t.Helper()
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("check %s lacks %q:\n%s", what, want, out)
+			}
+		}
+	}
+	monolithWorld(t, srv.URL)
+	says("on the legacy durable", check(map[string]string{"NATS_MAXDELIVER": "5"}),
+		"warning: NATS_MAXDELIVER is not a router variable and is ignored; did you mean NATS_MAX_DELIVER?",
+		"consumer social-backend-consumer: pending 0, ack pending 0, max deliver 3",
+		"memory: bounded by the durable, not by MAX_IN_FLIGHT_BYTES: the broker may push up to its max ack pending × the largest message")
+	out := check(map[string]string{"NATS_DURABLE": "router-own"})
+	says("before the router's own durable exists", out,
+		"consumer router-own: absent (serve creates it)",
+		"memory: bounded by MAX_IN_FLIGHT_BYTES=33554432",
+		"(for the durable serve creates)")
+	if strings.Contains(out, "warning:") {
+		t.Errorf("check warned with only router variables set:\n%s", out)
+	}
+}
