@@ -147,8 +147,8 @@ func MemoryBound(cfg configs.Config, d DurableLimits) string {
 		return fmt.Sprintf("memory: bounded by the durable, not by MAX_IN_FLIGHT_BYTES: the broker may push %s into the process; the durable has max deliver %d, so the router waits for room rather than hand messages back (each trip would spend a delivery), and MAX_IN_FLIGHT_BYTES=%d bounds only the messages being handled. For a byte bound, let the router create its own durable (a NATS_DURABLE that does not exist yet) or lower this one's max ack pending",
 			pushed, d.MaxDeliver, cfg.MaxInFlightBytes)
 	}
-	line := fmt.Sprintf("memory: bounded by MAX_IN_FLIGHT_BYTES=%d: at most %s of messages held, plus one of up to %s parked until there is room (a larger one is handled alone); the durable redelivers without limit, so what the broker pushes beyond that is handed back to it with a delay as it arrives (on the way at once: %s)",
-		cfg.MaxInFlightBytes, byteSize(cfg.MaxInFlightBytes), byteSize(d.MaxMsgBytes), pushed)
+	line := fmt.Sprintf("memory: bounded by MAX_IN_FLIGHT_BYTES=%d: at most %s of messages held, plus one of up to %s parked until there is room (a larger one is handled alone); the durable redelivers without limit, so what the broker pushes beyond that is handed back to it with a delay as it arrives (on the way at once: %s; the NATS client keeps at most %s of it, and drops the rest, which the broker delivers again after the ack wait)",
+		cfg.MaxInFlightBytes, byteSize(cfg.MaxInFlightBytes), byteSize(d.MaxMsgBytes), pushed, byteSize(clientHolds(d, cfg.MaxInFlightBytes)))
 	if d.MaxAckPending <= 0 || d.MaxAckPending > cfg.MaxInFlight {
 		line += fmt.Sprintf("; while MAX_IN_FLIGHT=%d messages are held the NATS client also keeps what the broker pushes meanwhile (the durable's max ack pending is %d): set MAX_IN_FLIGHT to at least that", cfg.MaxInFlight, d.MaxAckPending)
 	}

@@ -135,7 +135,7 @@ func TestMemoryBound(t *testing.T) {
 		want, not []string
 	}{
 		{"the router's own durable", own,
-			[]string{"bounded by MAX_IN_FLIGHT_BYTES=33554432: at most 32 MiB of messages held, plus one of up to 1 MiB parked", "handed back to it with a delay as it arrives", "1000 × 1 MiB = 1000 MiB"},
+			[]string{"bounded by MAX_IN_FLIGHT_BYTES=16777216: at most 16 MiB of messages held, plus one of up to 1 MiB parked", "handed back to it with a delay as it arrives", "1000 × 1 MiB = 1000 MiB"},
 			[]string{"NATS client also keeps"}},
 		{"own durable, more pending than in flight", DurableLimits{MaxDeliver: -1, MaxAckPending: 3000, MaxMsgBytes: mib},
 			[]string{"bounded by MAX_IN_FLIGHT_BYTES", "the NATS client also keeps what the broker pushes meanwhile (the durable's max ack pending is 3000)"}, nil},

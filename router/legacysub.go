@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -54,11 +55,51 @@ func pendingLimitsNeeded(l DurableLimits) string {
 	return ""
 }
 
+// minClientPendingBytes is the least clientPendingBytes allows: real
+// events (under 1 KiB) at the durable's max ack pending never come near it.
+const minClientPendingBytes = 8 << 20
+
+// clientPendingBytes is what the NATS client may hold for the subscriber
+// on a durable with limits l, beside the MAX_IN_FLIGHT_BYTES (budget) it
+// has received: -1 (all the broker pushes) on a durable with a max
+// deliver, where a dropped message would spend a delivery; elsewhere as
+// much as the budget (at least minClientPendingBytes). Without that bound
+// the broker pushes up to max ack pending × the largest message (1,000 ×
+// 1 MiB), and a backlog of large messages took the router to 320 MiB
+// against a pod's 256 Mi. A message the client dropped is not seen by the
+// sequencer, so a later event of its user may be carried first; the
+// ledger then decides the late one (stale, or another try), as it does
+// for the messages of a connection the broker cut.
+func clientPendingBytes(l DurableLimits, budget int64) int64 {
+	if !l.ByteBounded() {
+		return -1
+	}
+	return max(budget, minClientPendingBytes)
+}
+
+// clientHolds is the most the NATS client keeps for the subscriber of a
+// byte-bounded durable with limits l, beside the budget it has received:
+// on the jetstream package's subscription (pendingLimitsNeeded says none
+// is needed) what the broker can push at once, which is within that
+// package's 64 MiB; on the legacy one clientPendingBytes.
+func clientHolds(l DurableLimits, budget int64) int64 {
+	if pendingLimitsNeeded(l) == "" && l.MaxAckPending > 0 {
+		return int64(l.MaxAckPending) * l.MaxMsgBytes
+	}
+	return clientPendingBytes(l, budget)
+}
+
 // subscribeLegacy binds a subscription to the durable of b (in its deliver
 // group, if it has one) through the legacy API, with no pending limits: the
 // durable's MaxAckPending bounds what the broker pushes. It delivers to
 // handler as PushConsumer.Consume does.
-func subscribeLegacy(nc *nats.Conn, b Binding, topic string, handler jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
+//
+// pendingBytes bounds what the client holds of what the broker pushed and
+// the subscriber has not received yet (-1: no bound). Past it the client
+// drops what arrives, as a slow consumer, and the broker delivers it again
+// after the ack wait — on a durable that redelivers without limit a trip,
+// not a delivery (see clientPendingBytes).
+func subscribeLegacy(nc *nats.Conn, b Binding, topic string, handler jetstream.MessageHandler, pendingBytes int64) (jetstream.ConsumeContext, error) {
 	js, err := nc.JetStream()
 	if err != nil {
 		return nil, err
@@ -74,7 +115,10 @@ func subscribeLegacy(nc *nats.Conn, b Binding, topic string, handler jetstream.M
 	if err != nil {
 		return nil, err
 	}
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
+	if pendingBytes > math.MaxInt {
+		pendingBytes = -1
+	}
+	if err := sub.SetPendingLimits(-1, int(pendingBytes)); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, err
 	}

@@ -61,27 +61,42 @@ func jsFixture(t *testing.T, cfg configs.Config) (*nats.Conn, Binding) {
 	return routertest.Conn(t, srv.URL), b
 }
 
-// The adapter's subscription has no pending limits: the client keeps all
-// that the broker pushes, however slowly the subscriber takes it.
-func TestLegacySubscriptionHasNoPendingLimits(t *testing.T) {
-	cfg := configs.Defaults()
-	nc, b := jsFixture(t, cfg)
-	cc, err := subscribeLegacy(nc, b, cfg.Subject, func(jetstream.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, bytes, err := cc.(*legacyConsume).sub.PendingLimits()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if msgs != -1 || bytes != -1 {
-		t.Errorf("pending limits %d messages, %d bytes; want none (-1, -1)", msgs, bytes)
-	}
-	cc.Drain()
-	select {
-	case <-cc.Closed():
-	case <-time.After(10 * time.Second):
-		t.Fatal("Closed not closed 10s after Drain")
+// The adapter's subscription holds what the broker pushes within
+// clientPendingBytes: all of it on a durable with a max deliver (a drop
+// would spend a delivery), the byte budget (at least 8 MiB) elsewhere.
+func TestLegacySubscriptionPendingLimits(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		maxDeliver int
+		budget     int64
+		wantBytes  int
+	}{
+		{"a max deliver: no bound", 3, 32 << 20, -1},
+		{"redelivers without limit: the budget", -1, 32 << 20, 32 << 20},
+		{"a small budget: 8 MiB", -1, 1 << 20, 8 << 20},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := configs.Defaults()
+			cfg.MaxDeliver = c.maxDeliver
+			nc, b := jsFixture(t, cfg)
+			cc, err := subscribeLegacy(nc, b, cfg.Subject, func(jetstream.Msg) {}, clientPendingBytes(b.Limits, c.budget))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, bytes, err := cc.(*legacyConsume).sub.PendingLimits()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msgs != -1 || bytes != c.wantBytes {
+				t.Errorf("pending limits %d messages, %d bytes; want -1, %d", msgs, bytes, c.wantBytes)
+			}
+			cc.Drain()
+			select {
+			case <-cc.Closed():
+			case <-time.After(10 * time.Second):
+				t.Fatal("Closed not closed 10s after Drain")
+			}
+		})
 	}
 }
 
@@ -91,7 +106,7 @@ func TestLegacyMessageIsAJetStreamMessage(t *testing.T) {
 	cfg := configs.Defaults()
 	nc, b := jsFixture(t, cfg)
 	got := make(chan jetstream.Msg, 1)
-	cc, err := subscribeLegacy(nc, b, cfg.Subject, func(m jetstream.Msg) { got <- m })
+	cc, err := subscribeLegacy(nc, b, cfg.Subject, func(m jetstream.Msg) { got <- m }, -1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	var err error
 	if why != "" {
 		api = apiLegacy
-		cc, err = subscribeLegacy(s.nc, s.binding, topic, s.receive)
+		cc, err = subscribeLegacy(s.nc, s.binding, topic, s.receive, clientPendingBytes(s.binding.Limits, s.budget.limit))
 	} else {
 		cc, err = s.consumeDurable(ctx, topic)
 	}
