@@ -1002,6 +1002,11 @@ func TestDeployKubernetes(t *testing.T) {
 	}
 	if gml, ok := env["GOMEMLIMIT"]; ok && quantityBytes(t, gml) >= quantityBytes(t, limit) {
 		t.Errorf("%s: GOMEMLIMIT %s is not below the memory limit %s", kubernetesPath, gml, limit)
+	} else if !ok && cfg.MemoryLimit() >= quantityBytes(t, limit)*3/4 {
+		// serve's own soft limit, from the manifest's settings, must leave
+		// the quarter of the limit the heap's overhead and SQLite or the
+		// NATS client take outside it.
+		t.Errorf("%s: without GOMEMLIMIT the router's soft limit is %d bytes, not within 3/4 of the memory limit %s", kubernetesPath, cfg.MemoryLimit(), limit)
 	}
 	if req := c.Resources.Requests["memory"]; req == "" || quantityBytes(t, req) > quantityBytes(t, limit) {
 		t.Errorf("%s: memory request %q, want one at most the limit %s", kubernetesPath, req, limit)

@@ -173,7 +173,7 @@ func TestCheckSaysWhatBoundsMemory(t *testing.T) {
 	out := check(map[string]string{"NATS_DURABLE": "router-own"})
 	says("before the router's own durable exists", out,
 		"consumer router-own: absent (serve creates it)",
-		"memory: bounded by MAX_IN_FLIGHT_BYTES=33554432",
+		"memory: bounded by MAX_IN_FLIGHT_BYTES=16777216",
 		"(for the durable serve creates)")
 	if strings.Contains(out, "warning:") {
 		t.Errorf("check warned with only router variables set:\n%s", out)
