@@ -144,8 +144,8 @@ func Defaults() Config {
 // in flight. Real events (under 1 KiB) never reach it at MAX_IN_FLIGHT
 // (1,000 × 1 KiB is 1 MiB); it matters for a backlog of large messages,
 // whose poison path holds several copies of each message it handles. At
-// 32 MiB such a backlog (1 MiB each) peaked at 255–320 MiB, over the
-// Kubernetes manifest's 256 Mi; at 16 MiB at about 204 MiB (README
+// 32 MiB such a backlog (1 MiB each) peaked at 247–320 MiB, over the
+// Kubernetes manifest's 256 Mi in two of four runs; at 16 MiB at 165–204 MiB (README
 // "Memory").
 const DefaultMaxInFlightBytes = 16 << 20
 
