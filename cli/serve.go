@@ -28,6 +28,7 @@ import (
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/store"
 )
 
@@ -105,7 +106,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 
 	// One connection manages JetStream resources; the subscriber gets its
 	// own, because closing the Watermill subscriber drains its connection.
-	mgmt, err := router.Connect(natsURL, cfg, "user-events-router", logger)
+	mgmt, err := broker.Connect(natsURL, cfg, "user-events-router", logger)
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	subConn, err := router.Connect(natsURL, cfg, "user-events-router-consumer", logger)
+	subConn, err := broker.Connect(natsURL, cfg, "user-events-router-consumer", logger)
 	if err != nil {
 		return err
 	}
@@ -386,18 +387,18 @@ func openStore(ctx context.Context, cfg configs.Config) (*store.DB, error) {
 
 // brokerURL is NATS_URL, or the URL of an embedded server started here
 // (then returned too; nil with NATS_URL), recorded in DATA_DIR (see
-// router.AddrFileName) until it shuts down.
-func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.EmbeddedServer, error) {
+// broker.AddrFileName) until it shuts down.
+func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *broker.EmbeddedServer, error) {
 	if cfg.NATSURL != "" {
 		return cfg.NATSURL, nil, nil
 	}
 	dir := filepath.Join(cfg.DataDir, "nats")
-	srv, err := router.StartEmbedded(cfg.NATSListen, dir, logger)
+	srv, err := broker.StartEmbedded(cfg.NATSListen, dir, logger)
 	if err != nil {
 		return "", nil, err
 	}
 	// publish and check in another shell find it through this file.
-	addrFile := filepath.Join(cfg.DataDir, router.AddrFileName)
+	addrFile := filepath.Join(cfg.DataDir, broker.AddrFileName)
 	if err := srv.RecordAddr(addrFile); err != nil {
 		srv.Shutdown()
 		return "", nil, err
@@ -406,14 +407,14 @@ func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.Embedde
 	return srv.ClientURL(), srv, nil
 }
 
-func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (router.Binding, error) {
-	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
+func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (broker.Binding, error) {
+	if _, err := broker.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return router.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", redact.URL(nc.ConnectedUrl()), err)
+			return broker.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", redact.URL(nc.ConnectedUrl()), err)
 		}
-		return router.Binding{}, err
+		return broker.Binding{}, err
 	}
-	return router.EnsureConsumer(ctx, js, cfg, logger)
+	return broker.EnsureConsumer(ctx, js, cfg, logger)
 }
 
 // earlierUnacked asks the broker whether the durable has acked every
@@ -422,7 +423,7 @@ func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cf
 // back within one ack wait of its death, so after that an unacked earlier
 // message is one being handled (here or by a replica) and is no reason to
 // hold. When the broker cannot tell, it says yes: a hold is bounded anyway.
-func earlierUnacked(js jetstream.JetStream, b router.Binding) func(ctx context.Context, seq uint64) bool {
+func earlierUnacked(js jetstream.JetStream, b broker.Binding) func(ctx context.Context, seq uint64) bool {
 	window := time.Now().Add(b.AckWait + 5*time.Second)
 	return func(ctx context.Context, seq uint64) bool {
 		if time.Now().After(window) {
@@ -444,7 +445,7 @@ func earlierUnacked(js jetstream.JetStream, b router.Binding) func(ctx context.C
 // once, for the ack wait and a second, keeping two real tries; with fewer
 // than 3 it is not held (a held message must not reach its last delivery
 // untried).
-func holdOptions(js jetstream.JetStream, b router.Binding, cfg configs.Config) handlers.HoldOptions {
+func holdOptions(js jetstream.JetStream, b broker.Binding, cfg configs.Config) handlers.HoldOptions {
 	o := handlers.HoldOptions{EarlierUnacked: earlierUnacked(js, b), MaxDeliver: b.MaxDeliver}
 	switch {
 	case b.MaxDeliver < 0:

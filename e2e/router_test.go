@@ -17,6 +17,7 @@ import (
 
 	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -194,8 +195,8 @@ func TestEmbeddedDefaults(t *testing.T) {
 	// not exported there (here: another free port, so that nothing else
 	// is touched). publish and check find the router's server by the
 	// address it recorded.
-	addrFile := filepath.Join(dataDir, router.AddrFileName)
-	if got, err := router.ReadAddrFile(addrFile); err != nil || got != "nats://"+listen {
+	addrFile := filepath.Join(dataDir, broker.AddrFileName)
+	if got, err := broker.ReadAddrFile(addrFile); err != nil || got != "nats://"+listen {
 		t.Errorf("%s: %q, %v; want nats://%s", addrFile, got, err, listen)
 	}
 	terminal2 := map[string]string{"DATA_DIR": dataDir, "NATS_LISTEN": freeAddr(t)}
@@ -253,7 +254,7 @@ func TestCheckTellsReachedFromAssumed(t *testing.T) {
 			// The database as serve leaves it: this is about the broker.
 			openDB(t, "sqlite:"+filepath.Join(dataDir, "router.db"))
 			if tt.addrFile != "" {
-				if err := os.WriteFile(filepath.Join(dataDir, router.AddrFileName), []byte(tt.addrFile+"\n"), 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(dataDir, broker.AddrFileName), []byte(tt.addrFile+"\n"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

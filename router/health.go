@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/store"
 )
 
@@ -72,14 +73,14 @@ type HealthOptions struct {
 	// JetStream reads the durable's state; it should not be on ConsumerConn,
 	// so that a request never queues behind a flood of deliveries.
 	JetStream jetstream.JetStream
-	Binding   Binding
+	Binding   broker.Binding
 	// ConsumerConn is the subscriber's connection.
 	ConsumerConn *nats.Conn
 	// Router, when set, gives the messages in flight and the last ack, and
 	// the durable is watched only once it runs (before, it is not bound).
 	Router *Router
 	// Embedded is the in-process broker; nil with NATS_URL.
-	Embedded *EmbeddedServer
+	Embedded *broker.EmbeddedServer
 	// IngressAddr is where the HTTP fallback listens, for the report.
 	IngressAddr string
 	// Interval and Timeout default to DefaultCheckInterval and

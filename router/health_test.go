@@ -1,12 +1,10 @@
 package router_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,28 +12,11 @@ import (
 
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
-
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), `"msg":"`+msg+`"`)
-}
 
 // healthBundle is a Health over a real in-process NATS server with the
 // router's stream and durable, and a real SQLite database.
@@ -43,7 +24,7 @@ type healthBundle struct {
 	health *router.Health
 	srv    *routertest.Server
 	db     *store.DB
-	logs   *lockedBuffer
+	logs   *routertest.LockedBuffer
 }
 
 // setupHealth starts a Health checking every 50ms. withRouter runs a
@@ -53,14 +34,14 @@ func setupHealth(t *testing.T, withRouter bool, timeout time.Duration) *healthBu
 	srv := routertest.StartServer(t)
 	js := routertest.JetStream(t, srv.URL)
 	cfg := configs.Defaults()
-	logs := &lockedBuffer{}
+	logs := &routertest.LockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
+	if _, err := broker.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		t.Fatal(err)
 	}
-	binding, err := router.EnsureConsumer(ctx, js, cfg, logger)
+	binding, err := broker.EnsureConsumer(ctx, js, cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +110,7 @@ func TestHealthConsumerOutage(t *testing.T) {
 		st := h.Status()
 		return st.Ready && st.Consumer.State == router.StateOK && st.Consumer.Info != nil && st.Consumer.Info.Bound
 	})
-	if n := b.logs.count("consumer down"); n != 0 {
+	if n := b.logs.Count("consumer down"); n != 0 {
 		t.Errorf("the start logged the consumer down %d times: its subscription just had not shown yet", n)
 	}
 	routertest.Publish(t, routertest.JetStream(t, b.srv.URL), "user.events.created", []byte(producerPayload))
@@ -154,7 +135,7 @@ func TestHealthConsumerOutage(t *testing.T) {
 	routertest.Eventually(t, 10*time.Second, "the durable's figures to show their age", func() bool {
 		return h.Consumer().Info.AgeSeconds > 0.2 // four checks' worth: they are not being refreshed
 	})
-	if n := b.logs.count("consumer down"); n != 1 {
+	if n := b.logs.Count("consumer down"); n != 1 {
 		t.Errorf("the outage logged %d consumer-down lines, want 1", n)
 	}
 
@@ -163,7 +144,7 @@ func TestHealthConsumerOutage(t *testing.T) {
 		c := h.Consumer()
 		return c.State == router.StateOK && c.Info.AgeSeconds < 1
 	})
-	if n := b.logs.count("consumer back"); n != 1 {
+	if n := b.logs.Count("consumer back"); n != 1 {
 		t.Errorf("the recovery logged %d consumer-back lines, want 1", n)
 	}
 }
@@ -208,7 +189,7 @@ func TestHealthDatabase(t *testing.T) {
 		t.Errorf("status with the table away: ready %v, database %+v, ingress %+v", st.Ready, st.Database, st.Ingress)
 	}
 	b.probesAfter(t, 3)
-	if n := b.logs.count("database down"); n != 1 {
+	if n := b.logs.Count("database down"); n != 1 {
 		t.Errorf("several failed probes logged %d database-down lines, want 1", n)
 	}
 	mustExec(`ALTER TABLE parked RENAME TO watermill_profile_sync_commands`)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/social/user-events-router/router/broker"
 )
 
 // This file is the one place the subscriber still uses nats.go's legacy
@@ -38,7 +39,7 @@ import (
 // client dropped all the same (a redelivery pushed while the first
 // delivery still waits in the client, past the ack wait) would cost a
 // trip, not a delivery.
-func pendingLimitsNeeded(l DurableLimits) string {
+func pendingLimitsNeeded(l broker.DurableLimits) string {
 	switch {
 	case !l.ByteBounded():
 		// The subscriber waits for room with what the broker pushed held
@@ -49,7 +50,7 @@ func pendingLimitsNeeded(l DurableLimits) string {
 	case l.MaxAckPending > nats.DefaultSubPendingMsgsLimit,
 		int64(l.MaxAckPending)*l.MaxMsgBytes > nats.DefaultSubPendingBytesLimit:
 		return fmt.Sprintf("the durable's max ack pending × the largest message (%d × %s) is more than the client's default pending limits (%d messages, %s)",
-			l.MaxAckPending, byteSize(l.MaxMsgBytes), nats.DefaultSubPendingMsgsLimit, byteSize(nats.DefaultSubPendingBytesLimit))
+			l.MaxAckPending, broker.ByteSize(l.MaxMsgBytes), nats.DefaultSubPendingMsgsLimit, broker.ByteSize(nats.DefaultSubPendingBytesLimit))
 	}
 	return ""
 }
@@ -58,7 +59,7 @@ func pendingLimitsNeeded(l DurableLimits) string {
 // group, if it has one) through the legacy API, with no pending limits: the
 // durable's MaxAckPending bounds what the broker pushes. It delivers to
 // handler as PushConsumer.Consume does.
-func subscribeLegacy(nc *nats.Conn, b Binding, topic string, handler jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
+func subscribeLegacy(nc *nats.Conn, b broker.Binding, topic string, handler jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
 	js, err := nc.JetStream()
 	if err != nil {
 		return nil, err

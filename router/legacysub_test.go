@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 )
 
@@ -21,16 +22,16 @@ func TestPendingLimitsNeeded(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
 		name   string
-		limits DurableLimits
+		limits broker.DurableLimits
 		want   string // a part of the reason; "" for none
 	}{
-		{"the router's durable on small messages", DurableLimits{MaxDeliver: -1, MaxAckPending: 1000, MaxMsgBytes: 64 << 10}, ""},
-		{"64 × 1 MiB fits exactly", DurableLimits{MaxDeliver: -1, MaxAckPending: 64, MaxMsgBytes: mib}, ""},
-		{"the router's durable on NATS's 1 MiB", DurableLimits{MaxDeliver: -1, MaxAckPending: 1000, MaxMsgBytes: mib}, "1000 × 1 MiB"},
-		{"65 × 1 MiB", DurableLimits{MaxDeliver: -1, MaxAckPending: 65, MaxMsgBytes: mib}, "65 × 1 MiB"},
-		{"more messages than the client's default", DurableLimits{MaxDeliver: -1, MaxAckPending: nats.DefaultSubPendingMsgsLimit + 1, MaxMsgBytes: 1}, "pending limits"},
-		{"unlimited max ack pending", DurableLimits{MaxDeliver: -1, MaxAckPending: -1, MaxMsgBytes: 100}, "unlimited"},
-		{"a max deliver, small messages", DurableLimits{MaxDeliver: 3, MaxAckPending: 10, MaxMsgBytes: 100}, "max deliver 3"},
+		{"the router's durable on small messages", broker.DurableLimits{MaxDeliver: -1, MaxAckPending: 1000, MaxMsgBytes: 64 << 10}, ""},
+		{"64 × 1 MiB fits exactly", broker.DurableLimits{MaxDeliver: -1, MaxAckPending: 64, MaxMsgBytes: mib}, ""},
+		{"the router's durable on NATS's 1 MiB", broker.DurableLimits{MaxDeliver: -1, MaxAckPending: 1000, MaxMsgBytes: mib}, "1000 × 1 MiB"},
+		{"65 × 1 MiB", broker.DurableLimits{MaxDeliver: -1, MaxAckPending: 65, MaxMsgBytes: mib}, "65 × 1 MiB"},
+		{"more messages than the client's default", broker.DurableLimits{MaxDeliver: -1, MaxAckPending: nats.DefaultSubPendingMsgsLimit + 1, MaxMsgBytes: 1}, "pending limits"},
+		{"unlimited max ack pending", broker.DurableLimits{MaxDeliver: -1, MaxAckPending: -1, MaxMsgBytes: 100}, "unlimited"},
+		{"a max deliver, small messages", broker.DurableLimits{MaxDeliver: 3, MaxAckPending: 10, MaxMsgBytes: 100}, "max deliver 3"},
 	} {
 		got := pendingLimitsNeeded(c.limits)
 		switch {
@@ -44,17 +45,17 @@ func TestPendingLimitsNeeded(t *testing.T) {
 
 // jsFixture is a server with the Auth Service's stream and a durable of
 // cfg, and a connection of the test's.
-func jsFixture(t *testing.T, cfg configs.Config) (*nats.Conn, Binding) {
+func jsFixture(t *testing.T, cfg configs.Config) (*nats.Conn, broker.Binding) {
 	t.Helper()
 	srv := routertest.StartServer(t)
 	js := routertest.JetStream(t, srv.URL)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if _, err := EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
+	if _, err := broker.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		t.Fatal(err)
 	}
-	b, err := EnsureConsumer(ctx, js, cfg, logger)
+	b, err := broker.EnsureConsumer(ctx, js, cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,15 +139,15 @@ func TestJetStreamConsumeRefusesASecondSubscriberWithoutDeliverGroup(t *testing.
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if _, err := EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
+	if _, err := broker.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		t.Fatal(err)
 	}
-	cc := ConsumerConfig(cfg)
+	cc := broker.ConsumerConfig(cfg)
 	cc.DeliverGroup = ""
 	if _, err := js.CreatePushConsumer(ctx, cfg.Stream, cc); err != nil {
 		t.Fatal(err)
 	}
-	b, err := EnsureConsumer(ctx, js, cfg, logger)
+	b, err := broker.EnsureConsumer(ctx, js, cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/router/broker"
 )
 
 // HandlerName is the Watermill handler that consumes the user events. It is
@@ -19,7 +20,7 @@ const HandlerName = "user_events"
 // Options wires one Watermill router.
 type Options struct {
 	Config  configs.Config
-	Binding Binding
+	Binding broker.Binding
 	// Conn is dedicated to the subscriber: closing the router drains it.
 	Conn   *nats.Conn
 	Logger *slog.Logger

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/handlers"
+	"github.com/social/user-events-router/router/broker"
 )
 
 // flight is one JetStream message from its arrival until it is settled.
@@ -48,7 +49,7 @@ type flight struct {
 //     durable with a MaxDeliver, a trip would spend one of its deliveries,
 //     so the subscriber waits instead and the NATS client holds what was
 //     pushed: then memory is bounded by what the durable's MaxAckPending
-//     lets the broker push (see MemoryBound);
+//     lets the broker push (see broker.MemoryBound);
 //   - one user's messages are handed out one at a time, in stream order
 //     (see sequencer);
 //   - it owns the acks, through Middleware: a message is acked only after
@@ -62,7 +63,7 @@ type flight struct {
 type Subscriber struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	binding Binding
+	binding broker.Binding
 	backoff Backoff
 	timeout time.Duration // for Close
 	logger  *slog.Logger
@@ -93,7 +94,7 @@ type Subscriber struct {
 // SubscriberOptions configures a Subscriber.
 type SubscriberOptions struct {
 	Conn    *nats.Conn
-	Binding Binding
+	Binding broker.Binding
 	// MaxInFlight bounds the messages received and not yet settled.
 	MaxInFlight int
 	// MaxInFlightBytes bounds their bytes (see budget).

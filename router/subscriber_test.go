@@ -21,6 +21,7 @@ import (
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 )
 
@@ -54,7 +55,7 @@ type routerFixture struct {
 	js      jetstream.JetStream
 	url     string
 	cfg     configs.Config
-	binding router.Binding
+	binding broker.Binding
 	logger  *slog.Logger
 	logs    *syncBuffer
 	api     consumeAPI // the routers' subscribers must use it
@@ -89,11 +90,11 @@ func newRouterFixture(t *testing.T, cfg configs.Config, api consumeAPI) *routerF
 		logger: slog.New(slog.NewTextHandler(logs, nil))}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if _, err := router.EnsureStream(ctx, f.js, cfg.Stream, f.logger); err != nil {
+	if _, err := broker.EnsureStream(ctx, f.js, cfg.Stream, f.logger); err != nil {
 		t.Fatal(err)
 	}
 	var err error
-	if f.binding, err = router.EnsureConsumer(ctx, f.js, cfg, f.logger); err != nil {
+	if f.binding, err = broker.EnsureConsumer(ctx, f.js, cfg, f.logger); err != nil {
 		t.Fatal(err)
 	}
 	return f

@@ -1,4 +1,4 @@
-package router_test
+package broker_test
 
 import (
 	"crypto/ecdsa"
@@ -24,7 +24,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/social/user-events-router/configs"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 )
 
 // authMode is a server that demands one way of authenticating, the router
@@ -68,7 +68,7 @@ func TestConnectAuthModes(t *testing.T) {
 			mode := tt.setup(t)
 			url := startAuthServer(t, mode.server)
 
-			nc, err := router.Connect(url, mode.good, "connect-test", discardLogger())
+			nc, err := broker.Connect(url, mode.good, "connect-test", discardLogger())
 			if err != nil {
 				t.Fatalf("Connect: %v", err)
 			}
@@ -85,7 +85,7 @@ func TestConnectAuthModes(t *testing.T) {
 					if bad.url != nil {
 						u = bad.url(url)
 					}
-					nc, err := router.Connect(u, bad.cfg, "connect-test", discardLogger())
+					nc, err := broker.Connect(u, bad.cfg, "connect-test", discardLogger())
 					if err == nil {
 						nc.Close()
 						t.Fatal("connected; want a refusal")

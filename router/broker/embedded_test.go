@@ -1,4 +1,4 @@
-package router_test
+package broker_test
 
 import (
 	"errors"
@@ -8,14 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
+	"github.com/social/user-events-router/router/routertest"
 )
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestEmbeddedBannerOnlyAtDebug: the nats-server's start-up banner (its
 // notices) is a debug matter; at info the embedded server logs nothing.
@@ -24,9 +19,9 @@ func TestEmbeddedBannerOnlyAtDebug(t *testing.T) {
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
 		t.Run(level.String(), func(t *testing.T) {
 			t.Parallel()
-			var logs lockedBuffer
+			var logs routertest.LockedBuffer
 			logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level}))
-			srv, err := router.StartEmbedded("127.0.0.1:0", t.TempDir(), logger)
+			srv, err := broker.StartEmbedded("127.0.0.1:0", t.TempDir(), logger)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -46,16 +41,16 @@ func TestEmbeddedBannerOnlyAtDebug(t *testing.T) {
 // and the file goes with a clean shutdown.
 func TestEmbeddedAddrFile(t *testing.T) {
 	t.Parallel()
-	srv, err := router.StartEmbedded("0.0.0.0:0", t.TempDir(), nil)
+	srv, err := broker.StartEmbedded("0.0.0.0:0", t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), router.AddrFileName)
+	path := filepath.Join(t.TempDir(), broker.AddrFileName)
 	if err := srv.RecordAddr(path); err != nil {
 		srv.Shutdown()
 		t.Fatal(err)
 	}
-	got, err := router.ReadAddrFile(path)
+	got, err := broker.ReadAddrFile(path)
 	if err != nil {
 		t.Error(err)
 	}
@@ -65,7 +60,7 @@ func TestEmbeddedAddrFile(t *testing.T) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
 	srv.Shutdown()
-	if _, err := router.ReadAddrFile(path); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := broker.ReadAddrFile(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after shutdown: %v, want the file gone", err)
 	}
 }
