@@ -29,6 +29,7 @@ import (
 	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/broker"
+	"github.com/social/user-events-router/router/consume"
 	"github.com/social/user-events-router/store"
 )
 
@@ -449,7 +450,7 @@ func holdOptions(js jetstream.JetStream, b broker.Binding, cfg configs.Config) h
 	o := handlers.HoldOptions{EarlierUnacked: earlierUnacked(js, b), MaxDeliver: b.MaxDeliver}
 	switch {
 	case b.MaxDeliver < 0:
-		o.MaxHolds = holdsForAckWait(router.Backoff{First: cfg.NakDelay, Max: cfg.NakDelayMax}, b.AckWait)
+		o.MaxHolds = holdsForAckWait(consume.Backoff{First: cfg.NakDelay, Max: cfg.NakDelayMax}, b.AckWait)
 	case b.MaxDeliver >= 3:
 		o.MaxHolds, o.Delay = 1, b.AckWait+time.Second
 	default:
@@ -460,7 +461,7 @@ func holdOptions(js jetstream.JetStream, b broker.Binding, cfg configs.Config) h
 
 // holdsForAckWait is how many deliveries the redelivery delays take to add
 // up to more than the ack wait (at least 1, at most 20).
-func holdsForAckWait(b router.Backoff, ackWait time.Duration) uint64 {
+func holdsForAckWait(b consume.Backoff, ackWait time.Duration) uint64 {
 	if b.First <= 0 {
 		return 1 // immediate redeliveries would wait for nothing
 	}

@@ -48,7 +48,7 @@ func (d DurableLimits) ByteBounded() bool { return d.MaxDeliver <= 0 }
 // bounded only by that, and past 64 MiB buffered for one connection
 // nats-server cuts it as a slow consumer (its messages come back after the
 // ack wait). On a durable with a MaxDeliver (a legacy one, as found) it is
-// what MaxAckPending lets the broker push (see Subscriber).
+// what MaxAckPending lets the broker push (see consume.Subscriber).
 func MemoryBound(cfg configs.Config, d DurableLimits) string {
 	pushed := "the whole backlog (its max ack pending is unlimited)"
 	if d.MaxAckPending > 0 {

@@ -1,4 +1,4 @@
-package router
+package consume
 
 import (
 	"time"

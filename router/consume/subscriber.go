@@ -1,4 +1,4 @@
-package router
+package consume
 
 import (
 	"context"
@@ -343,7 +343,7 @@ type flightKey struct{}
 // Middleware settles each message as its handler returns: ack when it
 // returned no error (the command is committed), NAK with the backoff delay
 // otherwise, or when it panicked. It must be the outermost middleware —
-// Router.New adds it first — so that what it sees is what Watermill's own
+// router.New adds it first — so that what it sees is what Watermill's own
 // ack or nack will be. The handler runs on a worker (see workers), and the
 // settling right after it, on the same worker: cheaper than one more
 // goroutine per message waiting for Watermill's ack, and it lets the
@@ -590,8 +590,8 @@ func (s *Subscriber) Close() error {
 	return errors.Join(errs...)
 }
 
-// waitClosed blocks until Close has finished, or timeout passes.
-func (s *Subscriber) waitClosed(timeout time.Duration) bool {
+// WaitClosed blocks until Close has finished, or timeout passes.
+func (s *Subscriber) WaitClosed(timeout time.Duration) bool {
 	select {
 	case <-s.closed:
 		return true

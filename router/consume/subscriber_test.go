@@ -1,4 +1,4 @@
-package router_test
+package consume_test
 
 import (
 	"context"
