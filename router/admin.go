@@ -2,9 +2,6 @@ package router
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/social/user-events-router/router/httpx"
 	"github.com/social/user-events-router/store"
 )
 
@@ -82,7 +80,7 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 	if o.NowFunc == nil {
 		o.NowFunc = time.Now
 	}
-	a := &admin{AdminOptions: o, logger: o.Logger.With("component", "admin")}
+	a := &admin{AdminOptions: o, logger: o.Logger.With("component", "admin"), token: httpx.NewToken(o.Token)}
 
 	api := http.NewServeMux()
 	api.HandleFunc("GET /admin/poison", a.list)
@@ -120,30 +118,23 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 type admin struct {
 	AdminOptions
 	logger *slog.Logger
+	// token is Token, checked by the API's bearer header and the
+	// console's login form alike.
+	token httpx.Token
 }
 
 func (a *admin) authenticate(next http.Handler) http.Handler {
-	if a.Token == "" {
+	if !a.token.Set() {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !strings.EqualFold(scheme, "Bearer") || !a.tokenMatches(token) {
+		if !a.token.Bearer(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="user-events-router admin"`)
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// tokenMatches is the one check of an offered admin token (a bearer
-// header's, or the console's login form's) against ADMIN_TOKEN. Comparing
-// digests keeps the comparison constant-time in the token's length too.
-func (a *admin) tokenMatches(offered string) bool {
-	want := sha256.Sum256([]byte(a.Token))
-	got := sha256.Sum256([]byte(strings.TrimSpace(offered)))
-	return a.Token != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // refuseCrossOrigin answers a state-changing request (any method but GET,
@@ -178,20 +169,11 @@ func (a *admin) ready(w http.ResponseWriter, r *http.Request) {
 // status answers 200 whatever the components' states: it is a report,
 // and its "ready" field says what /readyz says.
 func (a *admin) status(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.StatusFunc())
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away; nothing to do
+	httpx.WriteJSON(w, http.StatusOK, a.StatusFunc())
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, map[string]string{"error": strings.ReplaceAll(err.Error(), "\n", "; ")})
+	httpx.WriteJSON(w, status, map[string]string{"error": strings.ReplaceAll(err.Error(), "\n", "; ")})
 }
 
 func writeText(w http.ResponseWriter, status int, s string) {

@@ -44,8 +44,8 @@ import (
 // requests that change state (refuseCrossOrigin); every answer carries a
 // Content-Security-Policy that allows no script, no frame and no form
 // target but this origin; with ADMIN_TOKEN a page needs a session, which
-// the login form opens when given the token (tokenMatches, the API's own
-// check); without it a session is opened on the first visit, and only by a
+// the login form opens when given the token (httpx.Token.Matches, the
+// API's own check); without it a session is opened on the first visit, and only by a
 // loopback name (so a DNS-rebound name cannot open one); every POST but the
 // login carries the session's CSRF token; every value from outside is shown
 // through visible and escaped by html/template.
@@ -351,7 +351,7 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, consoleFormLimit)
-	if err := r.ParseForm(); err != nil || !c.a.tokenMatches(r.PostForm.Get("token")) {
+	if err := r.ParseForm(); err != nil || !c.a.token.Matches(r.PostForm.Get("token")) {
 		c.a.logger.WarnContext(r.Context(), "console login refused", "remote_addr", r.RemoteAddr)
 		c.render(w, r, http.StatusUnauthorized, "login", loginView{consoleBase{Title: "Log in"}, "That is not the admin token."})
 		return

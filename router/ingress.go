@@ -1,8 +1,6 @@
 package router
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/middleware"
+	"github.com/social/user-events-router/router/httpx"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
@@ -89,10 +88,7 @@ func NewIngressHandler(o IngressOptions) (http.Handler, error) {
 	if o.MaxBodyBytes <= 0 {
 		return nil, fmt.Errorf("router: ingress MaxBodyBytes=%d: must be positive", o.MaxBodyBytes)
 	}
-	in := &ingress{IngressOptions: o, logger: o.Logger.With("component", "ingress")}
-	if o.Token != "" {
-		in.tokenDigest = sha256.Sum256([]byte(o.Token))
-	}
+	in := &ingress{IngressOptions: o, logger: o.Logger.With("component", "ingress"), token: httpx.NewToken(o.Token)}
 	return in, nil
 }
 
@@ -128,8 +124,8 @@ func NewIngressServer(addr string, h http.Handler, handlerBudget time.Duration) 
 
 type ingress struct {
 	IngressOptions
-	logger      *slog.Logger
-	tokenDigest [sha256.Size]byte
+	logger *slog.Logger
+	token  httpx.Token
 }
 
 // ingressReply is the JSON body of every ingress answer.
@@ -170,7 +166,7 @@ func (in *ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The Auth Service's own backoff (+1 s) agrees.
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, a.status, a.reply)
+	httpx.WriteJSON(w, a.status, a.reply)
 
 	level := slog.LevelInfo
 	if a.lost {
@@ -216,7 +212,7 @@ func (in *ingress) handle(w http.ResponseWriter, r *http.Request) answer {
 		w.Header().Set("Allow", http.MethodPost)
 		return refuse(http.StatusMethodNotAllowed, "method %s not allowed: POST the event to %s", r.Method, IngressPath)
 	}
-	if in.Token != "" && !in.authorized(r) {
+	if in.token.Set() && !in.token.Bearer(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="user-events-router ingress"`)
 		return refuse(http.StatusUnauthorized, "missing or wrong bearer token")
 	}
@@ -334,14 +330,6 @@ func unavailable(corr string) answer {
 		Error:         "the database is unavailable or too slow: the event may or may not have been stored; sending it again is safe (a repeat of a stored event changes nothing)",
 		CorrelationID: corr,
 	}}
-}
-
-func (in *ingress) authorized(r *http.Request) bool {
-	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	// Comparing digests keeps the comparison constant-time in the token's
-	// length too.
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(got[:], in.tokenDigest[:]) == 1
 }
 
 // checkContentType returns why ct is not acceptable, or "". JSON is the

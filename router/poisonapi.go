@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/social/user-events-router/middleware"
+	"github.com/social/user-events-router/router/httpx"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
@@ -386,7 +387,7 @@ func (a *admin) list(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, NewPoisonPageJSON(page, req))
+	httpx.WriteJSON(w, http.StatusOK, NewPoisonPageJSON(page, req))
 }
 
 // poisonStatsTop is how many groups of each dimension stats show.
@@ -408,7 +409,7 @@ func (a *admin) stats(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, NewPoisonStatsJSON(s))
+	httpx.WriteJSON(w, http.StatusOK, NewPoisonStatsJSON(s))
 }
 
 func (a *admin) get(w http.ResponseWriter, r *http.Request) {
@@ -417,7 +418,7 @@ func (a *admin) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, NewPoisonJSON(e))
+	httpx.WriteJSON(w, http.StatusOK, NewPoisonJSON(e))
 }
 
 // replay answers 200 with the ReplayResult whatever became of the entry
@@ -445,7 +446,7 @@ func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
 	if res.Result == ReplayRetryLater {
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, res)
+	httpx.WriteJSON(w, status, res)
 }
 
 func (a *admin) delete(w http.ResponseWriter, r *http.Request) {
@@ -455,7 +456,7 @@ func (a *admin) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.logger.InfoContext(r.Context(), "poison entry deleted via admin API", "poison_id", e.ID, "error_class", e.Class, "subject", e.Subject)
-	writeJSON(w, http.StatusOK, map[string]string{"deleted": e.ID})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"deleted": e.ID})
 }
 
 // deletePoison deletes the entry id (or a unique prefix of it) names and
