@@ -28,6 +28,7 @@ import (
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
 	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/consume"
 	"github.com/social/user-events-router/store"
@@ -184,7 +185,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	// Readiness, /status and the consumer's gauges come from background
 	// checks, so a NATS outage neither fails /readyz (the HTTP fallback
 	// is needed then) nor slows a scrape.
-	health, err := router.NewHealth(router.HealthOptions{
+	health, err := admin.NewHealth(admin.HealthOptions{
 		DB: db, JetStream: js, Binding: binding, ConsumerConn: subConn, Router: r,
 		Embedded: embedded, IngressAddr: ingressLn.Addr().String(), Logger: logger,
 	})
@@ -208,7 +209,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	admin, err := router.NewAdminHandler(router.AdminOptions{
+	admin, err := admin.NewHandler(admin.Options{
 		DB:         db,
 		Replayer:   replayer,
 		Token:      cfg.AdminToken,
@@ -303,7 +304,7 @@ func buildHandling(cfg configs.Config, db *store.DB, committer handlers.Committe
 // depth (a COUNT query), and readiness and the consumer's state as health
 // last checked them (no broker request at scrape time, so the consumer
 // gauges stay, with their age, through a NATS outage).
-func addGauges(m *metrics.Metrics, db *store.DB, health *router.Health, logger *slog.Logger) {
+func addGauges(m *metrics.Metrics, db *store.DB, health *admin.Health, logger *slog.Logger) {
 	m.AddGauge("poison_queue_depth", "Entries in the poison queue.", func(ctx context.Context) (float64, error) {
 		n, err := db.CountPoison(ctx)
 		return float64(n), err
@@ -312,10 +313,10 @@ func addGauges(m *metrics.Metrics, db *store.DB, health *router.Health, logger *
 		func(ctx context.Context) (float64, error) { return boolGauge(health.Ready(ctx) == nil), nil }, logger)
 	m.AddGauge("consumer_up", "1 while the consumer connection is up and the durable, as last read (consumer_info_age_seconds ago), has a bound subscriber.",
 		func(context.Context) (float64, error) {
-			return boolGauge(health.Consumer().State == router.StateOK), nil
+			return boolGauge(health.Consumer().State == admin.StateOK), nil
 		}, logger)
 	// The durable's own figures, from the broker's last answer.
-	durable := func(read func(*router.DurableInfo) float64) metrics.GaugeSource {
+	durable := func(read func(*admin.DurableInfo) float64) metrics.GaugeSource {
 		return func(context.Context) (float64, error) {
 			info := health.Consumer().Info
 			if info == nil {
@@ -324,12 +325,12 @@ func addGauges(m *metrics.Metrics, db *store.DB, health *router.Health, logger *
 			return read(info), nil
 		}
 	}
-	m.AddGauge("consumer_info_age_seconds", fmt.Sprintf("Age of the consumer_* figures: seconds since the broker last described the durable (asked every %v; more means it does not answer).", router.DefaultCheckInterval),
-		durable(func(i *router.DurableInfo) float64 { return i.AgeSeconds }), logger)
+	m.AddGauge("consumer_info_age_seconds", fmt.Sprintf("Age of the consumer_* figures: seconds since the broker last described the durable (asked every %v; more means it does not answer).", admin.DefaultCheckInterval),
+		durable(func(i *admin.DurableInfo) float64 { return i.AgeSeconds }), logger)
 	m.AddGauge("consumer_pending_messages", "Messages in the stream not yet delivered to the durable (as of consumer_info_age_seconds ago).",
-		durable(func(i *router.DurableInfo) float64 { return float64(i.Pending) }), logger)
+		durable(func(i *admin.DurableInfo) float64 { return float64(i.Pending) }), logger)
 	m.AddGauge("consumer_ack_pending_messages", "Messages delivered to the durable and not yet acknowledged (as of consumer_info_age_seconds ago).",
-		durable(func(i *router.DurableInfo) float64 { return float64(i.AckPending) }), logger)
+		durable(func(i *admin.DurableInfo) float64 { return float64(i.AckPending) }), logger)
 }
 
 func boolGauge(b bool) float64 {

@@ -18,6 +18,7 @@ import (
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/pipelinetest"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -52,7 +53,7 @@ func setupIngress(t testing.TB, db *store.DB, s ingressSetup) *ingressBundle {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	h, err := router.NewIngressHandler(router.IngressOptions{
-		Pipeline:     newPipeline(t, db, s.registry, s.logger),
+		Pipeline:     pipelinetest.NewPipeline(t, db, s.registry, s.logger),
 		Poison:       s.poison,
 		MaxBodyBytes: s.maxBody,
 		Token:        s.token,
@@ -64,36 +65,31 @@ func setupIngress(t testing.TB, db *store.DB, s ingressSetup) *ingressBundle {
 	return &ingressBundle{db: db, handler: h}
 }
 
-// newPipeline wires the pipeline the way the router does: dispatcher
-// committing to the commands table behind the middleware chain with a real
-// poison queue, with quick in-process retries.
-func newPipeline(t testing.TB, db *store.DB, registry handlers.Registry, logger *slog.Logger) *router.Pipeline {
+// producerPayload is byte for byte what the real Auth Service sends.
+const producerPayload = pipelinetest.ProducerPayload
+
+// response is one answer of the handler under test.
+type response struct {
+	code   int
+	header http.Header
+	body   string
+}
+
+// want checks the status and decodes the JSON body into v (when not nil).
+func (r response) want(t *testing.T, what string, code int, v any) {
 	t.Helper()
-	committer, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 64, Workers: 1})
-	if err != nil {
-		t.Fatal(err)
+	if r.code != code {
+		t.Fatalf("%s: status %d, want %d; body %s", what, r.code, code, r.body)
 	}
-	t.Cleanup(func() { _ = committer.Close() })
-	dispatcher, err := handlers.NewDispatcher(registry, committer, store.CommandsTopic)
-	if err != nil {
-		t.Fatal(err)
+	if v == nil {
+		return
 	}
-	poison, err := middleware.NewPoison(db, -1)
-	if err != nil {
-		t.Fatal(err)
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s: Content-Type %q", what, ct)
 	}
-	chain, err := middleware.Chain(middleware.ChainOptions{
-		Logger: logger, Poison: poison, RetryMax: 1,
-		RetryInitialInterval: time.Millisecond, RetryMaxInterval: time.Millisecond, HandlerTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal([]byte(r.body), v); err != nil {
+		t.Fatalf("%s: body is not the expected JSON: %v\n%s", what, err, r.body)
 	}
-	p, err := router.NewPipeline(dispatcher, chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // jsonHeader is all the Auth Service sends.
@@ -238,7 +234,7 @@ func TestIngressCommits(t *testing.T) {
 
 		// The Auth Service retries after a lost answer: still one command.
 		b.post(t, producerPayload, jsonHeader...).reply(t, "second post", http.StatusOK)
-		if n := countCommands(t, b.db); n != 1 {
+		if n := pipelinetest.CountCommands(t, b.db); n != 1 {
 			t.Errorf("%d commands after posting twice, want 1", n)
 		}
 		// A body of exactly the limit is accepted.
@@ -270,7 +266,7 @@ func TestIngressInvalidEvent(t *testing.T) {
 				t.Errorf("%s: entry reason %q, reply error %q; want the same", tt.name, e.Reason, rep.Error)
 			}
 		}
-		if n := countCommands(t, b.db); n != 0 {
+		if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 			t.Errorf("%d commands after invalid events, want 0", n)
 		}
 	})
@@ -286,11 +282,11 @@ func TestIngressToken(t *testing.T) {
 			t.Errorf("auth %q: 401 without a Bearer challenge", auth)
 		}
 	}
-	if n := countCommands(t, b.db); n != 0 {
+	if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 		t.Fatalf("%d commands after unauthorized posts, want 0", n)
 	}
 	b.post(t, producerPayload, "Content-Type", "application/json", "Authorization", "bearer s3cret").reply(t, "right token", http.StatusOK)
-	if n := countCommands(t, b.db); n != 1 {
+	if n := pipelinetest.CountCommands(t, b.db); n != 1 {
 		t.Errorf("%d commands after an authorized post, want 1", n)
 	}
 }
@@ -304,7 +300,7 @@ func TestIngressUnknownPath(t *testing.T) {
 			t.Errorf("%s: error %q does not name the path", target, rep.Error)
 		}
 	}
-	if n := countCommands(t, b.db); n != 0 {
+	if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 		t.Errorf("%d commands, want 0", n)
 	}
 }
@@ -321,7 +317,7 @@ func TestIngressMethod(t *testing.T) {
 			t.Errorf("%s: Allow %q, want POST", method, got)
 		}
 	}
-	if n := countCommands(t, b.db); n != 0 {
+	if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 		t.Errorf("%d commands, want 0", n)
 	}
 }
@@ -347,14 +343,14 @@ func TestIngressContentType(t *testing.T) {
 			t.Errorf("Content-Type %q: error %q does not name it", ct, rep.Error)
 		}
 	}
-	if n := countCommands(t, b.db); n != 0 {
+	if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 		t.Fatalf("%d commands after 415s, want 0", n)
 	}
 	for i, ct := range []string{"application/json", "Application/JSON", "application/json; charset=utf-8", "APPLICATION/JSON;CHARSET=UTF-8", `application/json; charset="utf-8"`} {
 		body := event("78af4bc4-afce-4676-b373-5b802a2dfd2e", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i))
 		b.post(t, body, "Content-Type", ct).reply(t, "Content-Type "+ct, http.StatusOK)
 	}
-	if n := countCommands(t, b.db); n != 5 {
+	if n := pipelinetest.CountCommands(t, b.db); n != 5 {
 		t.Errorf("%d commands, want 5", n)
 	}
 }
@@ -411,7 +407,7 @@ func TestIngressTooLarge(t *testing.T) {
 				t.Errorf("%s: entry reason %q, want %q", tt.name, e.Reason, rep.Error)
 			}
 		}
-		if n := countCommands(t, b.db); n != 0 {
+		if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 			t.Errorf("%d commands, want 0", n)
 		}
 	})
@@ -439,7 +435,7 @@ func TestIngressTooLarge(t *testing.T) {
 		if n := len(poisonEntries(t, b.db)); n != 0 {
 			t.Errorf("%d poison entries, want none", n)
 		}
-		if n := countCommands(t, b.db); n != 0 {
+		if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 			t.Errorf("%d commands, want 0", n)
 		}
 	})
@@ -476,7 +472,7 @@ func TestIngressPanic(t *testing.T) {
 	if e := wantKept(t, b.db, "panic", rep, []byte(producerPayload), middleware.ClassPanic); e.Stack == "" || !strings.Contains(e.Reason, "boom") {
 		t.Errorf("panic entry lacks its reason or stack: %+v", withoutPayload(e))
 	}
-	if n := countCommands(t, b.db); n != 0 {
+	if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 		t.Errorf("%d commands, want 0", n)
 	}
 	// The next event flows.
@@ -508,7 +504,7 @@ func TestIngressDatabaseUnavailable(t *testing.T) {
 		if _, err := db.SQL.Exec(`ALTER TABLE parked_commands RENAME TO watermill_profile_sync_commands`); err != nil {
 			t.Fatal(err)
 		}
-		if n := countCommands(t, db); n != 0 {
+		if n := pipelinetest.CountCommands(t, db); n != 0 {
 			t.Errorf("%d commands after a 503, want 0", n)
 		}
 		if n := len(poisonEntries(t, db)); n != 0 {
@@ -516,7 +512,7 @@ func TestIngressDatabaseUnavailable(t *testing.T) {
 		}
 		// The Auth Service's next try succeeds.
 		b.post(t, producerPayload, jsonHeader...).reply(t, "retry after the outage", http.StatusOK)
-		if n := countCommands(t, db); n != 1 {
+		if n := pipelinetest.CountCommands(t, db); n != 1 {
 			t.Errorf("%d commands after the retry, want 1", n)
 		}
 	})
@@ -635,7 +631,7 @@ func TestNewIngressHandlerValidates(t *testing.T) {
 	}
 	db := storetest.Open(t, store.SQLite)
 	logger := slog.New(slog.DiscardHandler)
-	_, err = router.NewIngressHandler(router.IngressOptions{Pipeline: newPipeline(t, db, handlers.DefaultRegistry(), logger), Poison: db, Logger: logger})
+	_, err = router.NewIngressHandler(router.IngressOptions{Pipeline: pipelinetest.NewPipeline(t, db, handlers.DefaultRegistry(), logger), Poison: db, Logger: logger})
 	if err == nil || !strings.Contains(err.Error(), "MaxBodyBytes=0") {
 		t.Errorf("NewIngressHandler without MaxBodyBytes: %v", err)
 	}
@@ -666,8 +662,8 @@ func TestNewIngressServer(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || countCommands(t, db) != 1 {
-		t.Errorf("POST over HTTP: %d %s, %d commands", resp.StatusCode, body, countCommands(t, db))
+	if resp.StatusCode != http.StatusOK || pipelinetest.CountCommands(t, db) != 1 {
+		t.Errorf("POST over HTTP: %d %s, %d commands", resp.StatusCode, body, pipelinetest.CountCommands(t, db))
 	}
 }
 

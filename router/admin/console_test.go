@@ -1,4 +1,4 @@
-package router_test
+package admin_test
 
 import (
 	"encoding/hex"
@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"github.com/social/user-events-router/middleware"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
+	"github.com/social/user-events-router/router/pipelinetest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
@@ -54,7 +55,7 @@ func setupConsole(t *testing.T, token string) *consoleBundle {
 	b := &consoleBundle{db: db, now: &atomic.Pointer[time.Time]{}, token: token}
 	start := time.Now()
 	b.now.Store(&start)
-	handler, err := router.NewAdminHandler(router.AdminOptions{
+	handler, err := admin.NewHandler(admin.Options{
 		DB: db, Replayer: newReplayer(t, db, logger), Token: token, Logger: logger, ReadyFunc: db.Ping,
 		NowFunc: func() time.Time { return *b.now.Load() },
 	})
@@ -327,7 +328,7 @@ func TestConsoleCSRF(t *testing.T) {
 			t.Errorf("POST %s without a token = %d, want 403", path, r.code)
 		}
 	}
-	if !b.exists(t, b.bad.ID) || !b.exists(t, b.valid.ID) || countCommands(t, b.db) != 0 {
+	if !b.exists(t, b.bad.ID) || !b.exists(t, b.valid.ID) || pipelinetest.CountCommands(t, b.db) != 0 {
 		t.Fatal("a refused action changed the queue")
 	}
 	// Without a session (logged out, or another browser) nothing passes either.
@@ -488,13 +489,13 @@ func TestConsoleBulk(t *testing.T) {
 	form := url.Values{"csrf": {csrf}, "scope": {"matching"}, "filter": {"class=transient_exhausted"}}
 	dry := c.post("/admin/ui/replay", form)
 	if dry.code != 200 || !strings.Contains(dry.body, "would_commit") || !strings.Contains(dry.body, "nothing was written yet") ||
-		!strings.Contains(dry.body, `name="confirm" value="yes"`) || countCommands(t, b.db) != 0 || !b.exists(t, b.valid.ID) {
-		t.Fatalf("dry run = %d, %d commands:\n%s", dry.code, countCommands(t, b.db), dry.body)
+		!strings.Contains(dry.body, `name="confirm" value="yes"`) || pipelinetest.CountCommands(t, b.db) != 0 || !b.exists(t, b.valid.ID) {
+		t.Fatalf("dry run = %d, %d commands:\n%s", dry.code, pipelinetest.CountCommands(t, b.db), dry.body)
 	}
 	form.Set("confirm", "yes")
 	done := c.post("/admin/ui/replay", form)
-	if done.code != 200 || !strings.Contains(done.body, "committed") || countCommands(t, b.db) != 1 || b.exists(t, b.valid.ID) {
-		t.Fatalf("replay = %d, %d commands:\n%s", done.code, countCommands(t, b.db), done.body)
+	if done.code != 200 || !strings.Contains(done.body, "committed") || pipelinetest.CountCommands(t, b.db) != 1 || b.exists(t, b.valid.ID) {
+		t.Fatalf("replay = %d, %d commands:\n%s", done.code, pipelinetest.CountCommands(t, b.db), done.body)
 	}
 
 	// A selection: one that fails again stays, with the replay counted.

@@ -1,4 +1,4 @@
-package router
+package admin
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func TestConsoleStopsAtItsBudget(t *testing.T) {
 		ids = append(ids, id)
 	}
 	// No Replayer: a replay that started would panic.
-	c, err := newConsole(&admin{AdminOptions: AdminOptions{DB: db, NowFunc: time.Now}, logger: slog.New(slog.DiscardHandler)})
+	c, err := newConsole(&admin{Options: Options{DB: db, NowFunc: time.Now}, logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestConsoleListDoesNotWaitForSlowCounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := newConsole(&admin{AdminOptions: AdminOptions{DB: db, NowFunc: time.Now}, logger: slog.New(slog.DiscardHandler)})
+	c, err := newConsole(&admin{Options: Options{DB: db, NowFunc: time.Now}, logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package router_test
+package admin_test
 
 import (
 	"bytes"
@@ -19,12 +19,14 @@ import (
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
+	"github.com/social/user-events-router/router/pipelinetest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
 
 // producerPayload is byte for byte what the real Auth Service sends.
-const producerPayload = `{"id":"78af4bc4-afce-4676-b373-5b802a2dfd2e","email":"alice@example.com","username":"alice01","action":"created","request_id":"","timestamp":"2026-11-28T13:28:17Z","service_name":"gofiber-auth"}`
+const producerPayload = pipelinetest.ProducerPayload
 
 // adminBundle is an admin handler over a real database holding a valid
 // entry (replay succeeds) and a bad one (replay fails again).
@@ -47,7 +49,7 @@ func setupAdmin(t *testing.T, d store.Dialect, s adminSetup) *adminBundle {
 	if s.ready == nil {
 		s.ready = db.Ping
 	}
-	handler, err := router.NewAdminHandler(router.AdminOptions{
+	handler, err := admin.NewHandler(admin.Options{
 		DB:        db,
 		Replayer:  newReplayer(t, db, logger),
 		Token:     s.token,
@@ -86,7 +88,7 @@ func setupAdmin(t *testing.T, d store.Dialect, s adminSetup) *adminBundle {
 // newReplayer wires the replay pipeline the way the router does.
 func newReplayer(t *testing.T, db *store.DB, logger *slog.Logger) *router.Replayer {
 	t.Helper()
-	r, err := router.NewReplayer(db, newPipeline(t, db, handlers.DefaultRegistry(), logger))
+	r, err := router.NewReplayer(db, pipelinetest.NewPipeline(t, db, handlers.DefaultRegistry(), logger))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,15 +140,6 @@ func (r response) wantError(t *testing.T, what string, code int, mentions string
 	}
 }
 
-func countCommands(t *testing.T, db *store.DB) int {
-	t.Helper()
-	var n int
-	if err := db.SQL.QueryRow(`SELECT COUNT(*) FROM watermill_profile_sync_commands`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestAdminProbes(t *testing.T) {
 	t.Parallel()
 	notReady := errors.New("consumer social-backend-consumer not bound")
@@ -182,10 +175,10 @@ func TestAdminPoisonAPI(t *testing.T) {
 		b := setupAdmin(t, backend, adminSetup{})
 
 		// Newest first, without payloads.
-		var page router.PoisonPageJSON
+		var page admin.PoisonPageJSON
 		b.do(t, "GET", "/admin/poison", "").want(t, "list", 200, &page)
-		want := router.PoisonPageJSON{
-			Entries: []router.PoisonSummaryJSON{router.NewPoisonSummaryJSON(b.valid), router.NewPoisonSummaryJSON(b.bad)},
+		want := admin.PoisonPageJSON{
+			Entries: []admin.PoisonSummaryJSON{admin.NewPoisonSummaryJSON(b.valid), admin.NewPoisonSummaryJSON(b.bad)},
 			Total:   2, Limit: store.DefaultPoisonPageSize, Order: store.NewestFirst,
 		}
 		if !jsonEqual(page, want) {
@@ -211,9 +204,9 @@ func TestAdminPoisonAPI(t *testing.T) {
 			b.do(t, "GET", "/admin/poison?"+query, "").wantError(t, query, 400, param)
 		}
 
-		var got router.PoisonJSON
+		var got admin.PoisonJSON
 		b.do(t, "GET", "/admin/poison/"+b.valid.ID[:8], "").want(t, "get by prefix", 200, &got)
-		if !jsonEqual(got, router.NewPoisonJSON(b.valid)) || got.Payload == nil || *got.Payload != producerPayload {
+		if !jsonEqual(got, admin.NewPoisonJSON(b.valid)) || got.Payload == nil || *got.Payload != producerPayload {
 			t.Errorf("get = %+v", got)
 		}
 		b.do(t, "GET", "/admin/poison/00000000-0000-4000-8000-000000000000", "").wantError(t, "get unknown", 404, "no such poison entry")
@@ -228,16 +221,16 @@ func TestAdminPoisonAPI(t *testing.T) {
 		// Replay: a dry run writes nothing; a real one commits once.
 		var res router.ReplayResult
 		b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay?dry_run=true", "").want(t, "dry run", 200, &res)
-		if res.Result != router.ReplayWouldCommit || res.CommandType != "create_profile" || countCommands(t, b.db) != 0 {
-			t.Errorf("dry run = %+v, %d commands", res, countCommands(t, b.db))
+		if res.Result != router.ReplayWouldCommit || res.CommandType != "create_profile" || pipelinetest.CountCommands(t, b.db) != 0 {
+			t.Errorf("dry run = %+v, %d commands", res, pipelinetest.CountCommands(t, b.db))
 		}
 		b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay?dry_run=maybe", "").wantError(t, "bad dry_run", 400, "dry_run")
 		b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay", "").want(t, "replay", 200, &res)
-		if res.Result != router.ReplayCommitted || res.ID != b.valid.ID || res.CommandID == "" || countCommands(t, b.db) != 1 {
-			t.Errorf("replay = %+v, %d commands", res, countCommands(t, b.db))
+		if res.Result != router.ReplayCommitted || res.ID != b.valid.ID || res.CommandID == "" || pipelinetest.CountCommands(t, b.db) != 1 {
+			t.Errorf("replay = %+v, %d commands", res, pipelinetest.CountCommands(t, b.db))
 		}
 		b.do(t, "POST", "/admin/poison/"+b.valid.ID+"/replay", "").wantError(t, "replay again", 404, "no such poison entry")
-		if n := countCommands(t, b.db); n != 1 {
+		if n := pipelinetest.CountCommands(t, b.db); n != 1 {
 			t.Errorf("%d commands after replaying twice, want 1", n)
 		}
 		b.do(t, "POST", "/admin/poison/"+b.bad.ID+"/replay", "").want(t, "replay bad", 200, &res)
@@ -329,7 +322,7 @@ func TestAdminPoisonPaging(t *testing.T) {
 		if pages > 10 {
 			t.Fatal("paging does not end")
 		}
-		var page router.PoisonPageJSON
+		var page admin.PoisonPageJSON
 		b.do(t, "GET", target, "").want(t, target, 200, &page)
 		if len(page.Entries) > 4 || page.Total != 13 || page.Limit != 4 {
 			t.Fatalf("%s: %d entries, total %d, limit %d", target, len(page.Entries), page.Total, page.Limit)
@@ -352,11 +345,11 @@ func TestAdminPoisonPaging(t *testing.T) {
 func TestAdminPoisonStats(t *testing.T) {
 	t.Parallel()
 	b := setupAdmin(t, store.SQLite, adminSetup{})
-	var s router.PoisonStatsJSON
+	var s admin.PoisonStatsJSON
 	b.do(t, "GET", "/admin/poison/stats", "").want(t, "stats", 200, &s)
 	if s.Total != 2 || s.Newest == nil || s.Newest.ID != b.valid.ID || s.Oldest == nil || s.Oldest.ID != b.bad.ID ||
-		!jsonEqual(s.ByClass.Groups, []router.PoisonCountJSON{{"permanent", 1}, {"transient_exhausted", 1}}) ||
-		!jsonEqual(s.BySubject.Groups, []router.PoisonCountJSON{{"user.events.created", 2}}) {
+		!jsonEqual(s.ByClass.Groups, []admin.PoisonCountJSON{{"permanent", 1}, {"transient_exhausted", 1}}) ||
+		!jsonEqual(s.BySubject.Groups, []admin.PoisonCountJSON{{"user.events.created", 2}}) {
 		t.Errorf("stats = %+v", s)
 	}
 	b.do(t, "GET", "/admin/poison/stats?class=permanent", "").want(t, "filtered stats", 200, &s)
@@ -404,7 +397,7 @@ func TestAdminDatabaseFailure(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	logger := slog.New(slog.DiscardHandler)
-	h, err := router.NewAdminHandler(router.AdminOptions{DB: db, Replayer: newReplayer(t, db, logger), Logger: logger, ReadyFunc: db.Ping})
+	h, err := admin.NewHandler(admin.Options{DB: db, Replayer: newReplayer(t, db, logger), Logger: logger, ReadyFunc: db.Ping})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,16 +508,16 @@ func TestAdminToken(t *testing.T) {
 
 func TestNewAdminHandlerValidates(t *testing.T) {
 	t.Parallel()
-	_, err := router.NewAdminHandler(router.AdminOptions{Token: "x"})
+	_, err := admin.NewHandler(admin.Options{Token: "x"})
 	if err == nil || !strings.Contains(err.Error(), "DB, Replayer, Logger, ReadyFunc") {
-		t.Errorf("NewAdminHandler without dependencies: %v", err)
+		t.Errorf("NewHandler without dependencies: %v", err)
 	}
 }
 
 func TestPoisonQueryFilter(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
-	q := router.PoisonQuery{Reason: "uuid", ReasonKind: "id: missing", Class: "panic", Subject: "user.events.created", Ingress: "http",
+	q := admin.PoisonQuery{Reason: "uuid", ReasonKind: "id: missing", Class: "panic", Subject: "user.events.created", Ingress: "http",
 		CorrelationID: "c-1", UserID: "78AF4BC4-AFCE-4676-B373-5B802A2DFD2E", Since: "1d2h", Until: "2026-11-28T13:30:00+01:00", Limit: "10", Order: "oldest", Cursor: "abc"}
 	r, err := q.Page(now)
 	want := store.PoisonPageRequest{
@@ -540,20 +533,20 @@ func TestPoisonQueryFilter(t *testing.T) {
 	if r != want {
 		t.Errorf("Page = %+v\nwant   %+v", r, want)
 	}
-	if r, err := (router.PoisonQuery{}).Page(now); err != nil || r != (store.PoisonPageRequest{Order: store.NewestFirst, Limit: store.DefaultPoisonPageSize}) {
+	if r, err := (admin.PoisonQuery{}).Page(now); err != nil || r != (store.PoisonPageRequest{Order: store.NewestFirst, Limit: store.DefaultPoisonPageSize}) {
 		t.Errorf("empty query = %+v, %v; want the first page of 50, newest first", r, err)
 	}
 	for since, ago := range map[string]time.Duration{"1d": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "30m": 30 * time.Minute, "1d12h": 36 * time.Hour, "0s": 0} {
-		if f, err := (router.PoisonQuery{Since: since}).Filter(now); err != nil || !f.Since.Equal(now.Add(-ago)) {
+		if f, err := (admin.PoisonQuery{Since: since}).Filter(now); err != nil || !f.Since.Equal(now.Add(-ago)) {
 			t.Errorf("since %s = %v, %v; want %v", since, f.Since, err, now.Add(-ago))
 		}
 	}
 
-	_, err = router.PoisonQuery{Class: "fatal", Since: "yesterday", Until: "-1h", Limit: "x", Ingress: "carrier pigeon", UserID: "abc", Order: "up"}.Page(now)
+	_, err = admin.PoisonQuery{Class: "fatal", Since: "yesterday", Until: "-1h", Limit: "x", Ingress: "carrier pigeon", UserID: "abc", Order: "up"}.Page(now)
 	var params []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 		for _, e := range append([]error{e}, unwrapAll(e)...) {
-			var pe *router.ParamError
+			var pe *admin.ParamError
 			if errors.As(e, &pe) && !slices.Contains(params, pe.Param) {
 				params = append(params, pe.Param)
 			}

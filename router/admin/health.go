@@ -1,4 +1,4 @@
-package router
+package admin
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/store"
 )
@@ -78,7 +79,7 @@ type HealthOptions struct {
 	ConsumerConn *nats.Conn
 	// Router, when set, gives the messages in flight and the last ack, and
 	// the durable is watched only once it runs (before, it is not bound).
-	Router *Router
+	Router *router.Router
 	// Embedded is the in-process broker; nil with NATS_URL.
 	Embedded *broker.EmbeddedServer
 	// IngressAddr is where the HTTP fallback listens, for the report.
@@ -421,7 +422,7 @@ func (h *Health) Status() Status {
 		st.Database.CheckedAt = &at
 	}
 	if h.database.state == StateDown {
-		st.Ingress.Reason = "database not writable, so POST " + IngressPath + " answers 503: " + h.database.reason
+		st.Ingress.Reason = "database not writable, so POST " + router.IngressPath + " answers 503: " + h.database.reason
 	}
 	if h.o.Embedded != nil {
 		st.EmbeddedNATS = &EmbeddedNATSStatus{ComponentStatus: h.embedded.status(), URL: h.o.Embedded.ClientURL()}

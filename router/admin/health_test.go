@@ -1,4 +1,4 @@
-package router_test
+package admin_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
 	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
@@ -21,7 +22,7 @@ import (
 // healthBundle is a Health over a real in-process NATS server with the
 // router's stream and durable, and a real SQLite database.
 type healthBundle struct {
-	health *router.Health
+	health *admin.Health
 	srv    *routertest.Server
 	db     *store.DB
 	logs   *routertest.LockedBuffer
@@ -65,7 +66,7 @@ func setupHealth(t *testing.T, withRouter bool, timeout time.Duration) *healthBu
 		})
 	}
 	db := storetest.Open(t, store.SQLite)
-	h, err := router.NewHealth(router.HealthOptions{
+	h, err := admin.NewHealth(admin.HealthOptions{
 		DB: db, JetStream: js, Binding: binding, ConsumerConn: conn, Router: r,
 		IngressAddr: "127.0.0.1:3000", Interval: 50 * time.Millisecond, Timeout: timeout, Logger: logger,
 	})
@@ -108,7 +109,7 @@ func TestHealthConsumerOutage(t *testing.T) {
 	h := b.health
 	routertest.Eventually(t, 10*time.Second, "the consumer bound and the database ok", func() bool {
 		st := h.Status()
-		return st.Ready && st.Consumer.State == router.StateOK && st.Consumer.Info != nil && st.Consumer.Info.Bound
+		return st.Ready && st.Consumer.State == admin.StateOK && st.Consumer.Info != nil && st.Consumer.Info.Bound
 	})
 	if n := b.logs.Count("consumer down"); n != 0 {
 		t.Errorf("the start logged the consumer down %d times: its subscription just had not shown yet", n)
@@ -122,7 +123,7 @@ func TestHealthConsumerOutage(t *testing.T) {
 	b.srv.Stop()
 	routertest.Eventually(t, 10*time.Second, "the consumer down", func() bool {
 		c := h.Consumer()
-		return c.State == router.StateDown && strings.Contains(c.Reason, "consumer connection") && c.Connection != "CONNECTED"
+		return c.State == admin.StateDown && strings.Contains(c.Reason, "consumer connection") && c.Connection != "CONNECTED"
 	})
 	if err := h.Ready(t.Context()); err != nil {
 		t.Errorf("Ready with NATS down = %v, want nil: the HTTP fallback still takes events", err)
@@ -142,7 +143,7 @@ func TestHealthConsumerOutage(t *testing.T) {
 	b.srv.Start(t)
 	routertest.Eventually(t, 20*time.Second, "the consumer back", func() bool {
 		c := h.Consumer()
-		return c.State == router.StateOK && c.Info.AgeSeconds < 1
+		return c.State == admin.StateOK && c.Info.AgeSeconds < 1
 	})
 	if n := b.logs.Count("consumer back"); n != 1 {
 		t.Errorf("the recovery logged %d consumer-back lines, want 1", n)
@@ -156,7 +157,7 @@ func TestHealthConsumerNotBound(t *testing.T) {
 	h := setupHealth(t, false, time.Second).health
 	routertest.Eventually(t, 10*time.Second, "the consumer reported unbound", func() bool {
 		c := h.Consumer()
-		return c.State == router.StateDown && strings.Contains(c.Reason, "no bound subscriber") && c.Info != nil && !c.Info.Bound
+		return c.State == admin.StateDown && strings.Contains(c.Reason, "no bound subscriber") && c.Info != nil && !c.Info.Bound
 	})
 	if err := h.Ready(t.Context()); err != nil {
 		t.Errorf("Ready with the durable unbound = %v, want nil", err)
@@ -185,7 +186,7 @@ func TestHealthDatabase(t *testing.T) {
 		return err != nil && strings.Contains(err.Error(), "table watermill_profile_sync_commands")
 	})
 	st := h.Status()
-	if st.Ready || st.Database.State != router.StateDown || st.Ingress.State != router.StateDown || !strings.Contains(st.Ingress.Reason, "503") {
+	if st.Ready || st.Database.State != admin.StateDown || st.Ingress.State != admin.StateDown || !strings.Contains(st.Ingress.Reason, "503") {
 		t.Errorf("status with the table away: ready %v, database %+v, ingress %+v", st.Ready, st.Database, st.Ingress)
 	}
 	b.probesAfter(t, 3)
@@ -219,31 +220,31 @@ func TestAdminStatus(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
 	logger := slog.New(slog.DiscardHandler)
 	since := time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC)
-	want := router.Status{
+	want := admin.Status{
 		Ready:    true,
-		Database: router.DatabaseStatus{ComponentStatus: router.ComponentStatus{State: router.StateOK, Since: since}, Dialect: "sqlite", Tables: db.WrittenTables()},
-		Consumer: router.ConsumerStatus{ComponentStatus: router.ComponentStatus{State: router.StateDown, Reason: "consumer connection RECONNECTING", Since: since},
+		Database: admin.DatabaseStatus{ComponentStatus: admin.ComponentStatus{State: admin.StateOK, Since: since}, Dialect: "sqlite", Tables: db.WrittenTables()},
+		Consumer: admin.ConsumerStatus{ComponentStatus: admin.ComponentStatus{State: admin.StateDown, Reason: "consumer connection RECONNECTING", Since: since},
 			Stream: "USER_EVENTS", Durable: "social-backend-consumer", Connection: "RECONNECTING"},
-		Ingress: router.IngressStatus{ComponentStatus: router.ComponentStatus{State: router.StateOK, Since: since}, Addr: "127.0.0.1:3000"},
+		Ingress: admin.IngressStatus{ComponentStatus: admin.ComponentStatus{State: admin.StateOK, Since: since}, Addr: "127.0.0.1:3000"},
 	}
-	handler := func(token string, status func() router.Status) *adminBundle {
-		h, err := router.NewAdminHandler(router.AdminOptions{DB: db, Replayer: newReplayer(t, db, logger), Token: token,
+	handler := func(token string, status func() admin.Status) *adminBundle {
+		h, err := admin.NewHandler(admin.Options{DB: db, Replayer: newReplayer(t, db, logger), Token: token,
 			Logger: logger, ReadyFunc: db.Ping, StatusFunc: status})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return &adminBundle{db: db, handler: h}
 	}
-	guarded := handler("s3cret", func() router.Status { return want })
+	guarded := handler("s3cret", func() admin.Status { return want })
 	if r := guarded.do(t, "GET", "/status", ""); r.code != 401 {
 		t.Errorf("/status without the token = %d, want 401", r.code)
 	}
-	var got router.Status
+	var got admin.Status
 	guarded.do(t, "GET", "/status", "Bearer s3cret").want(t, "status", 200, &got)
 	if !jsonEqual(got, want) {
 		t.Errorf("/status = %+v\nwant      %+v", got, want)
 	}
-	r := handler("", func() router.Status { return want }).do(t, "GET", "/status", "")
+	r := handler("", func() admin.Status { return want }).do(t, "GET", "/status", "")
 	var fields map[string]json.RawMessage
 	r.want(t, "status without a token", 200, &fields)
 	for _, key := range []string{"ready", "database", "consumer", "ingress"} {

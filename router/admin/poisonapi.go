@@ -1,4 +1,4 @@
-package router
+package admin
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/social/user-events-router/middleware"
+	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/httpx"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
@@ -443,7 +444,7 @@ func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
 		a.logger.InfoContext(r.Context(), "poison entry replayed via admin API", "poison_id", res.ID, "result", res.Result, "reason", res.Reason)
 	}
 	status := http.StatusOK
-	if res.Result == ReplayRetryLater {
+	if res.Result == router.ReplayRetryLater {
 		status = http.StatusServiceUnavailable
 	}
 	httpx.WriteJSON(w, status, res)

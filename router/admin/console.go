@@ -1,4 +1,4 @@
-package router
+package admin
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/store"
 )
 
@@ -580,12 +581,12 @@ func (c *console) selectionFrom(form url.Values) (consoleSelection, error) {
 type consoleReport struct {
 	Total    int
 	Counts   []store.PoisonCount
-	Rows     []ReplayResult
+	Rows     []router.ReplayResult
 	Unlisted int
 	counts   map[string]int
 }
 
-func (rep *consoleReport) add(res ReplayResult) {
+func (rep *consoleReport) add(res router.ReplayResult) {
 	if rep.counts == nil {
 		rep.counts = map[string]int{}
 	}
@@ -604,7 +605,7 @@ func (rep *consoleReport) addError(id string, err error) {
 	if errors.Is(err, store.ErrPoisonNotFound) {
 		result = resultNotFound
 	}
-	rep.add(ReplayResult{ID: id, Result: result, Reason: err.Error()})
+	rep.add(router.ReplayResult{ID: id, Result: result, Reason: err.Error()})
 }
 
 // finish orders the counts, largest first.
@@ -694,7 +695,7 @@ func (c *console) replayPreview(w http.ResponseWriter, r *http.Request, s consol
 			c.fail(w, r, err)
 			return
 		}
-		err = c.a.Replayer.ReplayMatching(ctx, sel.filter, true, func(res ReplayResult, err error) error {
+		err = c.a.Replayer.ReplayMatching(ctx, sel.filter, true, func(res router.ReplayResult, err error) error {
 			c.addResult(view.DryRun, res, err)
 			if view.DryRun.Total >= consoleDryRunSample {
 				return errEnough
@@ -725,14 +726,14 @@ func (c *console) replayNow(w http.ResponseWriter, r *http.Request, s consoleSes
 	// away), so even a selection of ids stops at the budget.
 	view := doneView{consoleBase: c.base(s, "Replayed"), Action: "replay", Sel: sel, Report: &consoleReport{}}
 	deadline := time.Now().Add(c.bulkBudget)
-	each := func(res ReplayResult, err error) {
+	each := func(res router.ReplayResult, err error) {
 		c.addResult(view.Report, res, err)
 		if err == nil {
 			c.a.logger.InfoContext(ctx, "poison entry replayed via console", "poison_id", res.ID, "result", res.Result, "reason", res.Reason)
 		}
 	}
 	if sel.Matching {
-		err = c.a.Replayer.ReplayMatching(ctx, sel.filter, false, func(res ReplayResult, err error) error {
+		err = c.a.Replayer.ReplayMatching(ctx, sel.filter, false, func(res router.ReplayResult, err error) error {
 			each(res, err)
 			if time.Now().After(deadline) {
 				return errEnough
@@ -765,7 +766,7 @@ func (c *console) replayNow(w http.ResponseWriter, r *http.Request, s consoleSes
 }
 
 // addResult adds a replay's result, or its error, to rep.
-func (c *console) addResult(rep *consoleReport, res ReplayResult, err error) {
+func (c *console) addResult(rep *consoleReport, res router.ReplayResult, err error) {
 	if err != nil {
 		rep.addError(res.ID, err)
 		return
@@ -830,7 +831,7 @@ func (c *console) deleteNow(w http.ResponseWriter, r *http.Request, s consoleSes
 				continue
 			}
 			c.a.logger.InfoContext(ctx, "poison entry deleted via console", "poison_id", e.ID, "error_class", e.Class, "subject", e.Subject)
-			view.Report.add(ReplayResult{ID: e.ID, Result: resultDeleted})
+			view.Report.add(router.ReplayResult{ID: e.ID, Result: resultDeleted})
 		}
 	}
 	view.Report.finish()

@@ -1,4 +1,4 @@
-package router
+package admin
 
 import (
 	"context"
@@ -10,14 +10,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/httpx"
 	"github.com/social/user-events-router/store"
 )
 
-// AdminOptions are the dependencies of the admin HTTP handler.
-type AdminOptions struct {
+// Options are the dependencies of the admin HTTP handler.
+type Options struct {
 	DB       *store.DB
-	Replayer *Replayer
+	Replayer *router.Replayer
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every /admin/ route and on /status. It must be set when the admin
 	// server is reachable beyond this machine (configs.Exposed).
@@ -40,7 +41,7 @@ type AdminOptions struct {
 // before the orchestrator's probe gives up.
 const readyTimeout = 5 * time.Second
 
-// NewAdminHandler serves the operator's endpoints:
+// NewHandler serves the operator's endpoints:
 //
 //	GET    /healthz                     200 "ok" while the process runs
 //	GET    /readyz                      200 while it can take events, or 503 with why not
@@ -60,7 +61,7 @@ const readyTimeout = 5 * time.Second
 // API can read and destroy data, so it is behind the token when one is set,
 // and so is /status, which tells more about the deployment than a probe
 // needs (addresses, error texts).
-func NewAdminHandler(o AdminOptions) (http.Handler, error) {
+func NewHandler(o Options) (http.Handler, error) {
 	var missing []string
 	if o.DB == nil {
 		missing = append(missing, "DB")
@@ -80,7 +81,7 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 	if o.NowFunc == nil {
 		o.NowFunc = time.Now
 	}
-	a := &admin{AdminOptions: o, logger: o.Logger.With("component", "admin"), token: httpx.NewToken(o.Token)}
+	a := &admin{Options: o, logger: o.Logger.With("component", "admin"), token: httpx.NewToken(o.Token)}
 
 	api := http.NewServeMux()
 	api.HandleFunc("GET /admin/poison", a.list)
@@ -116,7 +117,7 @@ func NewAdminHandler(o AdminOptions) (http.Handler, error) {
 }
 
 type admin struct {
-	AdminOptions
+	Options
 	logger *slog.Logger
 	// token is Token, checked by the API's bearer header and the
 	// console's login form alike.

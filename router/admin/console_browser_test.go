@@ -1,4 +1,4 @@
-package router_test
+package admin_test
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/social/user-events-router/router/pipelinetest"
 )
 
 // chromiumPath is Debian's chromium (.ci/run installs it). Without it the
@@ -197,7 +199,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if counts := br.text("counts"); !strings.Contains(counts, "would_commit") {
 		t.Errorf("dry run says %q", counts)
 	}
-	if n := countCommands(t, b.db); n != 0 {
+	if n := pipelinetest.CountCommands(t, b.db); n != 0 {
 		t.Fatalf("the dry run wrote %d commands", n)
 	}
 	br.load("confirm the replay", chromedp.Click(chromedp.ID("confirm")))

@@ -1,4 +1,4 @@
-package router_test
+package admin_test
 
 import (
 	"net/http"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/social/user-events-router/router/pipelinetest"
 	"github.com/social/user-events-router/store"
 )
 
@@ -50,7 +51,7 @@ func TestAdminRefusesCrossOrigin(t *testing.T) {
 				response{rec.Code, rec.Header(), rec.Body.String()}.wantError(t, token+" "+method+" "+strings.Join(h, " "), http.StatusForbidden, "cross-origin")
 			}
 		}
-		if countCommands(t, b.db) != 0 || !exists(t, b.db, b.bad.ID) || !exists(t, b.db, b.valid.ID) {
+		if pipelinetest.CountCommands(t, b.db) != 0 || !exists(t, b.db, b.bad.ID) || !exists(t, b.db, b.valid.ID) {
 			t.Fatalf("token %q: a cross-origin request changed the queue", token)
 		}
 		if rec := send("GET", "/admin/poison/"+b.bad.ID, []string{"Sec-Fetch-Site", "cross-site"}); rec.Code != 200 {
