@@ -31,6 +31,7 @@ import (
 	"github.com/social/user-events-router/router/admin"
 	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/consume"
+	"github.com/social/user-events-router/router/ingress"
 	"github.com/social/user-events-router/store"
 )
 
@@ -199,7 +200,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	m.AddGauge("messages_in_flight_bytes", "Bytes of those messages (bounded by MAX_IN_FLIGHT_BYTES on a durable that redelivers without limit).",
 		func(context.Context) (float64, error) { return float64(r.InFlightBytes()), nil }, logger)
 
-	ingress, err := router.NewIngressHandler(router.IngressOptions{
+	ingressHandler, err := ingress.NewHandler(ingress.Options{
 		Pipeline:     pipeline,
 		Poison:       db,
 		MaxBodyBytes: int64(cfg.IngressMaxBody),
@@ -209,7 +210,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	admin, err := admin.NewHandler(admin.Options{
+	adminHandler, err := admin.NewHandler(admin.Options{
 		DB:         db,
 		Replayer:   replayer,
 		Token:      cfg.AdminToken,
@@ -221,8 +222,8 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ingressSrv := router.NewIngressServer(cfg.HTTPAddr, m.InstrumentIngress(ingress), cfg.AttemptBudget())
-	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	ingressSrv := ingress.NewServer(cfg.HTTPAddr, m.InstrumentIngress(ingressHandler), cfg.AttemptBudget())
+	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: cfg.AttemptBudget() + 10*time.Second, IdleTimeout: time.Minute}
 
 	logger.Info("ready to serve", "http_ingress", ingressLn.Addr().String(), "admin", adminLn.Addr().String(),

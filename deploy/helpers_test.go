@@ -24,8 +24,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/cli"
-	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/admin"
+	"github.com/social/user-events-router/router/ingress"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 )
@@ -108,7 +108,7 @@ func ingressEnv(t *testing.T, natsURL, dbURL string) (map[string]string, string)
 		"CLOSE_TIMEOUT":          "10s",
 		"HTTP_ADDR":              addr,
 		"ADMIN_ADDR":             "127.0.0.1:0",
-	}, "http://" + addr + router.IngressPath
+	}, "http://" + addr + ingress.Path
 }
 
 // waitForIngress waits until the router's HTTP ingress answers.

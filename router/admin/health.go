@@ -13,6 +13,7 @@ import (
 
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/broker"
+	"github.com/social/user-events-router/router/ingress"
 	"github.com/social/user-events-router/store"
 )
 
@@ -422,7 +423,7 @@ func (h *Health) Status() Status {
 		st.Database.CheckedAt = &at
 	}
 	if h.database.state == StateDown {
-		st.Ingress.Reason = "database not writable, so POST " + router.IngressPath + " answers 503: " + h.database.reason
+		st.Ingress.Reason = "database not writable, so POST " + ingress.Path + " answers 503: " + h.database.reason
 	}
 	if h.o.Embedded != nil {
 		st.EmbeddedNATS = &EmbeddedNATSStatus{ComponentStatus: h.embedded.status(), URL: h.o.Embedded.ClientURL()}

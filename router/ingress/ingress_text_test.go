@@ -1,4 +1,4 @@
-package router_test
+package ingress_test
 
 import (
 	"bufio"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/ingress"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -65,7 +65,7 @@ func TestIngressRequestIDReachesTheClientIntact(t *testing.T) {
 		i++
 		user := fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)
 		body := event("78af4bc4-afce-4676-b373-5b802a2dfd2e", user, `"request_id":""`, `"request_id":`+tt.raw)
-		resp, err := srv.Client().Post(srv.URL+router.IngressPath, "application/json", strings.NewReader(body))
+		resp, err := srv.Client().Post(srv.URL+ingress.Path, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Errorf("%s: Go's HTTP client cannot read the answer: %v", tt.name, err)
 			continue
@@ -142,7 +142,7 @@ func rawPost(t *testing.T, addr, headerLine, body string) *http.Response {
 	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	req := "POST " + router.IngressPath + " HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\nConnection: close\r\n" +
+	req := "POST " + ingress.Path + " HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\nConnection: close\r\n" +
 		headerLine + "\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)

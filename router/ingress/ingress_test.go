@@ -1,4 +1,4 @@
-package router_test
+package ingress_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/middleware"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/ingress"
 	"github.com/social/user-events-router/router/pipelinetest"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
@@ -52,7 +52,7 @@ func setupIngress(t testing.TB, db *store.DB, s ingressSetup) *ingressBundle {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	h, err := router.NewIngressHandler(router.IngressOptions{
+	h, err := ingress.NewHandler(ingress.Options{
 		Pipeline:     pipelinetest.NewPipeline(t, db, s.registry, s.logger),
 		Poison:       s.poison,
 		MaxBodyBytes: s.maxBody,
@@ -98,7 +98,7 @@ var jsonHeader = []string{"Content-Type", "application/json"}
 // post sends body to the ingress path with header pairs (name, value, …).
 func (b *ingressBundle) post(t *testing.T, body string, header ...string) response {
 	t.Helper()
-	return b.serve(t, b.request(t, http.MethodPost, router.IngressPath, strings.NewReader(body), header...))
+	return b.serve(t, b.request(t, http.MethodPost, ingress.Path, strings.NewReader(body), header...))
 }
 
 func (b *ingressBundle) request(t *testing.T, method, target string, body io.Reader, header ...string) *http.Request {
@@ -309,7 +309,7 @@ func TestIngressMethod(t *testing.T) {
 	t.Parallel()
 	b := setupIngress(t, storetest.Open(t, store.SQLite), ingressSetup{})
 	for _, method := range []string{"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"} {
-		r := b.serve(t, b.request(t, method, router.IngressPath, strings.NewReader(producerPayload), jsonHeader...))
+		r := b.serve(t, b.request(t, method, ingress.Path, strings.NewReader(producerPayload), jsonHeader...))
 		if rep := r.reply(t, method, http.StatusMethodNotAllowed); !strings.Contains(rep.Error, method) {
 			t.Errorf("%s: error %q does not name the method", method, rep.Error)
 		}
@@ -388,7 +388,7 @@ func TestIngressTooLarge(t *testing.T) {
 			{name: "chunked", size: 6000, declared: -1},
 		} {
 			body := paddedEvent(t, tt.size)
-			req := b.request(t, http.MethodPost, router.IngressPath, strings.NewReader(body), append(tt.header, jsonHeader...)...)
+			req := b.request(t, http.MethodPost, ingress.Path, strings.NewReader(body), append(tt.header, jsonHeader...)...)
 			if tt.declared != 0 {
 				req.ContentLength = tt.declared
 			}
@@ -418,7 +418,7 @@ func TestIngressTooLarge(t *testing.T) {
 		body := paddedEvent(t, 3<<20)
 		for _, declared := range []int64{int64(len(body)), -1, 100} {
 			src := &countingReader{r: strings.NewReader(body)}
-			req := b.request(t, http.MethodPost, router.IngressPath, src, jsonHeader...)
+			req := b.request(t, http.MethodPost, ingress.Path, src, jsonHeader...)
 			req.ContentLength = declared
 			r := b.serve(t, req)
 			rep := r.reply(t, fmt.Sprintf("Content-Length %d", declared), http.StatusRequestEntityTooLarge)
@@ -625,15 +625,15 @@ func TestIngressLogsOneLinePerRequest(t *testing.T) {
 
 func TestNewIngressHandlerValidates(t *testing.T) {
 	t.Parallel()
-	_, err := router.NewIngressHandler(router.IngressOptions{Token: "x"})
+	_, err := ingress.NewHandler(ingress.Options{Token: "x"})
 	if err == nil || !strings.Contains(err.Error(), "Pipeline, Poison, Logger") {
-		t.Errorf("NewIngressHandler without dependencies: %v", err)
+		t.Errorf("NewHandler without dependencies: %v", err)
 	}
 	db := storetest.Open(t, store.SQLite)
 	logger := slog.New(slog.DiscardHandler)
-	_, err = router.NewIngressHandler(router.IngressOptions{Pipeline: pipelinetest.NewPipeline(t, db, handlers.DefaultRegistry(), logger), Poison: db, Logger: logger})
+	_, err = ingress.NewHandler(ingress.Options{Pipeline: pipelinetest.NewPipeline(t, db, handlers.DefaultRegistry(), logger), Poison: db, Logger: logger})
 	if err == nil || !strings.Contains(err.Error(), "MaxBodyBytes=0") {
-		t.Errorf("NewIngressHandler without MaxBodyBytes: %v", err)
+		t.Errorf("NewHandler without MaxBodyBytes: %v", err)
 	}
 }
 
@@ -642,7 +642,7 @@ func TestNewIngressServer(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
 	b := setupIngress(t, db, ingressSetup{})
 	const budget = 20 * time.Second
-	srv := router.NewIngressServer("127.0.0.1:0", b.handler, budget)
+	srv := ingress.NewServer("127.0.0.1:0", b.handler, budget)
 	if srv.Addr != "127.0.0.1:0" || srv.Handler == nil || srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout < srv.ReadHeaderTimeout ||
 		srv.WriteTimeout < srv.ReadTimeout+budget || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 || srv.MaxHeaderBytes > 1<<20 {
 		t.Fatalf("server timeouts: header %v, read %v, write %v, idle %v, max header bytes %d",
@@ -656,7 +656,7 @@ func TestNewIngressServer(t *testing.T) {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	resp, err := http.Post("http://"+ln.Addr().String()+router.IngressPath, "application/json", strings.NewReader(producerPayload))
+	resp, err := http.Post("http://"+ln.Addr().String()+ingress.Path, "application/json", strings.NewReader(producerPayload))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -684,7 +684,7 @@ func FuzzIngress(f *testing.F) {
 	b := setupIngress(f, storetest.Open(f, store.SQLite), ingressSetup{})
 
 	f.Fuzz(func(t *testing.T, body []byte, requestID string) {
-		req := b.request(t, http.MethodPost, router.IngressPath, bytes.NewReader(body), jsonHeader...)
+		req := b.request(t, http.MethodPost, ingress.Path, bytes.NewReader(body), jsonHeader...)
 		req.Header["X-Request-Id"] = []string{requestID} // as sent, unvalidated
 		r := b.serve(t, req)
 		switch r.code {

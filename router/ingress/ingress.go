@@ -1,4 +1,4 @@
-package router
+package ingress
 
 import (
 	"errors"
@@ -15,14 +15,15 @@ import (
 
 	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/middleware"
+	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/httpx"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
 
-// IngressPath is where the Auth Service posts events when NATS is down
+// Path is where the Auth Service posts events when NATS is down
 // (its BACKEND_SYNC_URL).
-const IngressPath = "/api/sync/users"
+const Path = "/api/sync/users"
 
 // maxKeptBody is the largest oversized body the ingress still reads to keep
 // in the poison queue. Beyond it the body is not read at all: holding more
@@ -36,10 +37,10 @@ const maxKeptBody = 1 << 20
 // UTF-8 bytes (é, 2 bytes, as \u00e9), so no correlation id is ever cut.
 const maxEchoedIDBytes = 3 * schema.MaxRequestIDBytes
 
-// IngressOptions configures the HTTP fallback ingress.
-type IngressOptions struct {
+// Options configures the HTTP fallback ingress.
+type Options struct {
 	// Pipeline handles each event exactly as the NATS path does.
-	Pipeline *Pipeline
+	Pipeline *router.Pipeline
 	// Poison keeps bodies over MaxBodyBytes (up to 1 MiB), so an event
 	// rejected for its size is never lost.
 	Poison       middleware.PoisonSink
@@ -50,7 +51,7 @@ type IngressOptions struct {
 	Logger *slog.Logger
 }
 
-// NewIngressHandler validates o and returns the handler for POST
+// NewHandler validates o and returns the handler for POST
 // /api/sync/users. It answers JSON, and 200 only once the event's command
 // is committed, because the Auth Service counts only 200 as delivered and
 // drops the event after its third try:
@@ -71,7 +72,7 @@ type IngressOptions struct {
 // for every ASCII id, and the header parses in any HTTP client whatever the
 // event's request_id held); a caller's X-Request-ID becomes the correlation
 // id unless the event has its own request_id.
-func NewIngressHandler(o IngressOptions) (http.Handler, error) {
+func NewHandler(o Options) (http.Handler, error) {
 	var missing []string
 	if o.Pipeline == nil {
 		missing = append(missing, "Pipeline")
@@ -88,7 +89,7 @@ func NewIngressHandler(o IngressOptions) (http.Handler, error) {
 	if o.MaxBodyBytes <= 0 {
 		return nil, fmt.Errorf("router: ingress MaxBodyBytes=%d: must be positive", o.MaxBodyBytes)
 	}
-	in := &ingress{IngressOptions: o, logger: o.Logger.With("component", "ingress"), token: httpx.NewToken(o.Token)}
+	in := &ingress{Options: o, logger: o.Logger.With("component", "ingress"), token: httpx.NewToken(o.Token)}
 	return in, nil
 }
 
@@ -103,14 +104,14 @@ const (
 	ingressMaxHeaderBytes = 32 << 10
 )
 
-// NewIngressServer returns an *http.Server for addr with a timeout on every
+// NewServer returns an *http.Server for addr with a timeout on every
 // phase of a request, so no client can hold a connection or a goroutine
 // forever. handlerBudget is the longest Pipeline.Run may take (every
 // in-process attempt and backoff, configs.Config.AttemptBudget): the write
 // deadline starts when the headers are read, so it covers reading the body,
 // the handler and writing the answer, and a slow commit still gets its
 // answer out instead of a cut connection.
-func NewIngressServer(addr string, h http.Handler, handlerBudget time.Duration) *http.Server {
+func NewServer(addr string, h http.Handler, handlerBudget time.Duration) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -123,7 +124,7 @@ func NewIngressServer(addr string, h http.Handler, handlerBudget time.Duration) 
 }
 
 type ingress struct {
-	IngressOptions
+	Options
 	logger *slog.Logger
 	token  httpx.Token
 }
@@ -205,12 +206,12 @@ func (in *ingress) handle(w http.ResponseWriter, r *http.Request) answer {
 		return answer{status: status, reply: ingressReply{Error: fmt.Sprintf(format, args...), CorrelationID: corr}, bodyBytes: -1}
 	}
 
-	if r.URL.Path != IngressPath {
-		return refuse(http.StatusNotFound, "no such path %q: events go to POST %s", r.URL.Path, IngressPath)
+	if r.URL.Path != Path {
+		return refuse(http.StatusNotFound, "no such path %q: events go to POST %s", r.URL.Path, Path)
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return refuse(http.StatusMethodNotAllowed, "method %s not allowed: POST the event to %s", r.Method, IngressPath)
+		return refuse(http.StatusMethodNotAllowed, "method %s not allowed: POST the event to %s", r.Method, Path)
 	}
 	if in.token.Set() && !in.token.Bearer(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="user-events-router ingress"`)
