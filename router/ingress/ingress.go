@@ -18,7 +18,6 @@ import (
 	"github.com/social/user-events-router/router"
 	"github.com/social/user-events-router/router/httpx"
 	"github.com/social/user-events-router/schema"
-	"github.com/social/user-events-router/store"
 )
 
 // Path is where the Auth Service posts events when NATS is down
@@ -258,17 +257,11 @@ func (in *ingress) tooLargeToKeep(refuse func(int, string, ...any) answer, size 
 // Auth Service tries again rather than drop the event on our word.
 func (in *ingress) keepOversized(r *http.Request, headerID string, body []byte) answer {
 	corr := handlers.ResolveCorrelationID("", headerID, body)
-	now := time.Now().UTC()
-	e := store.PoisonEntry{
-		ID:            middleware.PoisonID("", body),
-		Payload:       body,
-		Reason:        fmt.Sprintf("body is %d bytes, over the ingress limit of %d bytes", len(body), in.MaxBodyBytes),
-		Class:         middleware.ClassPermanent,
-		Ingress:       schema.IngressHTTP,
-		CorrelationID: corr,
-		FirstFailure:  now,
-		LastFailure:   now,
-	}
+	// No subject (HTTP has none), and nothing decoded: the entry holds
+	// the body, where it came from and why.
+	md := message.Metadata{handlers.MetaIngress: schema.IngressHTTP, handlers.MetaCorrelationID: corr}
+	reason := fmt.Sprintf("body is %d bytes, over the ingress limit of %d bytes", len(body), in.MaxBodyBytes)
+	e := middleware.NewPoisonEntry(body, md, middleware.ClassPermanent, reason, time.Now())
 	if err := in.Poison.PutPoison(r.Context(), e); err != nil {
 		in.logger.WarnContext(r.Context(), "oversized body could not be kept in the poison queue", "correlation_id", corr, "poison_id", e.ID, "error", err)
 		a := unavailable(corr)
