@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/handlers"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
@@ -43,9 +43,9 @@ type BaselineResult struct {
 // pull consumer, decode and build each command with the router's own schema
 // and handler code, write the batch with one multi-row insert-if-absent in
 // one transaction, then ack each message.
-func runBaseline(ctx context.Context, b *broker, d *benchDB, evs []event, say func(string, ...any)) (*BaselineResult, error) {
-	cfg := router.AuthServiceStreamConfig(baselineStream)
-	cfg.Subjects = []string{baselinePrefix + router.StreamSubjects[0]}
+func runBaseline(ctx context.Context, b *natsBroker, d *benchDB, evs []event, say func(string, ...any)) (*BaselineResult, error) {
+	cfg := broker.AuthServiceStreamConfig(baselineStream)
+	cfg.Subjects = []string{baselinePrefix + broker.StreamSubjects[0]}
 	stream, err := b.js.CreateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: create stream %s: %w", baselineStream, err)

@@ -256,7 +256,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-func newReport(o Options, d *benchDB, b *broker, bin string) *Report {
+func newReport(o Options, d *benchDB, b *natsBroker, bin string) *Report {
 	rep := &Report{
 		Mode: "backlog", Backend: o.Backend, Database: d.Name, Events: o.Events(), BodyBytes: o.BodyBytes,
 		NATS:    "in-process nats-server (JetStream, file store in a temp dir)",

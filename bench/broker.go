@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/configs"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/schema"
 )
 
@@ -23,8 +23,8 @@ import (
 // its defaults.
 const streamName = "USER_EVENTS"
 
-// broker is the JetStream server of a run: in process, or external.
-type broker struct {
+// natsBroker is the JetStream server of a run: in process, or external.
+type natsBroker struct {
 	URL string
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -35,8 +35,8 @@ type broker struct {
 
 // startBroker starts a JetStream server in process (file store under dir,
 // random loopback port), or connects to url.
-func startBroker(ctx context.Context, url, dir string) (*broker, error) {
-	b := &broker{URL: url}
+func startBroker(ctx context.Context, url, dir string) (*natsBroker, error) {
+	b := &natsBroker{URL: url}
 	if url == "" {
 		srv, err := server.NewServer(&server.Options{
 			ServerName: "bench",
@@ -72,12 +72,12 @@ func startBroker(ctx context.Context, url, dir string) (*broker, error) {
 }
 
 // ensureEmptyStream creates the Auth Service's stream exactly as it does
-// (router.AuthServiceStreamConfig). An existing stream is used only if it
+// (broker.AuthServiceStreamConfig). An existing stream is used only if it
 // holds nothing and has no consumer, so the run measures only its own events.
-func (b *broker) ensureEmptyStream(ctx context.Context) error {
+func (b *natsBroker) ensureEmptyStream(ctx context.Context) error {
 	s, err := b.js.Stream(ctx, streamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := b.js.CreateStream(ctx, router.AuthServiceStreamConfig(streamName)); err != nil {
+		if _, err := b.js.CreateStream(ctx, broker.AuthServiceStreamConfig(streamName)); err != nil {
 			return fmt.Errorf("create stream %s: %w", streamName, err)
 		}
 		b.createdStream = true
@@ -98,7 +98,7 @@ func (b *broker) ensureEmptyStream(ctx context.Context) error {
 }
 
 // streamMsgs is how many messages a stream still holds.
-func (b *broker) streamMsgs(ctx context.Context, name string) (uint64, error) {
+func (b *natsBroker) streamMsgs(ctx context.Context, name string) (uint64, error) {
 	s, err := b.js.Stream(ctx, name)
 	if err != nil {
 		return 0, err
@@ -112,7 +112,7 @@ func (b *broker) streamMsgs(ctx context.Context, name string) (uint64, error) {
 
 // waitStreamEmpty polls until the stream holds no message (acks trail
 // commits a little) or timeout passes, and returns what is left.
-func (b *broker) waitStreamEmpty(ctx context.Context, name string, timeout time.Duration) (uint64, error) {
+func (b *natsBroker) waitStreamEmpty(ctx context.Context, name string, timeout time.Duration) (uint64, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		n, err := b.streamMsgs(ctx, name)
@@ -129,7 +129,7 @@ func (b *broker) waitStreamEmpty(ctx context.Context, name string, timeout time.
 
 // cleanup removes from an external server what the run left there (unless
 // keep): the stream if the run created it, else the router's durable.
-func (b *broker) cleanup(ctx context.Context, keep bool) {
+func (b *natsBroker) cleanup(ctx context.Context, keep bool) {
 	if keep || b.srv != nil || b.js == nil {
 		return
 	}
@@ -143,7 +143,7 @@ func (b *broker) cleanup(ctx context.Context, keep bool) {
 }
 
 // Close closes the connection and stops an in-process server.
-func (b *broker) Close(context.Context) {
+func (b *natsBroker) Close(context.Context) {
 	if b.nc != nil {
 		b.nc.Close()
 	}
@@ -202,7 +202,7 @@ func padBody(body []byte, size int) []byte {
 
 // publishAll publishes the events with asynchronous JetStream publishes (no
 // headers, like the Auth Service) and waits until every one is acked.
-func (b *broker) publishAll(ctx context.Context, subject string, evs []event) error {
+func (b *natsBroker) publishAll(ctx context.Context, subject string, evs []event) error {
 	// At most about 64 MiB of publishes in flight, so that a backlog of
 	// large events does not take gigabytes of the benchmark's memory.
 	pending := 4096
@@ -266,7 +266,7 @@ func publishAsync(ctx context.Context, js jetstream.JetStream, subject string, b
 // scheduled time (start + i/rate), and returns when each was sent. A
 // publisher that falls behind catches up without sleeping, so the achieved
 // rate is reported as it was.
-func (b *broker) publishPaced(ctx context.Context, subject string, evs []event, rate float64) ([]time.Time, error) {
+func (b *natsBroker) publishPaced(ctx context.Context, subject string, evs []event, rate float64) ([]time.Time, error) {
 	js, err := jetstream.New(b.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return nil, err

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/social/user-events-router/configs"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 )
 
 // brokerSource says where the commands other than serve got the broker's
@@ -18,7 +18,7 @@ const (
 	// fromNATSURL: NATS_URL names it.
 	fromNATSURL brokerSource = iota
 	// fromAddrFile: a running serve recorded its embedded server in
-	// DATA_DIR (router.AddrFileName).
+	// DATA_DIR (broker.AddrFileName).
 	fromAddrFile
 	// fromNATSListen: nothing says a router runs; NATS_LISTEN is where
 	// serve's embedded server would listen. Whatever answers there may be
@@ -39,12 +39,12 @@ type brokerTarget struct {
 // NATS_LISTEN. A quick start in two terminals so reaches the router's
 // embedded server whatever the second terminal's NATS_LISTEN says.
 func findBroker(cfg configs.Config) (brokerTarget, error) {
-	t := brokerTarget{AddrFile: filepath.Join(cfg.DataDir, router.AddrFileName)}
+	t := brokerTarget{AddrFile: filepath.Join(cfg.DataDir, broker.AddrFileName)}
 	if cfg.NATSURL != "" {
 		t.URL, t.Source = cfg.NATSURL, fromNATSURL
 		return t, nil
 	}
-	u, err := router.ReadAddrFile(t.AddrFile)
+	u, err := broker.ReadAddrFile(t.AddrFile)
 	switch {
 	case err == nil:
 		t.URL, t.Source = u, fromAddrFile

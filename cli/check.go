@@ -13,7 +13,7 @@ import (
 
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/redact"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/store"
 )
 
@@ -127,39 +127,39 @@ func openReadOnlyStore(ctx context.Context, cfg configs.Config) (*store.DB, erro
 }
 
 // checkBroker reports the broker, the stream and the durable, and what
-// bounds the router's memory on that durable (router.MemoryBound).
+// bounds the router's memory on that durable (broker.MemoryBound).
 func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writer) error {
-	broker, err := findBroker(cfg)
+	target, err := findBroker(cfg)
 	if err != nil {
 		return err
 	}
 	embeddedBound := func() {
 		fmt.Fprintf(stdout, "%s (for the durable serve creates; one found in DATA_DIR is used as found)\n",
-			router.MemoryBound(cfg, router.LimitsOf(router.ConsumerConfig(cfg), router.EmbeddedMaxPayload)))
+			broker.MemoryBound(cfg, broker.LimitsOf(broker.ConsumerConfig(cfg), broker.EmbeddedMaxPayload)))
 	}
-	if broker.Source == fromNATSListen {
-		if err := checkListen(cfg, broker, stdout); err != nil {
+	if target.Source == fromNATSListen {
+		if err := checkListen(cfg, target, stdout); err != nil {
 			return err
 		}
 		embeddedBound()
 		return nil
 	}
-	nc, err := router.Connect(broker.URL, cfg, "user-events-router-check", newLogger(cfg, stderr))
+	nc, err := broker.Connect(target.URL, cfg, "user-events-router-check", newLogger(cfg, stderr))
 	if err != nil {
-		if broker.Source == fromAddrFile {
+		if target.Source == fromAddrFile {
 			// serve died without removing the file; it starts afresh.
-			fmt.Fprintf(stdout, "nats: embedded server recorded in %s (%s) does not answer: serve is not running (the file outlived it); serve starts one on %s\n", broker.AddrFile, broker.URL, cfg.NATSListen)
+			fmt.Fprintf(stdout, "nats: embedded server recorded in %s (%s) does not answer: serve is not running (the file outlived it); serve starts one on %s\n", target.AddrFile, target.URL, cfg.NATSListen)
 			embeddedBound()
 			return nil
 		}
 		return err
 	}
 	defer nc.Close()
-	if broker.Source == fromAddrFile {
-		if name := nc.ConnectedServerName(); name != router.EmbeddedServerName {
-			return fmt.Errorf("nats: %s, recorded in %s, is answered by server %q, not a router's embedded server: remove the stale file", broker.URL, broker.AddrFile, name)
+	if target.Source == fromAddrFile {
+		if name := nc.ConnectedServerName(); name != broker.EmbeddedServerName {
+			return fmt.Errorf("nats: %s, recorded in %s, is answered by server %q, not a router's embedded server: remove the stale file", target.URL, target.AddrFile, name)
 		}
-		fmt.Fprintf(stdout, "nats: embedded server of the running serve reached (%s, recorded in %s)\n", broker.URL, broker.AddrFile)
+		fmt.Fprintf(stdout, "nats: embedded server of the running serve reached (%s, recorded in %s)\n", target.URL, target.AddrFile)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -171,29 +171,29 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 	}
 	info := s.CachedInfo()
 	fmt.Fprintf(stdout, "nats: ok (%s), stream %s: %d messages, retention %v\n", redact.URL(nc.ConnectedUrl()), cfg.Stream, info.State.Msgs, info.Config.Retention)
-	maxMsg := router.MaxMessageBytes(info.Config, nc.MaxPayload())
+	maxMsg := broker.MaxMessageBytes(info.Config, nc.MaxPayload())
 	c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
 	if err != nil {
 		fmt.Fprintf(stdout, "consumer %s: absent (serve creates it): %v\n", cfg.Durable, err)
-		fmt.Fprintf(stdout, "%s (for the durable serve creates)\n", router.MemoryBound(cfg, router.LimitsOf(router.ConsumerConfig(cfg), maxMsg)))
+		fmt.Fprintf(stdout, "%s (for the durable serve creates)\n", broker.MemoryBound(cfg, broker.LimitsOf(broker.ConsumerConfig(cfg), maxMsg)))
 		return nil
 	}
 	ci := c.CachedInfo()
 	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, max ack pending %d, ack wait %v\n",
 		cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.AckWait)
-	fmt.Fprintln(stdout, router.MemoryBound(cfg, router.LimitsOf(ci.Config, maxMsg)))
+	fmt.Fprintln(stdout, broker.MemoryBound(cfg, broker.LimitsOf(ci.Config, maxMsg)))
 	return nil
 }
 
 // checkListen reports the embedded server serve would start when none runs
 // with this DATA_DIR: NATS_LISTEN must be free for it, and whatever answers
 // there is not it.
-func checkListen(cfg configs.Config, broker brokerTarget, stdout io.Writer) error {
+func checkListen(cfg configs.Config, target brokerTarget, stdout io.Writer) error {
 	conn, err := net.DialTimeout("tcp", cfg.NATSListen, time.Second)
 	if err != nil {
-		fmt.Fprintf(stdout, "nats: embedded (NATS_URL unset); none running with this DATA_DIR (no %s): serve starts one on %s\n", broker.AddrFile, cfg.NATSListen)
+		fmt.Fprintf(stdout, "nats: embedded (NATS_URL unset); none running with this DATA_DIR (no %s): serve starts one on %s\n", target.AddrFile, cfg.NATSListen)
 		return nil
 	}
 	conn.Close()
-	return fmt.Errorf("nats: NATS_URL unset and no embedded server recorded in %s, but %s (NATS_LISTEN) answers: another server (or a router with another DATA_DIR) listens there, so serve cannot; set NATS_URL=nats://%s to use it, NATS_LISTEN to a free port, or DATA_DIR to the running router's", broker.AddrFile, cfg.NATSListen, cfg.NATSListen)
+	return fmt.Errorf("nats: NATS_URL unset and no embedded server recorded in %s, but %s (NATS_LISTEN) answers: another server (or a router with another DATA_DIR) listens there, so serve cannot; set NATS_URL=nats://%s to use it, NATS_LISTEN to a free port, or DATA_DIR to the running router's", target.AddrFile, cfg.NATSListen, cfg.NATSListen)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
 	"github.com/social/user-events-router/store"
 )
 
@@ -87,7 +88,7 @@ func poisonCommand(ctx context.Context, args []string, getenv func(string) strin
 
 func poisonList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := poisonFlagSet("list", "[flags]", stderr)
-	var q router.PoisonQuery
+	var q admin.PoisonQuery
 	addFilterFlags(fs, &q)
 	fs.StringVar(&q.Order, "order", "", "`ORDER` of last failure: newest (the default) or oldest")
 	fs.StringVar(&q.Limit, "limit", "", fmt.Sprintf("at most `N` entries (1 to %d; default %d)", store.MaxPoisonPageSize, store.DefaultPoisonPageSize))
@@ -118,7 +119,7 @@ func poisonList(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	if *asJSON {
-		return printJSON(stdout, router.NewPoisonPageJSON(page, req))
+		return printJSON(stdout, admin.NewPoisonPageJSON(page, req))
 	}
 	printPoisonTable(stdout, page, req)
 	return nil
@@ -148,7 +149,7 @@ func poisonShow(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	if *asJSON {
-		return printJSON(stdout, router.NewPoisonJSON(e))
+		return printJSON(stdout, admin.NewPoisonJSON(e))
 	}
 	printPoisonEntry(stdout, e)
 	return nil
@@ -159,7 +160,7 @@ const poisonStatsTop = 20
 
 func poisonStats(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := poisonFlagSet("stats", "[flags]", stderr)
-	var q router.PoisonQuery
+	var q admin.PoisonQuery
 	addFilterFlags(fs, &q)
 	asJSON := fs.Bool("json", false, "print the counts as JSON")
 	rest, err := parseArgs(fs, args)
@@ -184,7 +185,7 @@ func poisonStats(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	if *asJSON {
-		return printJSON(stdout, router.NewPoisonStatsJSON(s))
+		return printJSON(stdout, admin.NewPoisonStatsJSON(s))
 	}
 	printPoisonStats(stdout, s)
 	return nil
@@ -391,7 +392,7 @@ var filterFlagNames = map[string]string{
 	"limit": "limit", "order": "order", "cursor": "cursor",
 }
 
-func addFilterFlags(fs *flag.FlagSet, q *router.PoisonQuery) {
+func addFilterFlags(fs *flag.FlagSet, q *admin.PoisonQuery) {
 	fs.StringVar(&q.Class, "class", "", "only entries of `CLASS`: permanent, panic or transient_exhausted")
 	fs.StringVar(&q.Subject, "subject", "", "only entries from `SUBJECT` (e.g. user.events.created; HTTP entries by the subject they would have had, or (http))")
 	fs.StringVar(&q.Ingress, "ingress", "", "only entries that came in by `WAY`: nats or http")
@@ -431,7 +432,7 @@ func flagErrors(cmd string, err error) error {
 	}
 	msgs := make([]string, 0, len(errs))
 	for _, e := range errs {
-		var pe *router.ParamError
+		var pe *admin.ParamError
 		if errors.As(e, &pe) {
 			msgs = append(msgs, fmt.Sprintf("--%s %s: %v", filterFlagNames[pe.Param], strconv.QuoteToASCII(pe.Value), pe.Err))
 		} else {
@@ -445,7 +446,7 @@ func flagErrors(cmd string, err error) error {
 // prefixes), or --all narrowed by the filters.
 type selection struct {
 	cmd    string
-	query  router.PoisonQuery
+	query  admin.PoisonQuery
 	all    bool
 	ids    []string
 	filter store.PoisonFilter

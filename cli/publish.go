@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/schema"
 )
 
@@ -121,7 +121,7 @@ func publishCommand(ctx context.Context, args []string, getenv func(string) stri
 			}
 			url = broker.URL
 		}
-		nc, err := router.Connect(url, cfg, "user-events-router-publish", newLogger(cfg, io.Discard))
+		nc, err := broker.Connect(url, cfg, "user-events-router-publish", newLogger(cfg, io.Discard))
 		if err != nil {
 			return err
 		}

@@ -28,6 +28,10 @@ import (
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/redact"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
+	"github.com/social/user-events-router/router/broker"
+	"github.com/social/user-events-router/router/consume"
+	"github.com/social/user-events-router/router/ingress"
 	"github.com/social/user-events-router/store"
 )
 
@@ -105,7 +109,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 
 	// One connection manages JetStream resources; the subscriber gets its
 	// own, because closing the Watermill subscriber drains its connection.
-	mgmt, err := router.Connect(natsURL, cfg, "user-events-router", logger)
+	mgmt, err := broker.Connect(natsURL, cfg, "user-events-router", logger)
 	if err != nil {
 		return err
 	}
@@ -118,7 +122,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	subConn, err := router.Connect(natsURL, cfg, "user-events-router-consumer", logger)
+	subConn, err := broker.Connect(natsURL, cfg, "user-events-router-consumer", logger)
 	if err != nil {
 		return err
 	}
@@ -182,7 +186,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	// Readiness, /status and the consumer's gauges come from background
 	// checks, so a NATS outage neither fails /readyz (the HTTP fallback
 	// is needed then) nor slows a scrape.
-	health, err := router.NewHealth(router.HealthOptions{
+	health, err := admin.NewHealth(admin.HealthOptions{
 		DB: db, JetStream: js, Binding: binding, ConsumerConn: subConn, Router: r,
 		Embedded: embedded, IngressAddr: ingressLn.Addr().String(), Logger: logger,
 	})
@@ -196,7 +200,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	m.AddGauge("messages_in_flight_bytes", "Bytes of those messages (bounded by MAX_IN_FLIGHT_BYTES on a durable that redelivers without limit).",
 		func(context.Context) (float64, error) { return float64(r.InFlightBytes()), nil }, logger)
 
-	ingress, err := router.NewIngressHandler(router.IngressOptions{
+	ingressHandler, err := ingress.NewHandler(ingress.Options{
 		Pipeline:     pipeline,
 		Poison:       db,
 		MaxBodyBytes: int64(cfg.IngressMaxBody),
@@ -206,7 +210,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	admin, err := router.NewAdminHandler(router.AdminOptions{
+	adminHandler, err := admin.NewHandler(admin.Options{
 		DB:         db,
 		Replayer:   replayer,
 		Token:      cfg.AdminToken,
@@ -218,8 +222,8 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ingressSrv := router.NewIngressServer(cfg.HTTPAddr, m.InstrumentIngress(ingress), cfg.AttemptBudget())
-	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	ingressSrv := ingress.NewServer(cfg.HTTPAddr, m.InstrumentIngress(ingressHandler), cfg.AttemptBudget())
+	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: cfg.AttemptBudget() + 10*time.Second, IdleTimeout: time.Minute}
 
 	logger.Info("ready to serve", "http_ingress", ingressLn.Addr().String(), "admin", adminLn.Addr().String(),
@@ -301,7 +305,7 @@ func buildHandling(cfg configs.Config, db *store.DB, committer handlers.Committe
 // depth (a COUNT query), and readiness and the consumer's state as health
 // last checked them (no broker request at scrape time, so the consumer
 // gauges stay, with their age, through a NATS outage).
-func addGauges(m *metrics.Metrics, db *store.DB, health *router.Health, logger *slog.Logger) {
+func addGauges(m *metrics.Metrics, db *store.DB, health *admin.Health, logger *slog.Logger) {
 	m.AddGauge("poison_queue_depth", "Entries in the poison queue.", func(ctx context.Context) (float64, error) {
 		n, err := db.CountPoison(ctx)
 		return float64(n), err
@@ -310,10 +314,10 @@ func addGauges(m *metrics.Metrics, db *store.DB, health *router.Health, logger *
 		func(ctx context.Context) (float64, error) { return boolGauge(health.Ready(ctx) == nil), nil }, logger)
 	m.AddGauge("consumer_up", "1 while the consumer connection is up and the durable, as last read (consumer_info_age_seconds ago), has a bound subscriber.",
 		func(context.Context) (float64, error) {
-			return boolGauge(health.Consumer().State == router.StateOK), nil
+			return boolGauge(health.Consumer().State == admin.StateOK), nil
 		}, logger)
 	// The durable's own figures, from the broker's last answer.
-	durable := func(read func(*router.DurableInfo) float64) metrics.GaugeSource {
+	durable := func(read func(*admin.DurableInfo) float64) metrics.GaugeSource {
 		return func(context.Context) (float64, error) {
 			info := health.Consumer().Info
 			if info == nil {
@@ -322,12 +326,12 @@ func addGauges(m *metrics.Metrics, db *store.DB, health *router.Health, logger *
 			return read(info), nil
 		}
 	}
-	m.AddGauge("consumer_info_age_seconds", fmt.Sprintf("Age of the consumer_* figures: seconds since the broker last described the durable (asked every %v; more means it does not answer).", router.DefaultCheckInterval),
-		durable(func(i *router.DurableInfo) float64 { return i.AgeSeconds }), logger)
+	m.AddGauge("consumer_info_age_seconds", fmt.Sprintf("Age of the consumer_* figures: seconds since the broker last described the durable (asked every %v; more means it does not answer).", admin.DefaultCheckInterval),
+		durable(func(i *admin.DurableInfo) float64 { return i.AgeSeconds }), logger)
 	m.AddGauge("consumer_pending_messages", "Messages in the stream not yet delivered to the durable (as of consumer_info_age_seconds ago).",
-		durable(func(i *router.DurableInfo) float64 { return float64(i.Pending) }), logger)
+		durable(func(i *admin.DurableInfo) float64 { return float64(i.Pending) }), logger)
 	m.AddGauge("consumer_ack_pending_messages", "Messages delivered to the durable and not yet acknowledged (as of consumer_info_age_seconds ago).",
-		durable(func(i *router.DurableInfo) float64 { return float64(i.AckPending) }), logger)
+		durable(func(i *admin.DurableInfo) float64 { return float64(i.AckPending) }), logger)
 }
 
 func boolGauge(b bool) float64 {
@@ -386,18 +390,18 @@ func openStore(ctx context.Context, cfg configs.Config) (*store.DB, error) {
 
 // brokerURL is NATS_URL, or the URL of an embedded server started here
 // (then returned too; nil with NATS_URL), recorded in DATA_DIR (see
-// router.AddrFileName) until it shuts down.
-func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.EmbeddedServer, error) {
+// broker.AddrFileName) until it shuts down.
+func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *broker.EmbeddedServer, error) {
 	if cfg.NATSURL != "" {
 		return cfg.NATSURL, nil, nil
 	}
 	dir := filepath.Join(cfg.DataDir, "nats")
-	srv, err := router.StartEmbedded(cfg.NATSListen, dir, logger)
+	srv, err := broker.StartEmbedded(cfg.NATSListen, dir, logger)
 	if err != nil {
 		return "", nil, err
 	}
 	// publish and check in another shell find it through this file.
-	addrFile := filepath.Join(cfg.DataDir, router.AddrFileName)
+	addrFile := filepath.Join(cfg.DataDir, broker.AddrFileName)
 	if err := srv.RecordAddr(addrFile); err != nil {
 		srv.Shutdown()
 		return "", nil, err
@@ -406,14 +410,14 @@ func brokerURL(cfg configs.Config, logger *slog.Logger) (string, *router.Embedde
 	return srv.ClientURL(), srv, nil
 }
 
-func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (router.Binding, error) {
-	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
+func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cfg configs.Config, logger *slog.Logger) (broker.Binding, error) {
+	if _, err := broker.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return router.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", redact.URL(nc.ConnectedUrl()), err)
+			return broker.Binding{}, fmt.Errorf("NATS at %s has no JetStream: start it with -js: %w", redact.URL(nc.ConnectedUrl()), err)
 		}
-		return router.Binding{}, err
+		return broker.Binding{}, err
 	}
-	return router.EnsureConsumer(ctx, js, cfg, logger)
+	return broker.EnsureConsumer(ctx, js, cfg, logger)
 }
 
 // earlierUnacked asks the broker whether the durable has acked every
@@ -422,7 +426,7 @@ func bindConsumer(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, cf
 // back within one ack wait of its death, so after that an unacked earlier
 // message is one being handled (here or by a replica) and is no reason to
 // hold. When the broker cannot tell, it says yes: a hold is bounded anyway.
-func earlierUnacked(js jetstream.JetStream, b router.Binding) func(ctx context.Context, seq uint64) bool {
+func earlierUnacked(js jetstream.JetStream, b broker.Binding) func(ctx context.Context, seq uint64) bool {
 	window := time.Now().Add(b.AckWait + 5*time.Second)
 	return func(ctx context.Context, seq uint64) bool {
 		if time.Now().After(window) {
@@ -444,11 +448,11 @@ func earlierUnacked(js jetstream.JetStream, b router.Binding) func(ctx context.C
 // once, for the ack wait and a second, keeping two real tries; with fewer
 // than 3 it is not held (a held message must not reach its last delivery
 // untried).
-func holdOptions(js jetstream.JetStream, b router.Binding, cfg configs.Config) handlers.HoldOptions {
+func holdOptions(js jetstream.JetStream, b broker.Binding, cfg configs.Config) handlers.HoldOptions {
 	o := handlers.HoldOptions{EarlierUnacked: earlierUnacked(js, b), MaxDeliver: b.MaxDeliver}
 	switch {
 	case b.MaxDeliver < 0:
-		o.MaxHolds = holdsForAckWait(router.Backoff{First: cfg.NakDelay, Max: cfg.NakDelayMax}, b.AckWait)
+		o.MaxHolds = holdsForAckWait(consume.Backoff{First: cfg.NakDelay, Max: cfg.NakDelayMax}, b.AckWait)
 	case b.MaxDeliver >= 3:
 		o.MaxHolds, o.Delay = 1, b.AckWait+time.Second
 	default:
@@ -459,7 +463,7 @@ func holdOptions(js jetstream.JetStream, b router.Binding, cfg configs.Config) h
 
 // holdsForAckWait is how many deliveries the redelivery delays take to add
 // up to more than the ack wait (at least 1, at most 20).
-func holdsForAckWait(b router.Backoff, ackWait time.Duration) uint64 {
+func holdsForAckWait(b consume.Backoff, ackWait time.Duration) uint64 {
 	if b.First <= 0 {
 		return 1 // immediate redeliveries would wait for nothing
 	}

@@ -35,7 +35,7 @@ import (
 
 	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/configs"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 )
 
 const (
@@ -684,7 +684,7 @@ func checkComposeNATS(t *testing.T, nats composeService, cfg configs.Config) {
 	}
 
 	logger := slog.New(slog.DiscardHandler)
-	nc, err := router.Connect(srv.ClientURL(), cfg, "deploy-test", logger)
+	nc, err := broker.Connect(srv.ClientURL(), cfg, "deploy-test", logger)
 	if err != nil {
 		t.Fatalf("the router's credentials from %s: %v", composePath, err)
 	}
@@ -695,7 +695,7 @@ func checkComposeNATS(t *testing.T, nats composeService, cfg configs.Config) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := router.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
+	if _, err := broker.EnsureStream(ctx, js, cfg.Stream, logger); err != nil {
 		t.Errorf("as the router, with compose's credentials: %v", err)
 	}
 }

@@ -24,7 +24,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/cli"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
+	"github.com/social/user-events-router/router/ingress"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 )
@@ -107,7 +108,7 @@ func ingressEnv(t *testing.T, natsURL, dbURL string) (map[string]string, string)
 		"CLOSE_TIMEOUT":          "10s",
 		"HTTP_ADDR":              addr,
 		"ADMIN_ADDR":             "127.0.0.1:0",
-	}, "http://" + addr + router.IngressPath
+	}, "http://" + addr + ingress.Path
 }
 
 // waitForIngress waits until the router's HTTP ingress answers.
@@ -171,13 +172,13 @@ func httpGet(t *testing.T, url string) (int, string) {
 }
 
 // getStatus reads /status.
-func getStatus(t *testing.T, admin string) router.Status {
+func getStatus(t *testing.T, addr string) admin.Status {
 	t.Helper()
-	code, body := httpGet(t, "http://"+admin+"/status")
+	code, body := httpGet(t, "http://"+addr+"/status")
 	if code != http.StatusOK {
 		t.Fatalf("/status = %d %s", code, body)
 	}
-	var st router.Status
+	var st admin.Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatalf("/status is not its JSON: %v\n%s", err, body)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/social/user-events-router/cli"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/ingress"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -27,7 +27,7 @@ func ingressEnv(t *testing.T, natsURL, dbURL string) (map[string]string, string)
 	env := testEnv(t, natsURL, dbURL)
 	addr := freeAddr(t)
 	env["HTTP_ADDR"] = addr
-	return env, "http://" + addr + router.IngressPath
+	return env, "http://" + addr + ingress.Path
 }
 
 // waitForIngress waits until the router's HTTP ingress answers.
@@ -131,7 +131,7 @@ func TestIngressAuthServiceClientThroughDatabaseOutage(t *testing.T) {
 		front := httptest.NewServer(rp)
 		t.Cleanup(front.Close)
 		send := func(ctx context.Context, body []byte) error {
-			return postAsAuthService(ctx, front.URL+router.IngressPath, body)
+			return postAsAuthService(ctx, front.URL+ingress.Path, body)
 		}
 
 		userID := func(i int) string { return fmt.Sprintf("%08d-0000-4000-8000-%012d", i, i) }

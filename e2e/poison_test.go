@@ -21,6 +21,7 @@ import (
 	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
@@ -111,17 +112,17 @@ func (b *poisonBundle) mustPoison(t *testing.T, args ...string) string {
 	return stdout
 }
 
-func (b *poisonBundle) listJSON(t *testing.T, args ...string) router.PoisonPageJSON {
+func (b *poisonBundle) listJSON(t *testing.T, args ...string) admin.PoisonPageJSON {
 	t.Helper()
 	out := b.mustPoison(t, append([]string{"list", "--json"}, args...)...)
-	var page router.PoisonPageJSON
+	var page admin.PoisonPageJSON
 	if err := json.Unmarshal([]byte(out), &page); err != nil {
 		t.Fatalf("list --json is not a JSON page of entries: %v\n%s", err, out)
 	}
 	return page
 }
 
-func idsOf(entries []router.PoisonSummaryJSON) []string {
+func idsOf(entries []admin.PoisonSummaryJSON) []string {
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.ID
@@ -270,14 +271,14 @@ func TestPoisonListJSON(t *testing.T) {
 	t.Parallel()
 	b := setupPoison(t, store.SQLite)
 	page := b.listJSON(t)
-	byID := map[string]router.PoisonSummaryJSON{}
+	byID := map[string]admin.PoisonSummaryJSON{}
 	for _, e := range page.Entries {
 		byID[e.ID] = e
 	}
 	if page.Total != 4 || page.Limit != 50 || page.Order != store.NewestFirst || page.NextCursor != nil {
 		t.Errorf("page = total %d, limit %d, order %s, next %v", page.Total, page.Limit, page.Order, page.NextCursor)
 	}
-	want := router.PoisonSummaryJSON{
+	want := admin.PoisonSummaryJSON{
 		ID: b.valid.ID, Class: "transient_exhausted", Reason: b.valid.Reason, ReasonKind: b.valid.Reason, Subject: "user.events.created",
 		EventSubject: "user.events.created", Handler: "user_created", Ingress: "nats", CorrelationID: "corr-transient_exhausted",
 		UserID: "78af4bc4-afce-4676-b373-5b802a2dfd2e", Action: "created", Stream: "USER_EVENTS",
@@ -304,7 +305,7 @@ func TestPoisonListJSON(t *testing.T) {
 	}
 
 	// show --json has the payload, exactly.
-	var g router.PoisonJSON
+	var g admin.PoisonJSON
 	if err := json.Unmarshal([]byte(b.mustPoison(t, "show", "--json", b.garbage.ID)), &g); err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func TestPoisonListJSON(t *testing.T) {
 	if g.Payload != nil || err != nil || !bytes.Equal(raw, b.garbage.Payload) {
 		t.Errorf("non-UTF-8 payload: payload %v, payload_base64 %q (%v); want null and the exact bytes", g.Payload, g.PayloadBase64, err)
 	}
-	var p router.PoisonJSON
+	var p admin.PoisonJSON
 	if err := json.Unmarshal([]byte(b.mustPoison(t, "show", "--json", b.panicked.ID)), &p); err != nil || p.Stack != b.panicked.Stack {
 		t.Errorf("stack = %q (%v), want %q", p.Stack, err, b.panicked.Stack)
 	}
@@ -343,7 +344,7 @@ func TestPoisonShow(t *testing.T) {
 	}
 
 	out = b.mustPoison(t, "show", "--json", b.garbage.ID)
-	var j router.PoisonJSON
+	var j admin.PoisonJSON
 	if err := json.Unmarshal([]byte(out), &j); err != nil || j.ID != b.garbage.ID {
 		t.Errorf("show --json: %v, id %q:\n%s", err, j.ID, out)
 	}
@@ -408,11 +409,11 @@ func TestPoisonStats(t *testing.T) {
 			t.Errorf("stats lacks %q:\n%s", want, out)
 		}
 	}
-	var s router.PoisonStatsJSON
+	var s admin.PoisonStatsJSON
 	if err := json.Unmarshal([]byte(b.mustPoison(t, "stats", "--json", "--class", "permanent", "--since", "1d")), &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Total != 5 || len(s.ByReason.Groups) != 3 || s.ByReason.Groups[0] != (router.PoisonCountJSON{Key: "email: not an email address: … (domain has no dot)", Count: 3}) {
+	if s.Total != 5 || len(s.ByReason.Groups) != 3 || s.ByReason.Groups[0] != (admin.PoisonCountJSON{Key: "email: not an email address: … (domain has no dot)", Count: 3}) {
 		t.Errorf("stats --json --class permanent = %+v", s)
 	}
 	if out, _, code := b.poison(t, "stats", "--class", "panic", "--ingress", "http"); code != 0 || out != "0 entries\n" {

@@ -7,20 +7,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
 
 // getStatus reads /status.
-func getStatus(t *testing.T, admin string) router.Status {
+func getStatus(t *testing.T, addr string) admin.Status {
 	t.Helper()
-	code, body := httpGet(t, "http://"+admin+"/status")
+	code, body := httpGet(t, "http://"+addr+"/status")
 	if code != http.StatusOK {
 		t.Fatalf("/status = %d %s", code, body)
 	}
-	var st router.Status
+	var st admin.Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatalf("/status is not its JSON: %v\n%s", err, body)
 	}
@@ -41,18 +41,18 @@ func TestReadinessFollowsTheDatabaseNotNATS(t *testing.T) {
 		dbURL := storetest.URL(t, backend)
 		db := openDB(t, dbURL)
 		env, ingressURL := ingressEnv(t, srv.URL, dbURL)
-		admin := freeAddr(t)
-		env["ADMIN_ADDR"] = admin
+		adminAddr := freeAddr(t)
+		env["ADMIN_ADDR"] = adminAddr
 		p := startRouter(t, env)
-		readyz := func() (int, string) { return httpGet(t, "http://"+admin+"/readyz") }
+		readyz := func() (int, string) { return httpGet(t, "http://"+adminAddr+"/readyz") }
 
 		routertest.Eventually(t, 20*time.Second, "/readyz to answer 200", func() bool {
 			code, _ := readyz()
 			return code == http.StatusOK
 		})
 		routertest.Eventually(t, 20*time.Second, "/status to show the durable bound", func() bool {
-			c := getStatus(t, admin).Consumer
-			return c.State == router.StateOK && c.Info != nil && c.Info.Bound
+			c := getStatus(t, adminAddr).Consumer
+			return c.State == admin.StateOK && c.Info != nil && c.Info.Bound
 		})
 		js := routertest.JetStream(t, srv.URL)
 		routertest.Publish(t, js, "user.events.created", []byte(eventFor("created", "00000001-0000-4000-8000-000000000001")))
@@ -61,14 +61,14 @@ func TestReadinessFollowsTheDatabaseNotNATS(t *testing.T) {
 		// NATS goes away.
 		srv.Stop()
 		routertest.Eventually(t, 20*time.Second, "/status to show the consumer down", func() bool {
-			c := getStatus(t, admin).Consumer
-			return c.State == router.StateDown && c.Connection != "CONNECTED" && strings.Contains(c.Reason, "consumer connection")
+			c := getStatus(t, adminAddr).Consumer
+			return c.State == admin.StateDown && c.Connection != "CONNECTED" && strings.Contains(c.Reason, "consumer connection")
 		})
 		if code, body := readyz(); code != http.StatusOK {
 			t.Errorf("/readyz with NATS down = %d %q, want 200: the HTTP fallback must stay in service", code, body)
 		}
-		st := getStatus(t, admin)
-		if !st.Ready || st.Database.State != router.StateOK || st.Ingress.State != router.StateOK {
+		st := getStatus(t, adminAddr)
+		if !st.Ready || st.Database.State != admin.StateOK || st.Ingress.State != admin.StateOK {
 			t.Errorf("/status with NATS down: ready %v, database %+v, ingress %+v; want ready, both ok", st.Ready, st.Database, st.Ingress)
 		}
 		if st.Consumer.Info == nil || st.Consumer.LastAckAt == nil || st.Consumer.Durable != "social-backend-consumer" {
@@ -96,7 +96,7 @@ func TestReadinessFollowsTheDatabaseNotNATS(t *testing.T) {
 			t.Errorf("no command row for the HTTP event: %+v", commandRows(t, db))
 		}
 
-		code, metrics := httpGet(t, "http://"+admin+"/metrics")
+		code, metrics := httpGet(t, "http://"+adminAddr+"/metrics")
 		if code != http.StatusOK {
 			t.Fatalf("/metrics with NATS down = %d", code)
 		}
@@ -119,12 +119,12 @@ func TestReadinessFollowsTheDatabaseNotNATS(t *testing.T) {
 			code, body := readyz()
 			return code == http.StatusServiceUnavailable && strings.Contains(body, "watermill_profile_sync_commands")
 		})
-		st = getStatus(t, admin)
-		if st.Ready || st.Database.State != router.StateDown || !strings.Contains(st.Database.Reason, "watermill_profile_sync_commands") ||
-			st.Ingress.State != router.StateDown {
+		st = getStatus(t, adminAddr)
+		if st.Ready || st.Database.State != admin.StateDown || !strings.Contains(st.Database.Reason, "watermill_profile_sync_commands") ||
+			st.Ingress.State != admin.StateDown {
 			t.Errorf("/status with the table away: ready %v, database %+v, ingress %+v", st.Ready, st.Database, st.Ingress)
 		}
-		if _, metrics := httpGet(t, "http://"+admin+"/metrics"); !strings.Contains(metrics, "\nuser_events_router_ready 0") {
+		if _, metrics := httpGet(t, "http://"+adminAddr+"/metrics"); !strings.Contains(metrics, "\nuser_events_router_ready 0") {
 			t.Error("/metrics with the table away lacks user_events_router_ready 0")
 		}
 		mustExec(t, db, `ALTER TABLE `+parked+` RENAME TO `+commands)
@@ -136,8 +136,8 @@ func TestReadinessFollowsTheDatabaseNotNATS(t *testing.T) {
 		// NATS comes back: so does the consumer.
 		srv.Start(t)
 		routertest.Eventually(t, 30*time.Second, "/status to show the consumer back", func() bool {
-			c := getStatus(t, admin).Consumer
-			return c.State == router.StateOK && c.Connection == "CONNECTED"
+			c := getStatus(t, adminAddr).Consumer
+			return c.State == admin.StateOK && c.Connection == "CONNECTED"
 		})
 		logs := p.logs.String()
 		if n := strings.Count(logs, `"msg":"consumer down"`); n != 1 {

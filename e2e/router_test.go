@@ -16,7 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/cli"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/admin"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -169,9 +170,9 @@ func TestBindsMonolithPushDurable(t *testing.T) {
 func TestEmbeddedDefaults(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, adminAddr := freeAddr(t), freeAddr(t)
 	p := startRouter(t, map[string]string{"DATA_DIR": dataDir, "NATS_LISTEN": listen, "LOG_LEVEL": "debug",
-		"HTTP_ADDR": "127.0.0.1:0", "ADMIN_ADDR": admin})
+		"HTTP_ADDR": "127.0.0.1:0", "ADMIN_ADDR": adminAddr})
 	var js jetstream.JetStream
 	routertest.Eventually(t, 20*time.Second, "the embedded server and its stream", func() bool {
 		nc, err := nats.Connect("nats://" + listen)
@@ -186,7 +187,7 @@ func TestEmbeddedDefaults(t *testing.T) {
 	routertest.Publish(t, js, "user.events.created", []byte(producerPayload))
 	db := openDB(t, "sqlite:"+dataDir+"/router.db")
 	routertest.Eventually(t, 20*time.Second, "the command in the SQLite file", func() bool { return countCommands(t, db) == 1 })
-	if e := getStatus(t, admin).EmbeddedNATS; e == nil || e.State != router.StateOK || !strings.Contains(e.URL, listen) {
+	if e := getStatus(t, adminAddr).EmbeddedNATS; e == nil || e.State != admin.StateOK || !strings.Contains(e.URL, listen) {
 		t.Errorf("/status embedded_nats = %+v, want ok on %s", e, listen)
 	}
 
@@ -194,8 +195,8 @@ func TestEmbeddedDefaults(t *testing.T) {
 	// not exported there (here: another free port, so that nothing else
 	// is touched). publish and check find the router's server by the
 	// address it recorded.
-	addrFile := filepath.Join(dataDir, router.AddrFileName)
-	if got, err := router.ReadAddrFile(addrFile); err != nil || got != "nats://"+listen {
+	addrFile := filepath.Join(dataDir, broker.AddrFileName)
+	if got, err := broker.ReadAddrFile(addrFile); err != nil || got != "nats://"+listen {
 		t.Errorf("%s: %q, %v; want nats://%s", addrFile, got, err, listen)
 	}
 	terminal2 := map[string]string{"DATA_DIR": dataDir, "NATS_LISTEN": freeAddr(t)}
@@ -253,7 +254,7 @@ func TestCheckTellsReachedFromAssumed(t *testing.T) {
 			// The database as serve leaves it: this is about the broker.
 			openDB(t, "sqlite:"+filepath.Join(dataDir, "router.db"))
 			if tt.addrFile != "" {
-				if err := os.WriteFile(filepath.Join(dataDir, router.AddrFileName), []byte(tt.addrFile+"\n"), 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(dataDir, broker.AddrFileName), []byte(tt.addrFile+"\n"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

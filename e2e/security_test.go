@@ -18,7 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/social/user-events-router/cli"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -172,7 +172,7 @@ func createStreamAsAuthService(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.CreateOrUpdateStream(ctx, router.AuthServiceStreamConfig("USER_EVENTS")); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, broker.AuthServiceStreamConfig("USER_EVENTS")); err != nil {
 		t.Fatalf("auth-service provisions the stream: %v", err)
 	}
 }
@@ -198,11 +198,11 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 				createStreamAsAuthService(t, auth)
 				return true
 			},
-			wantDeliverPrefix: router.DeliverSubject("social-backend-consumer"),
+			wantDeliverPrefix: broker.DeliverSubject("social-backend-consumer"),
 		},
 		{
 			name:              "router creates the stream",
-			wantDeliverPrefix: router.DeliverSubject("social-backend-consumer"),
+			wantDeliverPrefix: broker.DeliverSubject("social-backend-consumer"),
 		},
 		{
 			name: "monolith durable exists",
@@ -220,7 +220,7 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 				createStreamAsAuthService(t, auth)
 				return true
 			},
-			wantDeliverPrefix: router.DeliverSubject("social-backend-consumer"),
+			wantDeliverPrefix: broker.DeliverSubject("social-backend-consumer"),
 		},
 	}
 	for _, tt := range tests {

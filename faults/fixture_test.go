@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/configs"
-	"github.com/social/user-events-router/router"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -113,7 +113,7 @@ func setup(t *testing.T, name string, backend store.Dialect) *fixture {
 	f.js = jetStream(t, f.broker.URL)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if _, err := f.js.CreateStream(ctx, router.AuthServiceStreamConfig(streamName)); err != nil {
+	if _, err := f.js.CreateStream(ctx, broker.AuthServiceStreamConfig(streamName)); err != nil {
 		t.Fatalf("create stream %s: %v", streamName, err)
 	}
 	return f

@@ -181,7 +181,7 @@ func (m *Metrics) InstrumentIngress(h http.Handler) http.Handler {
 
 // GaugeSource reports values at scrape time. A source that reads a
 // backend makes the scrape wait for it; one that serves a value kept by a
-// background check (router.Health) answers at once, outages included.
+// background check (admin.Health) answers at once, outages included.
 type GaugeSource func(ctx context.Context) (float64, error)
 
 // ErrNoValue is what a GaugeSource returns when it has no value yet (say,

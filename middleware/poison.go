@@ -132,22 +132,37 @@ func (p *Poison) lastDelivery(msg *message.Message) bool {
 }
 
 func (p *Poison) entry(msg *message.Message, class string, err error) store.PoisonEntry {
-	subject := msg.Metadata.Get(handlers.MetaSubject)
-	now := p.Now().UTC()
+	e := NewPoisonEntry(msg.Payload, msg.Metadata, class, reason(err), p.Now())
+	var panicErr wmmiddleware.RecoveredPanicError
+	if errors.As(err, &panicErr) {
+		e.Stack = panicErr.Stacktrace
+	}
+	return e
+}
+
+// NewPoisonEntry is the one builder of a poison entry, for every path that
+// keeps a message it cannot handle (this middleware, and the HTTP ingress
+// for a body over its size limit): the payload byte for byte, keyed by
+// PoisonID of its subject, with the facts md carries (handlers.Meta*:
+// subject, handler, ingress, correlation id, user, action, stream position,
+// delivery count), failed for reason with class at now.
+func NewPoisonEntry(payload []byte, md message.Metadata, class, reason string, now time.Time) store.PoisonEntry {
+	subject := md.Get(handlers.MetaSubject)
+	now = now.UTC()
 	e := store.PoisonEntry{
-		ID:            PoisonID(subject, msg.Payload),
-		Payload:       msg.Payload,
-		Reason:        reason(err),
+		ID:            PoisonID(subject, payload),
+		Payload:       payload,
+		Reason:        reason,
 		Class:         class,
 		Subject:       subject,
-		Handler:       msg.Metadata.Get(handlers.MetaHandler),
-		Ingress:       msg.Metadata.Get(handlers.MetaIngress),
-		CorrelationID: msg.Metadata.Get(handlers.MetaCorrelationID),
+		Handler:       md.Get(handlers.MetaHandler),
+		Ingress:       md.Get(handlers.MetaIngress),
+		CorrelationID: md.Get(handlers.MetaCorrelationID),
 		// Set when the event decoded; otherwise the store reads them
 		// from the payload as well as it can.
-		UserID:       msg.Metadata.Get(handlers.MetaUserID),
-		Action:       msg.Metadata.Get(handlers.MetaAction),
-		Stream:       msg.Metadata.Get(handlers.MetaStream),
+		UserID:       md.Get(handlers.MetaUserID),
+		Action:       md.Get(handlers.MetaAction),
+		Stream:       md.Get(handlers.MetaStream),
 		FirstFailure: now,
 		LastFailure:  now,
 	}
@@ -156,12 +171,8 @@ func (p *Poison) entry(msg *message.Message, class string, err error) store.Pois
 		// ingress and delivery facts and counts the replay.
 		e.Replays, e.LastReplayAt = 1, now
 	}
-	e.StreamSeq, _ = strconv.ParseUint(msg.Metadata.Get(handlers.MetaStreamSeq), 10, 64)
-	e.DeliveryCount, _ = strconv.ParseUint(msg.Metadata.Get(handlers.MetaDeliveryAttempt), 10, 64)
-	var panicErr wmmiddleware.RecoveredPanicError
-	if errors.As(err, &panicErr) {
-		e.Stack = panicErr.Stacktrace
-	}
+	e.StreamSeq, _ = strconv.ParseUint(md.Get(handlers.MetaStreamSeq), 10, 64)
+	e.DeliveryCount, _ = strconv.ParseUint(md.Get(handlers.MetaDeliveryAttempt), 10, 64)
 	return e
 }
 

@@ -1,8 +1,24 @@
-// Package router connects the router to NATS JetStream and wires the
-// Watermill router: it provisions the Auth Service's stream when missing,
-// binds the shared durable consumer (as found, or creates a sensible one),
-// turns JetStream messages into Watermill messages with their delivery
-// facts, and runs the dispatch handler behind the middleware chain. It also
-// serves the HTTP fallback and the admin endpoints, and watches what the
-// router depends on (Health) for /readyz, /status and the state metrics.
+// Package router assembles the user-events router from its rooms, one per
+// responsibility, each a package beneath this one:
+//
+//	router/broker    NATS: the connection, the Auth Service's stream, the
+//	                 durable bound or created (Binding, its memory bound),
+//	                 the embedded server
+//	router/consume   the JetStream subscriber: per-user order, the byte
+//	                 budget, the workers, the unmarshaler, the acks
+//	router/ingress   the HTTP fallback (POST /api/sync/users)
+//	router/admin     the admin address: probes and /status (Health), the
+//	                 poison API, the web console
+//	router/httpx     the JSON answer and the bearer-token check that
+//	                 ingress and admin share
+//
+// This package holds what joins them: the Watermill router (New: the
+// subscriber of router/consume, one handler behind the middleware chain),
+// and the Pipeline that runs a message through the same chain for the
+// paths that do not come from NATS, the HTTP fallback and poison replay
+// (Replayer). Imports go one way: broker ← consume ← router ← ingress ←
+// admin, with httpx beside the last two; cli/ wires them all.
+//
+// Test helpers: router/routertest (an in-process NATS server) and
+// router/pipelinetest (the pipeline over a real database).
 package router

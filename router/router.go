@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/router/broker"
+	"github.com/social/user-events-router/router/consume"
 )
 
 // HandlerName is the Watermill handler that consumes the user events. It is
@@ -19,7 +21,7 @@ const HandlerName = "user_events"
 // Options wires one Watermill router.
 type Options struct {
 	Config  configs.Config
-	Binding Binding
+	Binding broker.Binding
 	// Conn is dedicated to the subscriber: closing the router drains it.
 	Conn   *nats.Conn
 	Logger *slog.Logger
@@ -34,7 +36,7 @@ type Options struct {
 // Router is the Watermill router with its JetStream subscriber.
 type Router struct {
 	*message.Router
-	sub          *Subscriber
+	sub          *consume.Subscriber
 	closeTimeout time.Duration
 	onAck        func(time.Duration)
 	lastAck      atomic.Int64 // Unix nanoseconds; 0 before the first ack
@@ -70,7 +72,7 @@ func (r *Router) InFlightBytes() int64 { return r.sub.InFlightBytes() }
 // the caller is about to close the NATS connection.
 func (r *Router) Close() error {
 	err := r.Router.Close()
-	if !r.sub.waitClosed(r.closeTimeout + 10*time.Second) {
+	if !r.sub.WaitClosed(r.closeTimeout + 10*time.Second) {
 		return errors.Join(err, errors.New("router: subscriber did not close in time"))
 	}
 	return err
@@ -90,12 +92,12 @@ func New(o Options) (*Router, error) {
 	}
 	wmLogger := newWatermillLogger(o.Logger.With("component", "watermill"))
 	rt := &Router{closeTimeout: o.Config.CloseTimeout, onAck: o.OnAck}
-	sub, err := NewSubscriber(SubscriberOptions{
+	sub, err := consume.NewSubscriber(consume.SubscriberOptions{
 		Conn:             o.Conn,
 		Binding:          o.Binding,
 		MaxInFlight:      o.Config.MaxInFlight,
 		MaxInFlightBytes: o.Config.MaxInFlightBytes,
-		Backoff:          Backoff{First: o.Config.NakDelay, Max: o.Config.NakDelayMax},
+		Backoff:          consume.Backoff{First: o.Config.NakDelay, Max: o.Config.NakDelayMax},
 		CloseTimeout:     o.Config.CloseTimeout,
 		Logger:           o.Logger,
 		OnAck:            rt.acked,
