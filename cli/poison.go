@@ -325,22 +325,12 @@ func newReplayer(cfg configs.Config, db *store.DB, logger *slog.Logger) (*router
 		return nil, nil, err
 	}
 	closeFunc := func() { _ = committer.Close() }
-	dispatcher, chain, err := buildHandling(cfg, db, committer, -1, nil, logger)
+	h, err := buildHandling(cfg, db, committer, -1, nil, nil, logger)
 	if err != nil {
 		closeFunc()
 		return nil, nil, err
 	}
-	pipeline, err := router.NewPipeline(dispatcher, chain)
-	if err != nil {
-		closeFunc()
-		return nil, nil, err
-	}
-	replayer, err := router.NewReplayer(db, pipeline)
-	if err != nil {
-		closeFunc()
-		return nil, nil, err
-	}
-	return replayer, closeFunc, nil
+	return h.replayer, closeFunc, nil
 }
 
 // openPoisonStore opens the database for replay and delete, creating or

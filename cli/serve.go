@@ -141,20 +141,12 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	// Deferred before the router is built, so it closes after the router
 	// (and the HTTP servers) have stopped handing it commands.
 	defer committer.Close()
-	dispatcher, chain, err := buildHandling(cfg, db, committer, binding.MaxDeliver, m, logger)
-	if err != nil {
-		return err
-	}
 	// A registration the ledger cannot decide yet (VerdictHold) is handed
 	// back while an earlier message is unacked, for as many deliveries as
 	// the redelivery delays take to add up to the ack wait: by then any
 	// message a crashed process held has been delivered again.
-	dispatcher = dispatcher.WithHold(holdOptions(js, binding, cfg))
-	pipeline, err := router.NewPipeline(dispatcher, chain)
-	if err != nil {
-		return err
-	}
-	replayer, err := router.NewReplayer(db, pipeline)
+	hold := holdOptions(js, binding, cfg)
+	h, err := buildHandling(cfg, db, committer, binding.MaxDeliver, &hold, m, logger)
 	if err != nil {
 		return err
 	}
@@ -163,8 +155,8 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 		Binding:    binding,
 		Conn:       subConn,
 		Logger:     logger,
-		Handle:     dispatcher.Handle,
-		Middleware: chain,
+		Handle:     h.dispatcher.Handle,
+		Middleware: h.chain,
 		OnAck:      m.Acked,
 	})
 	if err != nil {
@@ -201,7 +193,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 		func(context.Context) (float64, error) { return float64(r.InFlightBytes()), nil }, logger)
 
 	ingressHandler, err := ingress.NewHandler(ingress.Options{
-		Pipeline:     pipeline,
+		Pipeline:     h.pipeline,
 		Poison:       db,
 		MaxBodyBytes: int64(cfg.IngressMaxBody),
 		Token:        cfg.IngressToken,
@@ -212,7 +204,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	}
 	adminHandler, err := admin.NewHandler(admin.Options{
 		DB:         db,
-		Replayer:   replayer,
+		Replayer:   h.replayer,
 		Token:      cfg.AdminToken,
 		Logger:     logger,
 		ReadyFunc:  health.Ready,
@@ -273,18 +265,35 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	return g.Wait()
 }
 
-// buildHandling is the one dispatcher and middleware chain every event
-// passes through, whichever way it arrived; the order is documented at
-// middleware.Chain. committer commits the commands with the users' ledger; maxDeliver is the durable's (-1 when there is none).
-// m may be nil (the poison command records no metrics).
-func buildHandling(cfg configs.Config, db *store.DB, committer handlers.Committer, maxDeliver int, m *metrics.Metrics, logger *slog.Logger) (*handlers.Dispatcher, []message.HandlerMiddleware, error) {
+// handling is the one wiring of an event's handling, whichever way it
+// arrived: the dispatcher, the middleware chain around it (its order is
+// documented at middleware.Chain), the Pipeline that runs both for the HTTP
+// fallback and replay, and the Replayer. serve and poison replay build
+// theirs with buildHandling; nothing else assembles these parts.
+type handling struct {
+	dispatcher *handlers.Dispatcher
+	chain      []message.HandlerMiddleware
+	pipeline   *router.Pipeline
+	replayer   *router.Replayer
+}
+
+// buildHandling wires the handling of events. committer commits the
+// commands with the users' ledger; maxDeliver is the durable's (-1 when
+// there is none); hold, when not nil, lets the dispatcher hold back what
+// the ledger cannot decide yet (serve's first ack wait); m may be nil (the
+// poison command records no metrics).
+func buildHandling(cfg configs.Config, db *store.DB, committer handlers.Committer, maxDeliver int, hold *handlers.HoldOptions, m *metrics.Metrics, logger *slog.Logger) (handling, error) {
+	var h handling
 	dispatcher, err := handlers.NewDispatcher(handlers.DefaultRegistry(), committer, store.CommandsTopic)
 	if err != nil {
-		return nil, nil, err
+		return h, err
+	}
+	if hold != nil {
+		dispatcher = dispatcher.WithHold(*hold)
 	}
 	poison, err := middleware.NewPoison(db, maxDeliver)
 	if err != nil {
-		return nil, nil, err
+		return h, err
 	}
 	opts := middleware.ChainOptions{
 		Logger:               logger,
@@ -298,7 +307,18 @@ func buildHandling(cfg configs.Config, db *store.DB, committer handlers.Committe
 		opts.Observe, opts.OnRetryFunc = m.Middleware, m.Retried
 	}
 	chain, err := middleware.Chain(opts)
-	return dispatcher, chain, err
+	if err != nil {
+		return h, err
+	}
+	pipeline, err := router.NewPipeline(dispatcher, chain)
+	if err != nil {
+		return h, err
+	}
+	replayer, err := router.NewReplayer(db, pipeline)
+	if err != nil {
+		return h, err
+	}
+	return handling{dispatcher: dispatcher, chain: chain, pipeline: pipeline, replayer: replayer}, nil
 }
 
 // addGauges registers the values read at scrape time: the poison queue's
