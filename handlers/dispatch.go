@@ -183,14 +183,17 @@ func (p prepared) command(v Verdict) schema.Command {
 	return cmd
 }
 
-// prepare decodes msg and picks its handler. It also records the handler
-// name and correlation id in msg's metadata for logs.
+// prepare takes msg's decoded event (Admit decoded it, once for all
+// attempts) and picks its handler. It also records what was decoded and
+// the handler name in msg's metadata for logs; the correlation id is
+// Admit's, and only read here.
 func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 	subject := Subject(msg.Metadata)
-	ev, err := schema.DecodeEvent(subject, msg.Payload)
-	if err != nil {
-		return prepared{}, fmt.Errorf("decode %s: %w", orHTTP(subject), err)
+	a := admit(msg)
+	if a.err != nil {
+		return prepared{}, fmt.Errorf("decode %s: %w", orHTTP(subject), a.err)
 	}
+	ev := a.ev
 	SetAction(msg.Metadata, ev.Action)
 	SetUserID(msg.Metadata, ev.ID)
 	if len(ev.Dropped) > 0 {
@@ -207,8 +210,7 @@ func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 		return prepared{}, Permanent(fmt.Errorf("no handler for action %q", ev.Action))
 	}
 	SetHandler(msg.Metadata, h.Name)
-	corr := ResolveCorrelationID(ev.RequestID, CorrelationID(msg.Metadata), msg.Payload)
-	SetCorrelationID(msg.Metadata, corr)
+	corr := CorrelationID(msg.Metadata)
 	ingress := Ingress(msg.Metadata)
 	if ingress == "" {
 		ingress = schema.IngressNATS

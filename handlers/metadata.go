@@ -92,12 +92,13 @@ func Ingress(md message.Metadata) string { return md.Get(MetaIngress) }
 // SetIngress records the path the message came by.
 func SetIngress(md message.Metadata, s string) { md.Set(MetaIngress, s) }
 
-// CorrelationID is the message's correlation id.
+// CorrelationID is the message's correlation id. Admit sets it, once, before
+// anything else runs; everyone else only reads it.
 func CorrelationID(md message.Metadata) string { return md.Get(MetaCorrelationID) }
 
 // SetCorrelationID records a correlation id: the transport's candidate (an
-// HTTP X-Request-ID, a replayed entry's), the resolved id, or a command
-// message's.
+// HTTP X-Request-ID, a replayed entry's) before Admit, Admit's resolved id,
+// or a command message's.
 func SetCorrelationID(md message.Metadata, id string) { md.Set(MetaCorrelationID, id) }
 
 // HandlerName is the name of the handler that took the message.

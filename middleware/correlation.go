@@ -7,31 +7,18 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/social/user-events-router/handlers"
-	"github.com/social/user-events-router/schema"
 )
 
 // Correlation makes sure every message has a correlation id before anything
 // else runs, so every log line, poison entry and command about it carries the
-// same id: the event's request_id when it has one, else an id the transport
-// supplied (an HTTP X-Request-ID), else one minted from the message's bytes
-// (stable across redeliveries). It reads request_id leniently: a body too
-// broken to decode still gets an id. It then logs the outcome of the message.
-//
-// Both candidates come from outside, so they are taken as
-// schema.PrintableText of at most schema.MaxRequestIDBytes, exactly as
-// DecodeEvent makes UserEvent.RequestID: the id in every log line, poison
-// entry, command and response header is printable, bounded, and the same
-// whether the body decodes or not.
+// same id: it admits the message (handlers.Admit, the id's one owner, which
+// also decodes the body once for all attempts). It then logs the outcome of
+// the message.
 func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
-			_, requestID := schema.Peek(msg.Payload)
-			requestID = schema.PrintableText(requestID, schema.MaxRequestIDBytes)
-			existing := schema.PrintableText(handlers.CorrelationID(msg.Metadata), schema.MaxRequestIDBytes)
-			corr := handlers.ResolveCorrelationID(requestID, existing, msg.Payload)
-			handlers.SetCorrelationID(msg.Metadata, corr)
-
 			ctx, start := msg.Context(), time.Now()
+			handlers.Admit(msg)
 			out, err := h(msg)
 			msg.SetContext(ctx)
 			level := slog.LevelDebug

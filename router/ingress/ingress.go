@@ -286,7 +286,8 @@ func (in *ingress) run(r *http.Request, headerID string, body []byte) answer {
 	msg := message.NewMessage(watermill.NewUUID(), body)
 	handlers.SetIngress(msg.Metadata, schema.IngressHTTP)
 	if headerID != "" {
-		// The Correlation middleware lets the body's request_id win.
+		// handlers.Admit (in the Correlation middleware) lets the body's
+		// request_id win.
 		handlers.SetCorrelationID(msg.Metadata, headerID)
 	}
 	o := in.Pipeline.Run(r.Context(), msg)
