@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -185,48 +183,51 @@ func (p prepared) command(v Verdict) schema.Command {
 	return cmd
 }
 
-// prepare decodes msg and picks its handler. It also records the handler
-// name and correlation id in msg's metadata for logs.
+// prepare takes msg's decoded event (Admit decoded it, once for all
+// attempts) and picks its handler. It also records what was decoded and
+// the handler name in msg's metadata for logs; the correlation id is
+// Admit's, and only read here.
 func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
-	subject := msg.Metadata.Get(MetaSubject)
-	ev, err := schema.DecodeEvent(subject, msg.Payload)
-	if err != nil {
-		return prepared{}, fmt.Errorf("decode %s: %w", orHTTP(subject), err)
+	subject := Subject(msg.Metadata)
+	a := admit(msg)
+	if a.err != nil {
+		return prepared{}, fmt.Errorf("decode %s: %w", orHTTP(subject), a.err)
 	}
-	msg.Metadata.Set(MetaAction, ev.Action)
-	msg.Metadata.Set(MetaUserID, ev.ID)
+	ev := a.ev
+	SetAction(msg.Metadata, ev.Action)
+	SetUserID(msg.Metadata, ev.ID)
 	if len(ev.Dropped) > 0 {
 		dropped := make([]string, len(ev.Dropped))
 		for i, p := range ev.Dropped {
 			dropped[i] = p.String()
 		}
-		msg.Metadata.Set(MetaDropped, strings.Join(dropped, "; "))
+		SetDropped(msg.Metadata, dropped)
 	}
-	msg.Metadata.Set(MetaOccurredAt, ev.Timestamp.UTC().Format(time.RFC3339Nano))
+	SetOccurredAt(msg.Metadata, ev.Timestamp)
 	h, ok := d.registry[ev.Action]
 	action, listed := schema.LookupAction(ev.Action)
 	if !ok || !listed {
 		return prepared{}, Permanent(fmt.Errorf("no handler for action %q", ev.Action))
 	}
-	msg.Metadata.Set(MetaHandler, h.Name)
-	corr := ResolveCorrelationID(ev.RequestID, msg.Metadata.Get(MetaCorrelationID), msg.Payload)
-	msg.Metadata.Set(MetaCorrelationID, corr)
-	ingress := msg.Metadata.Get(MetaIngress)
+	SetHandler(msg.Metadata, h.Name)
+	corr := CorrelationID(msg.Metadata)
+	ingress := Ingress(msg.Metadata)
 	if ingress == "" {
 		ingress = schema.IngressNATS
 	}
-	seq := parseUint(msg.Metadata.Get(MetaStreamSeq))
+	seq, _ := StreamSeq(msg.Metadata)
+	attempt, _ := DeliveryAttempt(msg.Metadata)
 	return prepared{
 		ev: ev,
 		cmd: h.Build(ev, Delivery{
 			Subject:         subjectOf(subject, ev.Action),
 			Ingress:         ingress,
 			StreamSequence:  seq,
-			DeliveryAttempt: parseUint(msg.Metadata.Get(MetaDeliveryAttempt)),
+			DeliveryAttempt: attempt,
 			CorrelationID:   corr,
 		}),
 		arrival: Arrival{Kind: action.Kind, At: ev.Timestamp, Hash: ContentHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq,
-			MayHold: d.mayHold(ingress, parseUint(msg.Metadata.Get(MetaDeliveryAttempt)), seq)},
+			MayHold: d.mayHold(ingress, attempt, seq)},
 	}, nil
 }
 
@@ -258,17 +259,17 @@ func commandMessage(cmd schema.Command) (*message.Message, error) {
 		return nil, Permanent(fmt.Errorf("encode command: %w", err))
 	}
 	out := message.NewMessage(cmd.CommandID, payload)
-	out.Metadata.Set(MetaCorrelationID, cmd.CorrelationID)
-	out.Metadata.Set(MetaCommandType, string(cmd.Type))
+	SetCorrelationID(out.Metadata, cmd.CorrelationID)
+	SetCommandType(out.Metadata, string(cmd.Type))
 	return out, nil
 }
 
 // record notes on msg what became of it.
 func record(msg *message.Message, v Verdict, cmd schema.Command) {
-	msg.Metadata.Set(MetaVerdict, v.Why)
+	SetVerdict(msg.Metadata, v.Why)
 	if v.Write {
-		msg.Metadata.Set(MetaCommandID, cmd.CommandID)
-		msg.Metadata.Set(MetaCommandType, string(cmd.Type))
+		SetCommandID(msg.Metadata, cmd.CommandID)
+		SetCommandType(msg.Metadata, string(cmd.Type))
 	}
 }
 
@@ -290,9 +291,4 @@ func orHTTP(subject string) string {
 		return "event"
 	}
 	return schema.PrintableText(subject, 256)
-}
-
-func parseUint(s string) uint64 {
-	n, _ := strconv.ParseUint(s, 10, 64)
-	return n
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/social/user-events-router/handlers"
-	"github.com/social/user-events-router/middleware"
 )
 
 const namespace = "user_events_router"
@@ -137,7 +135,7 @@ func (m *Metrics) Retried() { m.retries.Inc() }
 // Correlation, outside Poison, so it sees the final verdict.
 func (m *Metrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		if n, _ := strconv.Atoi(msg.Metadata.Get(handlers.MetaDeliveryAttempt)); n > 1 {
+		if n, _ := handlers.DeliveryAttempt(msg.Metadata); n > 1 {
 			m.redeliveries.Inc()
 		}
 		out, err := h(msg)
@@ -148,23 +146,23 @@ func (m *Metrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			outcome = OutcomeHeld
 		case err != nil:
 			outcome = OutcomeFailed
-		case msg.Metadata.Get(middleware.MetaPoisonClass) != "":
+		case handlers.PoisonClass(msg.Metadata) != "":
 			outcome = OutcomePoisoned
-			m.poisonWrites.WithLabelValues(msg.Metadata.Get(middleware.MetaPoisonClass)).Inc()
-		case msg.Metadata.Get(handlers.MetaVerdict) != "" && msg.Metadata.Get(handlers.MetaVerdict) != handlers.VerdictNew:
+			m.poisonWrites.WithLabelValues(handlers.PoisonClass(msg.Metadata)).Inc()
+		case handlers.VerdictOf(msg.Metadata) != "" && handlers.VerdictOf(msg.Metadata) != handlers.VerdictNew:
 			outcome = OutcomeCarried
 		default:
-			if at, perr := time.Parse(time.RFC3339Nano, msg.Metadata.Get(handlers.MetaOccurredAt)); perr == nil {
+			if at, ok := handlers.OccurredAt(msg.Metadata); ok {
 				m.lag.Observe(time.Since(at).Seconds())
 			}
 		}
-		m.events.WithLabelValues(m.action(msg), msg.Metadata.Get(handlers.MetaIngress), outcome).Inc()
+		m.events.WithLabelValues(m.action(msg), handlers.Ingress(msg.Metadata), outcome).Inc()
 		return out, err
 	}
 }
 
 func (m *Metrics) action(msg *message.Message) string {
-	a := msg.Metadata.Get(handlers.MetaAction)
+	a := handlers.Action(msg.Metadata)
 	switch {
 	case a == "":
 		return "undecodable"

@@ -70,7 +70,7 @@ func TestMiddlewareRecordsOutcome(t *testing.T) {
 	ninetySecondsAgo := time.Now().Add(-90 * time.Second).Format(time.RFC3339Nano)
 	ok := func(*message.Message) ([]*message.Message, error) { return nil, nil }
 	poisoned := func(msg *message.Message) ([]*message.Message, error) {
-		msg.Metadata.Set(middleware.MetaPoisonClass, middleware.ClassPermanent)
+		msg.Metadata.Set(handlers.MetaPoisonClass, middleware.ClassPermanent)
 		return nil, nil
 	}
 	failed := func(*message.Message) ([]*message.Message, error) { return nil, errors.New("database is down") }

@@ -88,17 +88,14 @@ func Chain(o ChainOptions) ([]message.HandlerMiddleware, error) {
 func countRetries(onRetry func()) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
-			if msg.Metadata.Get(metaAttempted) != "" {
+			if handlers.Attempted(msg.Metadata) {
 				onRetry()
 			}
-			msg.Metadata.Set(metaAttempted, "1")
+			handlers.SetAttempted(msg.Metadata)
 			return h(msg)
 		}
 	}
 }
-
-// metaAttempted marks a message that has had one attempt in this process.
-const metaAttempted = "attempted"
 
 // Wrap applies middleware (outermost first) to h, for the paths that call
 // the chain directly instead of through the Watermill router: HTTP ingress

@@ -55,7 +55,7 @@ func setupChain(t *testing.T, maxDeliver int, handlerTimeout time.Duration) *cha
 			return func(msg *message.Message) ([]*message.Message, error) {
 				corr := msg.Metadata.Get(handlers.MetaCorrelationID)
 				out, err := h(msg)
-				b.observed = append(b.observed, observation{corr, err, msg.Metadata.Get(middleware.MetaPoisonClass)})
+				b.observed = append(b.observed, observation{corr, err, msg.Metadata.Get(handlers.MetaPoisonClass)})
 				return out, err
 			}
 		},
@@ -144,7 +144,7 @@ func TestChain(t *testing.T) {
 			if got := b.retries.Load(); got != tt.wantRetries {
 				t.Errorf("OnRetryFunc called %d times, want %d", got, tt.wantRetries)
 			}
-			if got := msg.Metadata.Get(middleware.MetaPoisonClass); got != tt.wantClass {
+			if got := msg.Metadata.Get(handlers.MetaPoisonClass); got != tt.wantClass {
 				t.Errorf("poison_class = %q, want %q", got, tt.wantClass)
 			}
 			entries := listPoison(t, b.db)

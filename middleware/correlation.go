@@ -2,37 +2,23 @@ package middleware
 
 import (
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/social/user-events-router/handlers"
-	"github.com/social/user-events-router/schema"
 )
 
 // Correlation makes sure every message has a correlation id before anything
 // else runs, so every log line, poison entry and command about it carries the
-// same id: the event's request_id when it has one, else an id the transport
-// supplied (an HTTP X-Request-ID), else one minted from the message's bytes
-// (stable across redeliveries). It reads request_id leniently: a body too
-// broken to decode still gets an id. It then logs the outcome of the message.
-//
-// Both candidates come from outside, so they are taken as
-// schema.PrintableText of at most schema.MaxRequestIDBytes, exactly as
-// DecodeEvent makes UserEvent.RequestID: the id in every log line, poison
-// entry, command and response header is printable, bounded, and the same
-// whether the body decodes or not.
+// same id: it admits the message (handlers.Admit, the id's one owner, which
+// also decodes the body once for all attempts). It then logs the outcome of
+// the message.
 func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
-			_, requestID := schema.Peek(msg.Payload)
-			requestID = schema.PrintableText(requestID, schema.MaxRequestIDBytes)
-			existing := schema.PrintableText(msg.Metadata.Get(handlers.MetaCorrelationID), schema.MaxRequestIDBytes)
-			corr := handlers.ResolveCorrelationID(requestID, existing, msg.Payload)
-			msg.Metadata.Set(handlers.MetaCorrelationID, corr)
-
 			ctx, start := msg.Context(), time.Now()
+			handlers.Admit(msg)
 			out, err := h(msg)
 			msg.SetContext(ctx)
 			level := slog.LevelDebug
@@ -42,9 +28,9 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 				level = slog.LevelInfo
 			case err != nil:
 				level = slog.LevelWarn
-			case msg.Metadata.Get(MetaPoisonClass) != "":
+			case handlers.PoisonClass(msg.Metadata) != "":
 				level = slog.LevelError
-			case msg.Metadata.Get(handlers.MetaDropped) != "":
+			case handlers.Dropped(msg.Metadata) != "":
 				level = slog.LevelWarn
 			}
 			if !logger.Enabled(ctx, level) {
@@ -56,19 +42,19 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 				logger.LogAttrs(msg.Context(), slog.LevelInfo, "event held back; it will be delivered again", append(attrs, slog.String("reason", err.Error()))...)
 			case err != nil:
 				logger.LogAttrs(msg.Context(), slog.LevelWarn, "event not handled; it will be delivered again", append(attrs, slog.String("error", err.Error()))...)
-			case msg.Metadata.Get(MetaPoisonClass) != "":
+			case handlers.PoisonClass(msg.Metadata) != "":
 				logger.LogAttrs(msg.Context(), slog.LevelError, "event sent to the poison queue", append(attrs,
-					slog.String("error_class", msg.Metadata.Get(MetaPoisonClass)),
-					slog.String("reason", msg.Metadata.Get(MetaPoisonReason)))...)
-			case msg.Metadata.Get(handlers.MetaDropped) != "":
+					slog.String("error_class", handlers.PoisonClass(msg.Metadata)),
+					slog.String("reason", handlers.PoisonReason(msg.Metadata)))...)
+			case handlers.Dropped(msg.Metadata) != "":
 				// The user's command is written; what of the event could not
 				// be used is said once, here.
 				logger.LogAttrs(msg.Context(), slog.LevelWarn, "event handled; unusable optional fields dropped", append(attrs,
-					slog.String("verdict", msg.Metadata.Get(handlers.MetaVerdict)),
-					slog.String("dropped", msg.Metadata.Get(handlers.MetaDropped)))...)
+					slog.String("verdict", handlers.VerdictOf(msg.Metadata)),
+					slog.String("dropped", handlers.Dropped(msg.Metadata)))...)
 			default:
 				logger.LogAttrs(msg.Context(), slog.LevelDebug, "event handled", append(attrs,
-					slog.String("verdict", msg.Metadata.Get(handlers.MetaVerdict)))...)
+					slog.String("verdict", handlers.VerdictOf(msg.Metadata)))...)
 			}
 			return out, err
 		}
@@ -81,22 +67,35 @@ func Correlation(logger *slog.Logger) message.HandlerMiddleware {
 // poison_id once the message has (or was about to have) a poison entry.
 func LogAttrs(msg *message.Message) []slog.Attr {
 	attrs := []slog.Attr{
-		slog.String("correlation_id", msg.Metadata.Get(handlers.MetaCorrelationID)),
+		slog.String("correlation_id", handlers.CorrelationID(msg.Metadata)),
 		slog.String("message_uuid", msg.UUID),
-		slog.String("ingress", msg.Metadata.Get(handlers.MetaIngress)),
+		slog.String("ingress", handlers.Ingress(msg.Metadata)),
 	}
-	for _, k := range []string{handlers.MetaSubject, handlers.MetaStreamSeq, handlers.MetaDeliveryAttempt, handlers.MetaHandler, handlers.MetaUserID, MetaPoisonID} {
-		v := msg.Metadata.Get(k)
-		if v == "" {
-			continue
-		}
-		if k == handlers.MetaStreamSeq || k == handlers.MetaDeliveryAttempt {
-			if n, err := strconv.ParseUint(v, 10, 64); err == nil {
-				attrs = append(attrs, slog.Uint64(k, n))
-				continue
-			}
-		}
-		attrs = append(attrs, slog.String(k, v))
-	}
+	md := msg.Metadata
+	attrs = appendText(attrs, handlers.MetaSubject, handlers.Subject(md))
+	seq, isSeq := handlers.StreamSeq(md)
+	attrs = appendNumber(attrs, handlers.MetaStreamSeq, seq, isSeq, handlers.StreamSeqText(md))
+	attempt, isAttempt := handlers.DeliveryAttempt(md)
+	attrs = appendNumber(attrs, handlers.MetaDeliveryAttempt, attempt, isAttempt, handlers.DeliveryAttemptText(md))
+	attrs = appendText(attrs, handlers.MetaHandler, handlers.HandlerName(md))
+	attrs = appendText(attrs, handlers.MetaUserID, handlers.UserID(md))
+	attrs = appendText(attrs, handlers.MetaPoisonID, handlers.PoisonID(md))
 	return attrs
+}
+
+// appendText adds key's value to attrs, if there is one.
+func appendText(attrs []slog.Attr, key, v string) []slog.Attr {
+	if v == "" {
+		return attrs
+	}
+	return append(attrs, slog.String(key, v))
+}
+
+// appendNumber adds key's value to attrs as the number n when it is one
+// (isNumber), else as the text it is, if there is one.
+func appendNumber(attrs []slog.Attr, key string, n uint64, isNumber bool, text string) []slog.Attr {
+	if isNumber {
+		return append(attrs, slog.Uint64(key, n))
+	}
+	return appendText(attrs, key, text)
 }

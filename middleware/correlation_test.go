@@ -197,8 +197,8 @@ func TestCorrelationLogsOutcome(t *testing.T) {
 				m.Metadata.Set(handlers.MetaHandler, handlers.HandlerCreated)
 				m.Metadata.Set(handlers.MetaUserID, "78af4bc4-afce-4676-b373-5b802a2dfd2e")
 				if tt.poisoned {
-					m.Metadata.Set(middleware.MetaPoisonClass, "permanent")
-					m.Metadata.Set(middleware.MetaPoisonReason, "email is not valid")
+					m.Metadata.Set(handlers.MetaPoisonClass, "permanent")
+					m.Metadata.Set(handlers.MetaPoisonReason, "email is not valid")
 				}
 				return nil, tt.err
 			})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,14 +21,6 @@ const (
 	ClassPermanent          = "permanent"
 	ClassPanic              = "panic"
 	ClassTransientExhausted = "transient_exhausted"
-)
-
-// Metadata the poison middleware sets on a message it poisoned, so the
-// caller (the HTTP ingress, replay) can tell "handled" from "poisoned".
-const (
-	MetaPoisonClass  = "poison_class"
-	MetaPoisonReason = "poison_reason"
-	MetaPoisonID     = "poison_id"
 )
 
 // poisonWriteTimeout bounds one poison-queue write.
@@ -93,7 +84,7 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		entry := p.entry(msg, class, err)
 		// The id goes on the message before the write, so that the log
 		// line of a write that fails names the entry too.
-		msg.Metadata.Set(MetaPoisonID, entry.ID)
+		handlers.SetPoisonID(msg.Metadata, entry.ID)
 		// The write must not die with the delivery's context: on the last
 		// delivery a shutdown would otherwise strand the message.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), poisonWriteTimeout)
@@ -101,8 +92,7 @@ func (p *Poison) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if werr := p.Sink.PutPoison(wctx, entry); werr != nil {
 			return nil, fmt.Errorf("write poison entry %s: %w (while handling: %w)", entry.ID, werr, err)
 		}
-		msg.Metadata.Set(MetaPoisonClass, class)
-		msg.Metadata.Set(MetaPoisonReason, entry.Reason)
+		handlers.SetPoisoned(msg.Metadata, class, entry.Reason)
 		return nil, nil
 	}
 }
@@ -127,8 +117,8 @@ func (p *Poison) lastDelivery(msg *message.Message) bool {
 	if p.MaxDeliver <= 0 {
 		return false
 	}
-	n, err := strconv.Atoi(msg.Metadata.Get(handlers.MetaDeliveryAttempt))
-	return err == nil && n >= p.MaxDeliver
+	n, ok := handlers.DeliveryAttempt(msg.Metadata)
+	return ok && n >= uint64(p.MaxDeliver)
 }
 
 func (p *Poison) entry(msg *message.Message, class string, err error) store.PoisonEntry {
@@ -147,7 +137,7 @@ func (p *Poison) entry(msg *message.Message, class string, err error) store.Pois
 // subject, handler, ingress, correlation id, user, action, stream position,
 // delivery count), failed for reason with class at now.
 func NewPoisonEntry(payload []byte, md message.Metadata, class, reason string, now time.Time) store.PoisonEntry {
-	subject := md.Get(handlers.MetaSubject)
+	subject := handlers.Subject(md)
 	now = now.UTC()
 	e := store.PoisonEntry{
 		ID:            PoisonID(subject, payload),
@@ -155,14 +145,14 @@ func NewPoisonEntry(payload []byte, md message.Metadata, class, reason string, n
 		Reason:        reason,
 		Class:         class,
 		Subject:       subject,
-		Handler:       md.Get(handlers.MetaHandler),
-		Ingress:       md.Get(handlers.MetaIngress),
-		CorrelationID: md.Get(handlers.MetaCorrelationID),
+		Handler:       handlers.HandlerName(md),
+		Ingress:       handlers.Ingress(md),
+		CorrelationID: handlers.CorrelationID(md),
 		// Set when the event decoded; otherwise the store reads them
 		// from the payload as well as it can.
-		UserID:       md.Get(handlers.MetaUserID),
-		Action:       md.Get(handlers.MetaAction),
-		Stream:       md.Get(handlers.MetaStream),
+		UserID:       handlers.UserID(md),
+		Action:       handlers.Action(md),
+		Stream:       handlers.Stream(md),
 		FirstFailure: now,
 		LastFailure:  now,
 	}
@@ -171,8 +161,8 @@ func NewPoisonEntry(payload []byte, md message.Metadata, class, reason string, n
 		// ingress and delivery facts and counts the replay.
 		e.Replays, e.LastReplayAt = 1, now
 	}
-	e.StreamSeq, _ = strconv.ParseUint(md.Get(handlers.MetaStreamSeq), 10, 64)
-	e.DeliveryCount, _ = strconv.ParseUint(md.Get(handlers.MetaDeliveryAttempt), 10, 64)
+	e.StreamSeq, _ = handlers.StreamSeq(md)
+	e.DeliveryCount, _ = handlers.DeliveryAttempt(md)
 	return e
 }
 

@@ -155,7 +155,7 @@ func TestPoison(t *testing.T) {
 				if len(entries) != 0 {
 					t.Errorf("poison entries = %+v, want none", entries)
 				}
-				for _, k := range []string{middleware.MetaPoisonClass, middleware.MetaPoisonReason, middleware.MetaPoisonID} {
+				for _, k := range []string{handlers.MetaPoisonClass, handlers.MetaPoisonReason, handlers.MetaPoisonID} {
 					if v := msg.Metadata.Get(k); v != "" {
 						t.Errorf("metadata %s = %q, want unset", k, v)
 					}
@@ -167,9 +167,9 @@ func TestPoison(t *testing.T) {
 			}
 			got := entries[0]
 			wantID := middleware.PoisonID(testSubject, []byte(badPayload))
-			if msg.Metadata.Get(middleware.MetaPoisonClass) != tt.wantClass ||
-				msg.Metadata.Get(middleware.MetaPoisonReason) != tt.wantReason ||
-				msg.Metadata.Get(middleware.MetaPoisonID) != wantID {
+			if msg.Metadata.Get(handlers.MetaPoisonClass) != tt.wantClass ||
+				msg.Metadata.Get(handlers.MetaPoisonReason) != tt.wantReason ||
+				msg.Metadata.Get(handlers.MetaPoisonID) != wantID {
 				t.Errorf("metadata = %v, want poison_class %q, poison_reason %q, poison_id %q", msg.Metadata, tt.wantClass, tt.wantReason, wantID)
 			}
 			if tt.wantClass == middleware.ClassPanic {
@@ -247,8 +247,8 @@ func TestPoisonRepeats(t *testing.T) {
 				return
 			}
 			got := entries[0]
-			if got.ID != again.Metadata.Get(middleware.MetaPoisonID) {
-				t.Errorf("entry id %s, second delivery's poison_id %s", got.ID, again.Metadata.Get(middleware.MetaPoisonID))
+			if got.ID != again.Metadata.Get(handlers.MetaPoisonID) {
+				t.Errorf("entry id %s, second delivery's poison_id %s", got.ID, again.Metadata.Get(handlers.MetaPoisonID))
 			}
 			if got.Failures != 2 || !got.FirstFailure.Equal(first) || !got.LastFailure.Equal(second) {
 				t.Errorf("failures %d, first %v, last %v; want 2, %v, %v", got.Failures, got.FirstFailure, got.LastFailure, first, second)
@@ -327,12 +327,12 @@ func TestPoisonSinkFailure(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantInErr) {
 				t.Errorf("err = %q, want it to carry the handler's failure %q", err, tt.wantInErr)
 			}
-			if v := msg.Metadata.Get(middleware.MetaPoisonClass); v != "" {
+			if v := msg.Metadata.Get(handlers.MetaPoisonClass); v != "" {
 				t.Errorf("poison_class = %q, want unset: nothing was written", v)
 			}
 			// The id of the entry that could not be written: the log line
 			// of the failure names it.
-			if id := msg.Metadata.Get(middleware.MetaPoisonID); id != middleware.PoisonID(testSubject, []byte(badPayload)) || !strings.Contains(err.Error(), id) {
+			if id := msg.Metadata.Get(handlers.MetaPoisonID); id != middleware.PoisonID(testSubject, []byte(badPayload)) || !strings.Contains(err.Error(), id) {
 				t.Errorf("poison_id = %q, error %q; want the entry's id on both", id, err)
 			}
 			if tt.name == "permanent" && !handlers.IsPermanent(err) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -52,12 +51,12 @@ type Outcome struct {
 func (p *Pipeline) Run(ctx context.Context, msg *message.Message) Outcome {
 	msg.SetContext(ctx)
 	_, err := p.handle(msg)
-	o := Outcome{Err: err, CorrelationID: msg.Metadata.Get(handlers.MetaCorrelationID)}
-	if err == nil && msg.Metadata.Get(middleware.MetaPoisonClass) != "" {
+	o := Outcome{Err: err, CorrelationID: handlers.CorrelationID(msg.Metadata)}
+	if err == nil && handlers.PoisonClass(msg.Metadata) != "" {
 		o.Poisoned = true
-		o.Class = msg.Metadata.Get(middleware.MetaPoisonClass)
-		o.Reason = msg.Metadata.Get(middleware.MetaPoisonReason)
-		o.PoisonID = msg.Metadata.Get(middleware.MetaPoisonID)
+		o.Class = handlers.PoisonClass(msg.Metadata)
+		o.Reason = handlers.PoisonReason(msg.Metadata)
+		o.PoisonID = handlers.PoisonID(msg.Metadata)
 	}
 	return o
 }
@@ -131,9 +130,9 @@ func (r *Replayer) Replay(ctx context.Context, id string, dryRun bool) (ReplayRe
 			return res, fmt.Errorf("replayed %s but could not delete the entry: %w", e.ID, err)
 		}
 		res.Result = ReplayCommitted
-		res.CommandID = msg.Metadata.Get(handlers.MetaCommandID)
-		res.CommandType = msg.Metadata.Get(handlers.MetaCommandType)
-		if why := msg.Metadata.Get(handlers.MetaVerdict); why != handlers.VerdictNew {
+		res.CommandID = handlers.CommandIDOf(msg.Metadata)
+		res.CommandType = handlers.CommandType(msg.Metadata)
+		if why := handlers.VerdictOf(msg.Metadata); why != handlers.VerdictNew {
 			res.Reason = alreadyCarried(why)
 		}
 	}
@@ -176,17 +175,17 @@ func (r *Replayer) ReplayMatching(ctx context.Context, f store.PoisonFilter, dry
 // about the replay names it.
 func replayMessage(e store.PoisonEntry) *message.Message {
 	msg := message.NewMessage(e.ID, e.Payload)
-	msg.Metadata.Set(handlers.MetaSubject, e.Subject)
-	msg.Metadata.Set(handlers.MetaIngress, schema.IngressReplay)
-	msg.Metadata.Set(middleware.MetaPoisonID, e.ID)
+	handlers.SetSubject(msg.Metadata, e.Subject)
+	handlers.SetIngress(msg.Metadata, schema.IngressReplay)
+	handlers.SetPoisonID(msg.Metadata, e.ID)
 	if e.CorrelationID != "" {
-		msg.Metadata.Set(handlers.MetaCorrelationID, e.CorrelationID)
+		handlers.SetCorrelationID(msg.Metadata, e.CorrelationID)
 	}
 	if e.StreamSeq > 0 {
 		// The ledger tells a replay of a JetStream message from a new event
 		// by its stream sequence.
-		msg.Metadata.Set(handlers.MetaStreamSeq, strconv.FormatUint(e.StreamSeq, 10))
+		handlers.SetStreamSeq(msg.Metadata, e.StreamSeq)
 	}
-	msg.Metadata.Set("replayed_at", time.Now().UTC().Format(time.RFC3339))
+	handlers.SetReplayedAt(msg.Metadata, time.Now())
 	return msg
 }

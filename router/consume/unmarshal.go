@@ -33,15 +33,15 @@ func (Unmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
 			md.Set("header_"+k, v[0])
 		}
 	}
-	md.Set(handlers.MetaSubject, m.Subject())
-	md.Set(handlers.MetaIngress, schema.IngressNATS)
+	handlers.SetSubject(md, m.Subject())
+	handlers.SetIngress(md, schema.IngressNATS)
 
 	var id string
 	if meta, err := m.Metadata(); err == nil {
 		seq := strconv.FormatUint(meta.Sequence.Stream, 10)
-		md.Set(handlers.MetaStream, meta.Stream)
-		md.Set(handlers.MetaStreamSeq, seq)
-		md.Set(handlers.MetaDeliveryAttempt, strconv.FormatUint(meta.NumDelivered, 10))
+		handlers.SetStream(md, meta.Stream)
+		handlers.SetStreamSeq(md, meta.Sequence.Stream)
+		handlers.SetDeliveryAttempt(md, meta.NumDelivered)
 		id = uuid.NewSHA1(messageNamespace, []byte(meta.Stream+":"+seq)).String()
 	} else {
 		// Not a JetStream delivery (no ack reply): name it by content.

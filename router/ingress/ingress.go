@@ -259,7 +259,9 @@ func (in *ingress) keepOversized(r *http.Request, headerID string, body []byte) 
 	corr := handlers.ResolveCorrelationID("", headerID, body)
 	// No subject (HTTP has none), and nothing decoded: the entry holds
 	// the body, where it came from and why.
-	md := message.Metadata{handlers.MetaIngress: schema.IngressHTTP, handlers.MetaCorrelationID: corr}
+	md := make(message.Metadata, 2)
+	handlers.SetIngress(md, schema.IngressHTTP)
+	handlers.SetCorrelationID(md, corr)
 	reason := fmt.Sprintf("body is %d bytes, over the ingress limit of %d bytes", len(body), in.MaxBodyBytes)
 	e := middleware.NewPoisonEntry(body, md, middleware.ClassPermanent, reason, time.Now())
 	if err := in.Poison.PutPoison(r.Context(), e); err != nil {
@@ -282,10 +284,11 @@ func (in *ingress) keepOversized(r *http.Request, headerID string, body []byte) 
 // committed, or with Outcome.Err when neither is.
 func (in *ingress) run(r *http.Request, headerID string, body []byte) answer {
 	msg := message.NewMessage(watermill.NewUUID(), body)
-	msg.Metadata.Set(handlers.MetaIngress, schema.IngressHTTP)
+	handlers.SetIngress(msg.Metadata, schema.IngressHTTP)
 	if headerID != "" {
-		// The Correlation middleware lets the body's request_id win.
-		msg.Metadata.Set(handlers.MetaCorrelationID, headerID)
+		// handlers.Admit (in the Correlation middleware) lets the body's
+		// request_id win.
+		handlers.SetCorrelationID(msg.Metadata, headerID)
 	}
 	o := in.Pipeline.Run(r.Context(), msg)
 	corr := o.CorrelationID
