@@ -564,9 +564,6 @@ func testCloseHandsBackWhatTheClientHolds(t *testing.T, api consumeAPI) {
 	f := newRouterFixture(t, cfg, api)
 	f.logger = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	const events = 20
-	for i := range events {
-		routertest.Publish(t, f.js, "user.events.created", fmt.Appendf(nil, `{"id":"user-%d"}`, i))
-	}
 	release := make(chan struct{})
 	var mu sync.Mutex
 	handled := map[string]int{}
@@ -578,9 +575,27 @@ func testCloseHandsBackWhatTheClientHolds(t *testing.T, api consumeAPI) {
 		return nil
 	}
 	nc := routertest.Conn(t, f.url)
-	_, stop := f.startOn(t, nc, handle)
+	r, stop := f.startOn(t, nc, handle)
+	// Published once the router has subscribed, so that what its
+	// connection reads from here on is the events.
+	select {
+	case <-r.Running():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first router is not running after 10s")
+	}
+	before := nc.Stats().InMsgs
+	for i := range events {
+		routertest.Publish(t, f.js, "user.events.created", fmt.Appendf(nil, `{"id":"user-%d"}`, i))
+	}
 	routertest.Eventually(t, 10*time.Second, "every event pushed to the first router", func() bool {
 		return routertest.ConsumerInfo(t, f.js, f.cfg.Stream, f.cfg.Durable).NumAckPending == events
+	})
+	// Pushed is not yet held: under load some are still on the wire, and
+	// what reaches the client after the drain has unsubscribed is dropped
+	// (it comes back after the ack wait). The test is about what waits in
+	// the client, so it waits until the connection has read every one.
+	routertest.Eventually(t, 10*time.Second, "every event read by the first router's connection", func() bool {
+		return nc.Stats().InMsgs-before >= events
 	})
 	closed := make(chan struct{})
 	go func() {
