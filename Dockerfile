@@ -5,7 +5,7 @@
 #     --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
 #
-# Checked by deploy/deploy_test.go (TestDeployDockerfile): no Docker engine needed.
+# Checked by e2e/deploy_test.go (TestDeployDockerfile): no Docker engine needed.
 
 # Build.
 FROM golang:1.26-bookworm AS build

@@ -8,7 +8,8 @@
 //
 // The package has tests only. A test of one piece of package cli (a
 // formatter, a parser) is a unit test and lives in cli/ as a package cli
-// test; the deploy files' checks live in deploy/.
+// test. The deploy files' checks (deploy_test.go, alerts_test.go) live
+// here too: they parse ../deploy and start the router with this harness.
 //
 // To add a test, put it in the file of what it exercises (ingress_test.go,
 // poison_test.go, check_test.go, …) or a new WHAT_test.go, and build on the

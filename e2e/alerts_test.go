@@ -1,4 +1,4 @@
-package deploy_test
+package e2e
 
 // The alert rules and the Grafana dashboard, checked as Prometheus and
 // Grafana read them: the rules with Prometheus's own rule-file parser and
@@ -27,8 +27,8 @@ import (
 )
 
 const (
-	alertsPath    = "alerts.yaml"
-	dashboardPath = "grafana/user-events-router.json"
+	alertsPath    = "../deploy/alerts.yaml"
+	dashboardPath = "../deploy/grafana/user-events-router.json"
 )
 
 var promQL = parser.NewParser(parser.Options{})

@@ -1,4 +1,4 @@
-package deploy_test
+package e2e
 
 // The deploy files, checked as written: there is no Docker engine or
 // cluster here, so each file is parsed and what it says is checked against
@@ -33,15 +33,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/configs"
 	"github.com/social/user-events-router/router/broker"
 )
 
 const (
 	dockerfilePath = "../Dockerfile"
-	composePath    = "compose.yaml"
-	kubernetesPath = "kubernetes/router.yaml"
+	composePath    = "../deploy/compose.yaml"
+	kubernetesPath = "../deploy/kubernetes/router.yaml"
 )
 
 // goRuntimeVariables are the environment variables of the Go runtime a
@@ -435,15 +434,6 @@ func healthcheckTimeout(t *testing.T) time.Duration {
 		t.Fatalf("healthcheck -h: -timeout default %q: %v", m[1], err)
 	}
 	return d
-}
-
-// runHealthcheck runs `healthcheck args…` as main would and returns the
-// exit status and what it printed.
-func runHealthcheck(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	err := cli.Run(t.Context(), append([]string{"healthcheck"}, args...), func(k string) string { return env[k] }, &out, &errOut)
-	return cli.ExitCode(err, &errOut), out.String(), errOut.String()
 }
 
 // checkVersionFlag checks that the build sets the version the binary
