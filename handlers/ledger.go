@@ -47,6 +47,11 @@ type Ledger struct {
 	Sequence uint64 `json:"s,omitempty"`
 	// Newest is the newest occurred_at of a command written for the user.
 	Newest time.Time `json:"t,omitzero"`
+	// First is the oldest timestamp of any event seen for Generation,
+	// carried or not (zero: unknown, in a ledger stored before it was kept).
+	// Every try of a registration is stamped before the registration's
+	// other events, so a created stamped after First is not one of them.
+	First time.Time `json:"f,omitzero"`
 	// Recent holds the arrivals carried at exactly Newest (bounded by
 	// maxRecent), for telling copies and redeliveries within one second.
 	Recent []Arrival `json:"r,omitempty"`
@@ -132,6 +137,15 @@ func (l Ledger) Bytes() []byte {
 // Decide records a and says whether it yields a command. It is pure: the
 // same ledger and arrival always give the same verdict and the same ledger.
 func (l *Ledger) Decide(a Arrival) Verdict {
+	gen := l.Generation
+	v := l.decide(a)
+	if l.Generation == gen && !l.First.IsZero() && a.At.Before(l.First) {
+		l.First = a.At
+	}
+	return v
+}
+
+func (l *Ledger) decide(a Arrival) Verdict {
 	atNewest := a.At.Equal(l.Newest)
 	if atNewest && a.Path == PathNATS && a.StreamSeq != 0 && l.has(a) {
 		return Verdict{Why: VerdictRedelivery}
@@ -148,11 +162,13 @@ func (l *Ledger) Decide(a Arrival) Verdict {
 			// Published before the deletion that was carried first (a
 			// redelivery after a crash): that registration's copy.
 			return Verdict{Why: VerdictStale}
-		case l.Deleted && atNewest && !l.Created:
-			// Deleted in this very second, and its registration never came:
-			// this is that registration, late. (With the registration
-			// carried, a created in the second of the deletion is taken as a
-			// new registration, as DESIGN §3 decides.)
+		case l.Deleted && atNewest && !l.Created && l.First.Equal(l.Newest):
+			// Deleted in this very second, its registration never came, and
+			// nothing of it was seen before this second: this is that
+			// registration, late. (With the registration carried, or with an
+			// event of it seen earlier, which its tries all precede, a
+			// created in the second of the deletion is taken as a new
+			// registration, as DESIGN §3 decides.)
 			return Verdict{Why: VerdictStale}
 		case l.Deleted:
 			return l.open(a)
@@ -211,6 +227,7 @@ func (l *Ledger) open(a Arrival) Verdict {
 	l.Generation++
 	l.Created = a.Kind == schema.KindRegistration
 	l.Deleted = false
+	l.First = a.At
 	return l.write(a)
 }
 

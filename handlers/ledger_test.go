@@ -101,6 +101,18 @@ func TestLedgerDecides(t *testing.T) {
 			{c, 2, "reg", w, 0, VerdictStale},
 			{u, 6, "A", n, 3, VerdictAfterDeleted},
 		}, 1, 1, true},
+		{"re-registration by HTTP in the second of the deletion, the first registration late", []step{
+			{u, 13, "A", n, 2, VerdictNew},   // a crash held the registration (seq 1)
+			{d, 26, "del", n, 3, VerdictNew}, // deleted, and registered again in that second:
+			{c, 0, "reg", n, 1, VerdictStale},
+			{c, 26, "reg2", w, 0, VerdictNew}, // the registration was older than A, so this is a new one
+			{c, 26, "reg2", n, 4, VerdictRegistered},
+		}, 2, 3, false},
+		{"re-registration by HTTP in the second of the deletion, the first registration never carried", []step{
+			{u, 13, "A", n, 2, VerdictNew}, // the registration was dropped after three tries
+			{d, 26, "del", n, 3, VerdictNew},
+			{c, 26, "reg2", w, 0, VerdictNew},
+		}, 2, 3, false},
 		{"re-registration after a deletion", []step{
 			{c, 0, "reg", n, 1, VerdictNew},
 			{d, 5, "del", n, 2, VerdictNew},
