@@ -101,7 +101,9 @@ const (
 	// whose deletion, published before it, has not come back yet (a crashed
 	// process held it until its ack wait ran out). Delivered again after
 	// the ack wait, it is decided with that deletion carried, if there was
-	// one.
+	// one. Also a registration in the second of a deletion that opened the
+	// user's ledger: the deleted registration's own created may still come
+	// back, and once it has, this one is a new registration.
 	VerdictHold = "held_back"
 )
 
@@ -168,7 +170,12 @@ func (l *Ledger) decide(a Arrival) Verdict {
 			// registration, late. (With the registration carried, or with an
 			// event of it seen earlier, which its tries all precede, a
 			// created in the second of the deletion is taken as a new
-			// registration, as DESIGN §3 decides.)
+			// registration, as DESIGN §3 decides.) Unless it can wait: a
+			// crashed process may still hold that registration's own
+			// created, and once it is back (older), this one is new.
+			if a.MayHold {
+				return Verdict{Why: VerdictHold}
+			}
 			return Verdict{Why: VerdictStale}
 		case l.Deleted:
 			return l.open(a)

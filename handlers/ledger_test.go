@@ -244,4 +244,19 @@ func TestLedgerHoldsALateRegistration(t *testing.T) {
 	if v := l.Decide(held(step{c, 7, "reg3", n, 10, ""})); v.Why != VerdictHold {
 		t.Fatalf("a registration in the newest second: %+v", v)
 	}
+
+	// A registration in the second of the deletion that opened the
+	// ledger: the deleted registration's created may still be held by a
+	// crashed process. It comes back older, so this one is new.
+	l = Ledger{}
+	l.Decide(step{d, 13, "del", n, 2, ""}.arrival())
+	if v := l.Decide(held(step{c, 13, "reg2", n, 3, ""})); v.Why != VerdictHold {
+		t.Fatalf("registration in the second of the deletion: %+v", v)
+	}
+	if v := l.Decide(step{c, 0, "reg", n, 1, ""}.arrival()); v.Why != VerdictStale {
+		t.Fatalf("the deleted registration's created, back: %+v", v)
+	}
+	if v := l.Decide(held(step{c, 13, "reg2", n, 3, ""})); v.Why != VerdictNew || l.Generation != 2 || l.Deleted {
+		t.Fatalf("registration in the second of the deletion, again: %+v, generation %d, deleted %v; want a new registration", v, l.Generation, l.Deleted)
+	}
 }
