@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -201,18 +202,36 @@ func (h *handler) inOwnTx(ctx context.Context, c schema.Command) (string, error)
 	return outcome, nil
 }
 
-// Lag reports how many commands the consumer group has not yet passed: the
-// newest command's offset less the group's acked offset (rolled-back
-// inserts leave gaps, so it may overstate a little).
+// Lag reports how many commands the consumer group has not yet passed.
+//
+// On PostgreSQL watermill-sql reads the commands in (transaction id,
+// offset) order, which is not offset order: two transactions can take
+// their offsets in the other order than their ids. So there it counts the
+// rows past the group's position, in that order, up to maxLagCount (an
+// index range scan of what is left). Elsewhere the group reads in offset
+// order, and the lag is the newest command's offset less the group's
+// acked offset (rolled-back inserts leave gaps, so it may overstate a
+// little).
 func Lag(ctx context.Context, db *store.DB, group string) (int64, error) {
 	q := db.Bind(`SELECT COALESCE((SELECT MAX(` + offsetColumn(db) + `) FROM watermill_profile_sync_commands), 0)
 	- COALESCE((SELECT MAX(offset_acked) FROM watermill_offsets_profile_sync_commands WHERE consumer_group = ?), 0)`)
+	if db.Dialect == store.Postgres {
+		q = `SELECT COUNT(*) FROM (SELECT 1 FROM watermill_profile_sync_commands
+		WHERE ("transaction_id", "offset") > (
+			COALESCE((SELECT last_processed_transaction_id FROM watermill_offsets_profile_sync_commands WHERE consumer_group = $1), '0'::xid8),
+			COALESCE((SELECT offset_acked FROM watermill_offsets_profile_sync_commands WHERE consumer_group = $1), 0))
+		LIMIT ` + strconv.Itoa(maxLagCount) + `) AS pending`
+	}
 	var n sql.NullInt64
 	if err := db.SQL.QueryRowContext(ctx, q, group).Scan(&n); err != nil {
 		return 0, fmt.Errorf("apply lag: %w", err)
 	}
 	return max(n.Int64, 0), nil
 }
+
+// maxLagCount bounds the rows Lag counts on PostgreSQL: a lag that large
+// reads as that many.
+const maxLagCount = 1_000_000
 
 func offsetColumn(db *store.DB) string {
 	if db.Dialect == store.MySQL {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/social/user-events-router/apply"
@@ -90,5 +91,71 @@ func TestRunAppliesTheCommandsTable(t *testing.T) {
 				}
 			})
 		}
+	})
+}
+
+// TestLagFollowsTransactionOrder: watermill-sql reads PostgreSQL's commands
+// in (transaction id, offset) order, and two router transactions can take
+// their offsets in the other order (the one with the older transaction id
+// inserts last). Once apply has passed both, its lag must be 0, not the
+// difference of the offsets.
+func TestLagFollowsTransactionOrder(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.Postgres)
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var seq uint64
+	d, _ := applytest.History(rng, "0a1b2c3d-5e6f-4a7b-8c9d-000000000001", time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), &seq)
+	cmds := commandsOf(t, d[:1])
+	first, second := cmds[0], cmds[0]
+	second.CommandID, second.UserID = "9f8e7d6c-5b4a-4392-8170-000000000002", "0a1b2c3d-5e6f-4a7b-8c9d-000000000002"
+
+	older, err := db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer older.Rollback()
+	if _, err := older.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil { // takes its transaction id now
+		t.Fatal(err)
+	}
+	pub, err := db.Publisher(watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(store.CommandsTopic, message.NewMessage(first.CommandID, mustJSON(t, first))); err != nil {
+		t.Fatal(err) // a newer transaction id, the lower offset
+	}
+	inOlder, err := wmsql.NewPublisher(wmsql.TxFromStdSQL(older), wmsql.PublisherConfig{SchemaAdapter: db.SchemaAdapter()}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inOlder.Publish(store.CommandsTopic, message.NewMessage(second.CommandID, mustJSON(t, second))); err != nil {
+		t.Fatal(err) // the older transaction id, the higher offset
+	}
+	if err := older.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	go func() {
+		done <- apply.Run(runCtx, apply.Options{Commands: db, Target: db, Logger: logger, CloseTimeout: 5 * time.Second})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	routertest.Eventually(t, 30*time.Second, "apply to apply both commands", func() bool {
+		var n int
+		err := db.SQL.QueryRowContext(ctx, `SELECT COUNT(*) FROM user_identities`).Scan(&n)
+		return err == nil && n == 2
+	})
+	routertest.Eventually(t, 10*time.Second, "the lag to be 0", func() bool {
+		n, err := apply.Lag(ctx, db, apply.DefaultConsumerGroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
 	})
 }
