@@ -172,15 +172,21 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 	info := s.CachedInfo()
 	fmt.Fprintf(stdout, "nats: ok (%s), stream %s: %d messages, retention %v\n", redact.URL(nc.ConnectedUrl()), cfg.Stream, info.State.Msgs, info.Config.Retention)
 	maxMsg := broker.MaxMessageBytes(info.Config, nc.MaxPayload())
-	c, err := js.PushConsumer(ctx, cfg.Stream, cfg.Durable)
+	ci, err := broker.ReadConsumer(ctx, js, cfg.Stream, cfg.Durable)
 	if err != nil {
-		fmt.Fprintf(stdout, "consumer %s: absent (serve creates it): %v\n", cfg.Durable, err)
-		fmt.Fprintf(stdout, "%s (for the durable serve creates)\n", broker.MemoryBound(cfg, broker.LimitsOf(broker.ConsumerConfig(cfg), maxMsg)))
+		kind, warning, kerr := broker.ConsumerKind(cfg, nc.ConnectedServerVersion())
+		if kerr != nil {
+			return fmt.Errorf("consumer %s: absent, and serve cannot create it: %w", cfg.Durable, kerr)
+		}
+		fmt.Fprintf(stdout, "consumer %s: absent (serve creates a %s durable): %v\n", cfg.Durable, kind, err)
+		if warning != "" {
+			fmt.Fprintf(stdout, "warning: %s\n", warning)
+		}
+		fmt.Fprintf(stdout, "%s (for the durable serve creates)\n", broker.MemoryBound(cfg, broker.LimitsOf(broker.ConfigFor(cfg, kind), maxMsg)))
 		return nil
 	}
-	ci := c.CachedInfo()
-	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, max ack pending %d, ack wait %v\n",
-		cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.AckWait)
+	fmt.Fprintf(stdout, "consumer %s: %s, pending %d, ack pending %d, max deliver %d, max ack pending %d, ack wait %v\n",
+		cfg.Durable, consumerKindOf(ci), ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.AckWait)
 	fmt.Fprintln(stdout, broker.MemoryBound(cfg, broker.LimitsOf(ci.Config, maxMsg)))
 	return nil
 }
@@ -196,4 +202,24 @@ func checkListen(cfg configs.Config, target brokerTarget, stdout io.Writer) erro
 	}
 	conn.Close()
 	return fmt.Errorf("nats: NATS_URL unset and no embedded server recorded in %s, but %s (NATS_LISTEN) answers: another server (or a router with another DATA_DIR) listens there, so serve cannot; set NATS_URL=nats://%s to use it, NATS_LISTEN to a free port, or DATA_DIR to the running router's", target.AddrFile, cfg.NATSListen, cfg.NATSListen)
+}
+
+// consumerKindOf describes a durable as check prints it.
+func consumerKindOf(ci *jetstream.ConsumerInfo) string {
+	cc := ci.Config
+	switch {
+	case cc.DeliverSubject != "" && cc.DeliverGroup != "":
+		return "push (deliver group " + cc.DeliverGroup + "; replicas share one user's events)"
+	case cc.DeliverSubject != "":
+		return "push (no deliver group: one subscriber)"
+	case cc.PriorityPolicy == jetstream.PriorityPolicyPinned:
+		pinned := "none pinned"
+		for _, g := range ci.PriorityGroups {
+			if g.PinnedClientID != "" {
+				pinned = "a client pinned since " + g.PinnedTS.UTC().Format(time.RFC3339)
+			}
+		}
+		return fmt.Sprintf("pinned pull (priority groups %v, pinned TTL %v, %s; one replica active, the others standbys)", cc.PriorityGroups, cc.PinnedTTL, pinned)
+	}
+	return "pull (replicas share one user's events)"
 }

@@ -454,11 +454,11 @@ func earlierUnacked(js jetstream.JetStream, b broker.Binding) func(ctx context.C
 		}
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		c, err := js.PushConsumer(ctx, b.Stream, b.Durable)
+		info, err := broker.ConsumerInfo(ctx, js, b)
 		if err != nil {
 			return true
 		}
-		return c.CachedInfo().AckFloor.Stream+1 < seq
+		return info.AckFloor.Stream+1 < seq
 	}
 }
 

@@ -46,6 +46,15 @@ type Config struct {
 	AckWait       time.Duration
 	MaxDeliver    int
 	MaxAckPending int
+	// Consumer is the kind of durable the router creates: ConsumerPinned
+	// (a pull consumer whose one pinned client holds the stream's order,
+	// with replicas as hot standbys; nats-server 2.11+), ConsumerPush (a
+	// push consumer with a deliver group, as the monolith's old subscriber
+	// made), or ConsumerAuto (pinned where the server supports it).
+	Consumer string
+	// PinnedTTL is how long the pinned client may go without pulling
+	// before the server pins a standby instead: the failover bound.
+	PinnedTTL time.Duration
 
 	// MaxInFlight is how many JetStream messages one process holds at
 	// once (received, not yet acked or nacked).
@@ -106,6 +115,13 @@ type Config struct {
 	CommandsConsumerGroups string
 }
 
+// Kinds of durable the router creates (Config.Consumer).
+const (
+	ConsumerAuto   = "auto"
+	ConsumerPinned = "pinned"
+	ConsumerPush   = "push"
+)
+
 // Defaults returns the configuration used when no variable is set.
 func Defaults() Config {
 	return Config{
@@ -116,6 +132,8 @@ func Defaults() Config {
 		AckWait:                30 * time.Second,
 		MaxDeliver:             -1,
 		MaxAckPending:          1000,
+		Consumer:               ConsumerPush,
+		PinnedTTL:              10 * time.Second,
 		MaxInFlight:            1000,
 		MaxInFlightBytes:       DefaultMaxInFlightBytes,
 		CommitBatchMax:         500,
@@ -230,6 +248,8 @@ func fields() []field {
 		{Variable{"NATS_ACK_WAIT", d.AckWait.String(), "ack wait of the durable when the router creates it", false}, dur(func(c *Config) *time.Duration { return &c.AckWait })},
 		{Variable{"NATS_MAX_DELIVER", strconv.Itoa(d.MaxDeliver), "max deliveries of the durable when the router creates it (-1 = unlimited)", false}, integer(func(c *Config) *int { return &c.MaxDeliver })},
 		{Variable{"NATS_MAX_ACK_PENDING", strconv.Itoa(d.MaxAckPending), "max unacknowledged messages of the durable when the router creates it", false}, integer(func(c *Config) *int { return &c.MaxAckPending })},
+		{Variable{"NATS_CONSUMER", d.Consumer, "kind of durable the router creates when none exists: pinned (a pull consumer with one active replica and hot standbys, nats-server 2.11+), push (a push consumer with a deliver group), or auto (pinned where the server supports it, else push)", false}, str(func(c *Config) *string { return &c.Consumer })},
+		{Variable{"NATS_PINNED_TTL", d.PinnedTTL.String(), "on a pinned durable, how long the active replica may go without pulling before a standby takes over (the failover bound)", false}, dur(func(c *Config) *time.Duration { return &c.PinnedTTL })},
 		{Variable{"MAX_IN_FLIGHT", strconv.Itoa(d.MaxInFlight), "JetStream messages one router process handles at once (also bounded by the durable's max ack pending)", false}, integer(func(c *Config) *int { return &c.MaxInFlight })},
 		{Variable{"MAX_IN_FLIGHT_BYTES", strconv.FormatInt(d.MaxInFlightBytes, 10), "bytes of JetStream messages one router process holds at once; a larger message is handled alone (see README, Memory)", false}, bytesize(func(c *Config) *int64 { return &c.MaxInFlightBytes })},
 		{Variable{"COMMIT_BATCH_MAX", strconv.Itoa(d.CommitBatchMax), "most commands written in one SQL transaction", false}, integer(func(c *Config) *int { return &c.CommitBatchMax })},
@@ -363,6 +383,12 @@ func (c Config) Validate() error {
 		bad("NATS_MAX_DELIVER", c.MaxDeliver, "must be -1 (unlimited) or between 1 and 10000")
 	}
 	intIn("NATS_MAX_ACK_PENDING", int64(c.MaxAckPending), 1, 1000000, "")
+	switch c.Consumer {
+	case ConsumerAuto, ConsumerPinned, ConsumerPush:
+	default:
+		bad("NATS_CONSUMER", quote(c.Consumer), "must be auto, pinned or push")
+	}
+	durIn("NATS_PINNED_TTL", c.PinnedTTL, 3*time.Second, 10*time.Minute)
 	intIn("MAX_IN_FLIGHT", int64(c.MaxInFlight), 1, 65536, "")
 	// At least one event of the largest size the router accepts.
 	intIn("MAX_IN_FLIGHT_BYTES", c.MaxInFlightBytes, 64<<10, 16<<30, " bytes")

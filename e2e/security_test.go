@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -189,8 +190,10 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 		flags map[string]bool
 		// before runs ahead of the router; it reports whether the stream exists.
 		before func(t *testing.T, b *securedBroker, auth jetstream.JetStream) bool
-		// wantDeliverPrefix is where the durable pushes once the router runs.
+		// wantDeliverPrefix is where the durable pushes once the router
+		// runs ("" for a pull durable).
 		wantDeliverPrefix string
+		env               map[string]string
 	}{
 		{
 			name: "auth service creates the stream",
@@ -212,6 +215,14 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 				return true
 			},
 			wantDeliverPrefix: nats.InboxPrefix,
+		},
+		{
+			name: "pinned pull durable",
+			before: func(t *testing.T, _ *securedBroker, auth jetstream.JetStream) bool {
+				createStreamAsAuthService(t, auth)
+				return true
+			},
+			env: map[string]string{"NATS_CONSUMER": "pinned"},
 		},
 		{
 			name:  "v2 ack subjects",
@@ -240,6 +251,7 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 			// can find it locked while one switches it to WAL.
 			db := openDB(t, dbURL)
 			env, adminAddr := b.routerEnv(t, dbURL)
+			maps.Copy(env, tt.env)
 			p := startRouter(t, env)
 			routertest.Eventually(t, 20*time.Second, "/readyz to answer 200 (stream and durable made)", func() bool {
 				code, _ := httpGet(t, "http://"+adminAddr+"/readyz")
@@ -258,7 +270,10 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 			})
 			admin := b.jetStream(t, adminUser)
 			info := routertest.ConsumerInfo(t, admin, "USER_EVENTS", "social-backend-consumer")
-			if !strings.HasPrefix(info.Config.DeliverSubject, tt.wantDeliverPrefix) {
+			switch {
+			case tt.wantDeliverPrefix == "" && (info.Config.DeliverSubject != "" || info.Config.PriorityPolicy != jetstream.PriorityPolicyPinned):
+				t.Errorf("durable delivers to %q with priority policy %v, want a pinned pull durable", info.Config.DeliverSubject, info.Config.PriorityPolicy)
+			case !strings.HasPrefix(info.Config.DeliverSubject, tt.wantDeliverPrefix):
 				t.Errorf("durable delivers to %q, want %q…", info.Config.DeliverSubject, tt.wantDeliverPrefix)
 			}
 			if info.AckFloor.Stream != 1 || info.NumAckPending != 0 || info.NumRedelivered != 0 {

@@ -214,12 +214,7 @@ func (h *Health) probeDatabase(ctx context.Context) {
 }
 
 func (h *Health) readConsumer(ctx context.Context) {
-	var info *jetstream.ConsumerInfo
-	// PushConsumer reads the durable's info once; CachedInfo is that read.
-	c, err := h.o.JetStream.PushConsumer(ctx, h.o.Binding.Stream, h.o.Binding.Durable)
-	if err == nil {
-		info = c.CachedInfo()
-	}
+	info, err := broker.ConsumerInfo(ctx, h.o.JetStream, h.o.Binding)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.infoPolled, h.infoErr, h.infoAt = true, err, h.o.NowFunc()
@@ -262,6 +257,9 @@ func (h *Health) observeConsumer(now time.Time) {
 		state, reason = StateDown, fmt.Sprintf("durable %s: %v", durable, h.infoErr)
 	case now.Sub(h.infoAt) > h.stale():
 		state, reason = StateDown, fmt.Sprintf("no answer about durable %s for %v", durable, now.Sub(h.infoAt).Round(time.Second))
+	case h.o.Binding.Pull:
+		// Pulls come and go with the work; a standby waits on its own
+		// (the process's own subscription is what a pull durable has).
 	case !h.info.PushBound && h.consumer.state == StateUnknown && now.Sub(h.watchStart) < h.stale():
 		state, reason = StateUnknown, fmt.Sprintf("waiting for durable %s to show the router's subscription", durable)
 	case !h.info.PushBound:
@@ -450,7 +448,7 @@ func (h *Health) consumerStatus(now time.Time) ConsumerStatus {
 	}
 	if h.info != nil {
 		cs.Info = &DurableInfo{
-			Bound:       h.info.PushBound,
+			Bound:       h.info.PushBound || h.info.NumWaiting > 0,
 			Pending:     h.info.NumPending,
 			AckPending:  h.info.NumAckPending,
 			Redelivered: h.info.NumRedelivered,

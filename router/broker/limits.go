@@ -25,18 +25,28 @@ type DurableLimits struct {
 	MaxDeliver    int   // ≤ 0: unlimited
 	MaxAckPending int   // ≤ 0: unlimited
 	MaxMsgBytes   int64 // the largest message the stream takes
+	// Pull: the durable is a pull consumer; the router asks for no more
+	// bytes than PullBytes at a time.
+	Pull bool
 }
+
+// PullBytes is how many bytes of messages one pull asks for, on a pull
+// durable with limits d, for a subscriber that holds up to budget: the
+// budget, or one largest message if that is more (a pull that cannot take
+// the next message would stall).
+func PullBytes(d DurableLimits, budget int64) int64 { return max(budget, d.MaxMsgBytes) }
 
 // LimitsOf reads the limits of a durable configured as cc, on a stream
 // that takes messages of up to maxMsg bytes.
 func LimitsOf(cc jetstream.ConsumerConfig, maxMsg int64) DurableLimits {
-	return DurableLimits{MaxDeliver: cc.MaxDeliver, MaxAckPending: cc.MaxAckPending, MaxMsgBytes: maxMsg}
+	return DurableLimits{MaxDeliver: cc.MaxDeliver, MaxAckPending: cc.MaxAckPending, MaxMsgBytes: maxMsg, Pull: cc.DeliverSubject == ""}
 }
 
 // ByteBounded reports whether MAX_IN_FLIGHT_BYTES bounds what a process
 // holds on a durable with limits d: when it redelivers without limit, so
-// that the subscriber may hand back what has no room (see MemoryBound).
-func (d DurableLimits) ByteBounded() bool { return d.MaxDeliver <= 0 }
+// that the subscriber may hand back what has no room (see MemoryBound); or
+// when it is a pull consumer, which pulls no more than PullBytes.
+func (d DurableLimits) ByteBounded() bool { return d.Pull || d.MaxDeliver <= 0 }
 
 // MemoryBound says, in one line for check and the start log, what bounds
 // the memory the JetStream messages take in one router process bound to a
@@ -51,6 +61,10 @@ func (d DurableLimits) ByteBounded() bool { return d.MaxDeliver <= 0 }
 // ack wait). On a durable with a MaxDeliver (a legacy one, as found) it is
 // what MaxAckPending lets the broker push (see consume.Subscriber).
 func MemoryBound(cfg configs.Config, d DurableLimits) string {
+	if d.Pull {
+		return fmt.Sprintf("memory: bounded by MAX_IN_FLIGHT_BYTES=%d: at most %s of messages held, plus one of up to %s parked until there is room (a larger one is handled alone); the durable is a pull consumer, and the NATS client holds at most %s pulled and not yet taken",
+			cfg.MaxInFlightBytes, ByteSize(cfg.MaxInFlightBytes), ByteSize(d.MaxMsgBytes), ByteSize(PullBytes(d, cfg.MaxInFlightBytes)))
+	}
 	pushed := "the whole backlog (its max ack pending is unlimited)"
 	if d.MaxAckPending > 0 {
 		pushed = fmt.Sprintf("up to its max ack pending × the largest message: %d × %s = %s", d.MaxAckPending, ByteSize(d.MaxMsgBytes), ByteSize(int64(d.MaxAckPending)*d.MaxMsgBytes))
@@ -88,6 +102,8 @@ func ByteSize(n int64) string {
 // trip, not a delivery.
 func PendingLimitsNeeded(l DurableLimits) string {
 	switch {
+	case l.Pull:
+		return "" // the pulls bound what the client holds
 	case !l.ByteBounded():
 		// The subscriber waits for room with what the broker pushed held
 		// in the client (see consume.Subscriber).

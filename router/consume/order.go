@@ -39,6 +39,7 @@ type sequencer struct {
 
 type lane struct {
 	active      bool
+	current     uint64 // stream sequence of the message handed out, while active
 	waiting     []*flight
 	outstanding map[uint64]time.Time // stream sequence → when it is due back
 }
@@ -137,8 +138,32 @@ func (q *sequencer) arrive(f *flight, now time.Time) (verdict, time.Duration) {
 		l.waiting = append(l.waiting, f)
 		return wait, 0
 	}
-	l.active = true
+	l.active, l.current = true, f.seq
 	return handOut, 0
+}
+
+// expect records that the message seq of user key is held elsewhere (by
+// the process this one took a pinned durable over from) and comes back by
+// due: until it is back, the user's later messages are held back behind
+// it. A message this process holds itself is not expected. It reports
+// whether seq is now expected.
+func (q *sequencer) expect(key string, seq uint64, due, now time.Time) bool {
+	l := q.lane(key, now)
+	if l.active && l.current == seq {
+		return false
+	}
+	for _, w := range l.waiting {
+		if w.seq == seq {
+			return false
+		}
+	}
+	if l.outstanding == nil {
+		l.outstanding = map[uint64]time.Time{}
+	}
+	if _, ok := l.outstanding[seq]; !ok {
+		l.outstanding[seq] = due
+	}
+	return true
 }
 
 // away records that f, just received, is handed back to the broker for
@@ -173,7 +198,7 @@ func (q *sequencer) finish(f *flight, failed bool, due time.Time, closing bool, 
 		return nil, nil
 	}
 	l := q.lane(f.key, now)
-	l.active = false
+	l.active, l.current = false, 0
 	if failed && !f.last {
 		if l.outstanding == nil {
 			l.outstanding = map[uint64]time.Time{}
@@ -196,7 +221,7 @@ func (q *sequencer) finish(f *flight, failed bool, due time.Time, closing bool, 
 		}
 		next = w
 		l.waiting = l.waiting[1:]
-		l.active = true
+		l.active, l.current = true, w.seq
 		break
 	}
 	if len(l.waiting) == 0 {

@@ -80,6 +80,7 @@ type Subscriber struct {
 	seq      *sequencer
 	budget   *budget
 	consume  jetstream.ConsumeContext // nil until subscribed
+	pin      string                   // the pin id of the messages last received (see newlyPinned)
 	api      string                   // what consume is: apiJetStream or apiLegacy
 	out      chan *message.Message
 	closing  chan struct{}
@@ -133,9 +134,10 @@ func NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 	}
 	return &Subscriber{
 		nc: o.Conn, js: js, binding: o.Binding, backoff: o.Backoff, timeout: o.CloseTimeout, logger: o.Logger, onAck: o.OnAck,
-		slots:           make(chan struct{}, o.MaxInFlight),
-		workers:         newWorkers(o.MaxInFlight),
-		handBackForRoom: o.Binding.MaxDeliver <= 0,
+		slots:   make(chan struct{}, o.MaxInFlight),
+		workers: newWorkers(o.MaxInFlight),
+		// A pull durable gets no more than it pulls: waiting costs nothing.
+		handBackForRoom: o.Binding.MaxDeliver <= 0 && !o.Binding.Pull,
 		room:            make(chan struct{}, 1),
 		seq:             newSequencer(margin, grace),
 		// A wave of messages handed back for room comes back one
@@ -170,6 +172,7 @@ func (s *Subscriber) InFlightBytes() int64 {
 const (
 	apiJetStream = "jetstream" // PushConsumer.Consume
 	apiLegacy    = "legacy"    // subscribeLegacy, for its pending limits
+	apiPull      = "pull"      // Consumer.Consume, on a pull durable (see pinned.go)
 )
 
 // Subscribe implements message.Subscriber. topic is the durable's filter
@@ -192,20 +195,28 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	api, why := apiJetStream, broker.PendingLimitsNeeded(s.binding.Limits)
 	var cc jetstream.ConsumeContext
 	var err error
-	if why != "" {
+	switch {
+	case s.binding.Pull:
+		api = apiPull
+		cc, err = s.consumePull(ctx, topic)
+	case why != "":
 		api = apiLegacy
 		cc, err = subscribeLegacy(s.nc, s.binding, topic, s.receive, broker.ClientPendingBytes(s.binding.Limits, s.budget.limit))
-	} else {
+	default:
 		cc, err = s.consumeDurable(ctx, topic)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to durable %s of stream %s: %w", s.binding.Durable, s.binding.Stream, err)
 	}
 	s.consume, s.api, s.subbed = cc, api, true
-	if why != "" {
+	switch {
+	case api == apiPull:
+		s.logger.Info("consuming the pull durable through nats.go's jetstream package",
+			"durable", s.binding.Durable, "kind", s.binding.Kind(), "pinned_ttl", s.binding.PinnedTTL)
+	case why != "":
 		s.logger.Info("consuming the durable through nats.go's legacy JetStream API, which alone lifts the client's pending limits",
 			"durable", s.binding.Durable, "deliver_group", s.binding.Queue, "reason", why)
-	} else {
+	default:
 		s.logger.Info("consuming the durable through nats.go's jetstream package",
 			"durable", s.binding.Durable, "deliver_group", s.binding.Queue)
 	}
@@ -254,6 +265,9 @@ func (s *Subscriber) receive(jm jetstream.Msg) {
 		f.seq, f.delivered = meta.Sequence.Stream, meta.NumDelivered
 		f.last = s.binding.MaxDeliver > 0 && meta.NumDelivered >= uint64(s.binding.MaxDeliver)
 	}
+	if s.newlyPinned(jm) && f.seq > 0 {
+		s.takeOver(f.seq)
+	}
 
 	s.mu.Lock()
 	for {
@@ -267,6 +281,15 @@ func (s *Subscriber) receive(jm jetstream.Msg) {
 		}
 		if s.budget.parked == nil && s.budget.fits(f.size) {
 			break
+		}
+		if s.binding.Pull && !f.last && s.budget.parked == nil {
+			// Kept, with its slot, until there is room (see settle); the
+			// next one that does not fit waits here for room, and the
+			// client pulls no more meanwhile.
+			s.budget.parked = f
+			s.inflight++
+			s.mu.Unlock()
+			return
 		}
 		if s.handBackForRoom && !f.last {
 			if s.budget.parked == nil {
@@ -586,6 +609,9 @@ func (s *Subscriber) Close() error {
 	// closes the connection.
 	if err := s.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		errs = append(errs, fmt.Errorf("flush: %w", err))
+	}
+	if !timedOut {
+		s.unpin() // everything is settled: a standby may take over now
 	}
 	return errors.Join(errs...)
 }

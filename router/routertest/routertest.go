@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/social/user-events-router/router/broker"
 )
 
 // Server is an in-process NATS server for one test.
@@ -133,13 +135,9 @@ func ConsumerInfo(t testing.TB, js jetstream.JetStream, stream, durable string) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := js.PushConsumer(ctx, stream, durable)
+	info, err := broker.ReadConsumer(ctx, js, stream, durable)
 	if err != nil {
 		t.Fatalf("consumer %s: %v", durable, err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatalf("consumer %s info: %v", durable, err)
 	}
 	return info
 }

@@ -1,0 +1,183 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/social/user-events-router/router/broker"
+)
+
+// Pull durables, and the pinned one with hot standbys.
+//
+// On a pinned durable (broker.PinnedConsumerConfig) every replica pulls in
+// the priority group, and the server gives messages to one of them only,
+// the pinned client, whose pulls carry its pin id; the others' pulls wait.
+// When the pinned client has not pulled for the durable's PinnedTTL (it
+// died, or hangs), the server pins the next one that pulls. So at any
+// moment one process holds the stream's order, and its sequencer keeps
+// each user's events in it.
+//
+// What a takeover must add is what the old pinned client still held: the
+// messages it received and never acked come back only after their ack
+// wait, while the new one receives the messages after them at once. So
+// when a process finds itself newly pinned (a message with a pin id it has
+// not seen), before it hands out that first message it reads, from the
+// stream, every message between the durable's ack floor and that one that
+// is still there (on a WorkQueue stream an acked message is gone), and
+// tells the sequencer to expect each back: their users' later messages are
+// then held back, as behind a failure, until those come back. Other users'
+// events go at once.
+
+// pinIDHeader is the header nats-server puts on each message it delivers
+// to the pinned client: the pin id.
+const pinIDHeader = "Nats-Pin-Id"
+
+// pullExpiry is how long one pull waits on the server: under a third of
+// the pin's TTL, so an idle pinned process pulls again well before the
+// server would unpin it.
+func pullExpiry(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 30 * time.Second
+	}
+	return min(max(ttl/3, time.Second), 30*time.Second)
+}
+
+// maxTakeoverScan bounds the stream sequences a takeover reads: enough for
+// the durable's max ack pending many times over.
+const maxTakeoverScan = 20000
+
+// consumePull consumes the pull durable of s.binding: in its priority
+// group, if it has one, asking for no more bytes at a time than the budget.
+func (s *Subscriber) consumePull(ctx context.Context, topic string) (jetstream.ConsumeContext, error) {
+	c, err := s.js.Consumer(ctx, s.binding.Stream, s.binding.Durable)
+	if err != nil {
+		return nil, err
+	}
+	if f := c.CachedInfo().Config.FilterSubject; f != "" && f != topic {
+		return nil, fmt.Errorf("the durable filters %q, not %q", f, topic)
+	}
+	opts := []jetstream.PullConsumeOpt{
+		jetstream.PullMaxBytes(int(broker.PullBytes(s.binding.Limits, s.budget.limit))),
+		jetstream.PullExpiry(pullExpiry(s.binding.PinnedTTL)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrPinIDMismatch) {
+				// Another replica is pinned: this one waits as a standby.
+				s.logger.Debug("jetstream consumer: not the pinned client", "durable", s.binding.Durable)
+				return
+			}
+			s.logger.Warn("jetstream consumer error", "durable", s.binding.Durable, "error", err)
+		}),
+	}
+	if s.binding.Group != "" {
+		opts = append(opts, jetstream.PullPriorityGroup(s.binding.Group))
+	}
+	return c.Consume(s.receive, opts...)
+}
+
+// newlyPinned reports whether jm carries a pin id this process has not
+// seen: it has just become the pinned client. Only receive calls it, one
+// message at a time.
+func (s *Subscriber) newlyPinned(jm jetstream.Msg) bool {
+	if !s.binding.Pinned {
+		return false
+	}
+	h := jm.Headers()
+	if h == nil {
+		return false
+	}
+	pin := h.Get(pinIDHeader)
+	if pin == "" || pin == s.pin {
+		return false
+	}
+	s.pin = pin
+	return true
+}
+
+// takeOver tells the sequencer to expect back what the durable has
+// delivered before seq and not had acked: messages the previous pinned
+// client held (see the top of this file). Reading the stream happens
+// before s.mu is taken.
+func (s *Subscriber) takeOver(seq uint64) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := broker.ConsumerInfo(ctx, s.js, s.binding)
+	if err != nil {
+		s.logger.Warn("pinned: cannot read the durable's ack floor; per-user order is not kept for what the previous pinned client held", "durable", s.binding.Durable, "error", err)
+		return
+	}
+	stream, err := s.js.Stream(ctx, s.binding.Stream)
+	if err != nil {
+		s.logger.Warn("pinned: cannot read the stream; per-user order is not kept for what the previous pinned client held", "stream", s.binding.Stream, "error", err)
+		return
+	}
+	from, to := info.AckFloor.Stream+1, seq
+	truncated := false
+	if to > from && to-from > maxTakeoverScan {
+		from, truncated = to-maxTakeoverScan, true
+	}
+	type expected struct {
+		key string
+		seq uint64
+	}
+	var found []expected
+	for q := from; q < to; q++ {
+		m, err := stream.GetMsg(ctx, q)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // acked, and gone
+		}
+		if err != nil {
+			s.logger.Warn("pinned: cannot read the stream; per-user order is not kept for the rest of what the previous pinned client held", "stream_seq", q, "error", err)
+			break
+		}
+		if key := orderKey(m.Data); key != "" {
+			found = append(found, expected{key, q})
+		}
+	}
+	now := time.Now()
+	due := now.Add(s.binding.AckWait)
+	s.mu.Lock()
+	expecting := 0
+	for _, e := range found {
+		if s.seq.expect(e.key, e.seq, due, now) {
+			expecting++
+		}
+	}
+	s.mu.Unlock()
+	s.logger.Info("pinned: this process now holds the durable; the events of users with a message still held elsewhere wait for it",
+		"durable", s.binding.Durable, "first_stream_seq", seq, "ack_floor", info.AckFloor.Stream,
+		"expected_back", expecting, "scan_truncated", truncated, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// unpin, when this process is the pinned client, lets the server pin a
+// standby at once instead of after the pin's TTL. Called by Close once
+// everything in flight is settled.
+func (s *Subscriber) unpin() {
+	if !s.binding.Pinned || s.pin == "" || !s.nc.IsConnected() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := broker.ConsumerInfo(ctx, s.js, s.binding)
+	if err != nil {
+		return
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group != s.binding.Group || g.PinnedClientID != s.pin {
+			continue
+		}
+		stream, err := s.js.Stream(ctx, s.binding.Stream)
+		if err == nil {
+			err = stream.UnpinConsumer(ctx, s.binding.Durable, s.binding.Group)
+		}
+		if err != nil {
+			s.logger.Warn("pinned: could not unpin; a standby takes over after the pin's TTL", "durable", s.binding.Durable, "ttl", s.binding.PinnedTTL, "error", err)
+			return
+		}
+		s.logger.Info("pinned: unpinned, so a standby takes over now", "durable", s.binding.Durable)
+	}
+}
