@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/social/user-events-router/schema"
+	"github.com/social/user-events-router/store"
 )
 
 // TestBenchCorrectness runs the benchmark end to end on a tiny backlog and a
@@ -226,5 +227,33 @@ func TestPaddedEventsDecode(t *testing.T) {
 		case size > schema.MaxEventBytes && (err == nil || !strings.Contains(err.Error(), "limit")):
 			t.Errorf("event of %d bytes: %v, want refused for its size", size, err)
 		}
+	}
+}
+
+// TestCostPerEvent: CPU seconds become µs per event for the process that
+// did the work, the router's +NATS adds the benchmark process, and the
+// ratios are router ÷ baseline, 0 where the baseline's figure is unknown.
+func TestCostPerEvent(t *testing.T) {
+	t.Parallel()
+	use := CPUUse{RouterCPU: 2, BenchCPU: 0.5, DBCPU: 1}
+	router := costOf(use, 100000, 10000, true, store.Postgres, 130, rowsFromTransactionIDs)
+	want := Cost{EventsPerSec: 10000, Process: routerProcess, ProcessCPUUs: 20, WithNATSCPUUs: 25, DBCPUUs: 10, RowsPerTx: 130, RowsPerTxSource: rowsFromTransactionIDs}
+	if router != want {
+		t.Errorf("router cost\n got %+v\nwant %+v", router, want)
+	}
+	base := costOf(CPUUse{RouterCPU: 9, BenchCPU: 1.25, DBCPU: 0.5}, 100000, 20000, false, store.Postgres, 1000, rowsFromPipeline)
+	want = Cost{EventsPerSec: 20000, Process: benchProcess, ProcessCPUUs: 12.5, WithNATSCPUUs: 12.5, DBCPUUs: 5, RowsPerTx: 1000, RowsPerTxSource: rowsFromPipeline}
+	if base != want {
+		t.Errorf("baseline cost\n got %+v\nwant %+v", base, want)
+	}
+	if got, want := ratioOf("copy", router, base), (Ratio{Baseline: "copy", EventsPerSec: 0.5, WithNATSCPU: 2, DBCPU: 2, RowsPerTx: 0.13}); got != want {
+		t.Errorf("ratio\n got %+v\nwant %+v", got, want)
+	}
+	sqlite := costOf(use, 0, 0, false, store.SQLite, 0, rowsFromPipeline)
+	if sqlite.ProcessCPUUs != 0 || !sqlite.DBInProcess || sqlite.RowsPerTxSource != "" {
+		t.Errorf("no events on SQLite: %+v, want 0 µs, the database in process and no rows source", sqlite)
+	}
+	if got := ratioOf("multi-row", router, sqlite); got.EventsPerSec != 0 || got.WithNATSCPU != 0 || got.DBCPU != 0 || got.RowsPerTx != 0 {
+		t.Errorf("ratio to an empty cost = %+v, want zeros", got)
 	}
 }
