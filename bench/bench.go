@@ -72,10 +72,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	if o.Baseline {
-		if rep.Baseline, err = runBaseline(ctx, b, d, evs, say); err != nil {
-			return rep, err
+		for _, v := range baselineVariants(d.Dialect) {
+			res, err := runBaseline(ctx, b, d, evs, v, say)
+			if err != nil {
+				return rep, err
+			}
+			say("baseline %s: %.0f events/s", v.Name, res.EventsPerSec)
+			if v.Name == copyBaseline.Name {
+				rep.BaselineCopy = res
+			} else {
+				rep.Baseline = res
+			}
 		}
-		say("baseline: %.0f events/s", rep.Baseline.EventsPerSec)
 	}
 	if !o.Paced() {
 		say("publishing a backlog of %d events to %s", n, streamName)
@@ -242,8 +250,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			checkEq("poison rows = 0", poison, 0, err4),
 		)
 	}
-	if rep.Baseline != nil && rep.Baseline.EventsPerSec > 0 && rep.Drain != nil {
-		rep.RatioToBaseline = rep.Drain.EventsPerSecFromStart / rep.Baseline.EventsPerSec
+	if rep.Drain != nil {
+		for _, base := range rep.baselines() {
+			if base.EventsPerSec <= 0 {
+				continue
+			}
+			ratio := rep.Drain.EventsPerSecFromStart / base.EventsPerSec
+			if base.Variant == copyBaseline.Name {
+				rep.RatioToCopy = ratio
+			} else {
+				rep.RatioToBaseline = ratio
+			}
+		}
 	}
 	// The router's database statistics are complete once it has exited.
 	if err := proc.Stop(); err != nil {
@@ -295,7 +313,13 @@ func newReport(o Options, d *benchDB, b *natsBroker, bin string) *Report {
 		rep.Notes = append(rep.Notes, "drain ends at the first 100 ms poll that sees COUNT(*) = N in "+commandsTable)
 	}
 	if d.Dialect == store.SQLite {
-		rep.Notes = append(rep.Notes, "SQLite runs inside the router process: its CPU and fsyncs count as the router's")
+		rep.Notes = append(rep.Notes, "SQLite runs inside the router process: its CPU and fsyncs count as the router's (and, in a baseline, as the benchmark process's)")
+	}
+	if o.Baseline && d.Dialect != store.Postgres {
+		rep.Notes = append(rep.Notes, "-baseline ran the multi-row baseline only: "+string(d.Dialect)+" has no COPY, the COPY baseline is PostgreSQL's")
+	}
+	if o.Baseline && b.srv == nil {
+		rep.Notes = append(rep.Notes, "NATS is external (-nats): a baseline's bench+NATS CPU holds the pipeline only, not the NATS server's work")
 	}
 	return rep
 }

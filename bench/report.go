@@ -35,8 +35,13 @@ type Report struct {
 	CPU          CPUUse      `json:"cpu"`
 	DB           *DBPerEvent `json:"db,omitempty"`
 
+	// Baseline is the multi-row baseline; BaselineCopy the COPY one
+	// (PostgreSQL only). RatioToBaseline and RatioToCopy are router ÷
+	// baseline events/s (from the router's start).
 	Baseline        *BaselineResult `json:"baseline,omitempty"`
+	BaselineCopy    *BaselineResult `json:"baseline_copy,omitempty"`
 	RatioToBaseline float64         `json:"router_to_baseline_ratio,omitempty"`
+	RatioToCopy     float64         `json:"router_to_copy_ratio,omitempty"`
 
 	Checks []Check  `json:"checks"`
 	Notes  []string `json:"notes"`
@@ -143,13 +148,9 @@ func perEvent(before, after dbCounters, events, writeTx int, dialect store.Diale
 	if dialect == store.MySQL {
 		scope = "Handler_commit and Innodb_os_log_fsyncs: the whole server (other clients included)"
 	}
-	rowsPerTx := 0.0
-	if writeTx > 0 {
-		rowsPerTx = float64(events) / float64(writeTx)
-	}
 	return &DBPerEvent{
 		Connections: after.Sessions - before.Sessions,
-		RowsPerTx:   rowsPerTx,
+		RowsPerTx:   rowsPerTx(events, writeTx),
 		Commits:     float64(after.Commits-before.Commits) / float64(events),
 		LogSyncs:    float64(after.LogSyncs-before.LogSyncs) / float64(events),
 		Scope:       scope,
@@ -171,14 +172,30 @@ func checkEq(name string, got, want int, err error) Check {
 	return Check{Name: name, OK: got == want, Got: strconv.Itoa(got), Want: strconv.Itoa(want)}
 }
 
-// Failed names the failed checks, the baseline's included.
+// baselines are the baselines that ran, in the order they ran.
+func (r *Report) baselines() []*BaselineResult {
+	var out []*BaselineResult
+	for _, b := range []*BaselineResult{r.Baseline, r.BaselineCopy} {
+		if b != nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// allChecks are the run's checks, the baselines' included.
+func (r *Report) allChecks() []Check {
+	all := append([]Check{}, r.Checks...)
+	for _, b := range r.baselines() {
+		all = append(all, b.Checks...)
+	}
+	return all
+}
+
+// Failed names the failed checks, the baselines' included.
 func (r *Report) Failed() []string {
 	var out []string
-	all := r.Checks
-	if r.Baseline != nil {
-		all = append(append([]Check{}, all...), r.Baseline.Checks...)
-	}
-	for _, c := range all {
+	for _, c := range r.allChecks() {
 		if !c.OK {
 			out = append(out, fmt.Sprintf("%s: got %s, want %s", c.Name, c.Got, c.Want))
 		}
@@ -239,21 +256,28 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	k := r.Counters
 	p("counters      committed %.0f, poisoned %.0f, failed deliveries %.0f, redeliveries %.0f, retries %.0f", k.Committed, k.Poisoned, k.Failed, k.Redeliveries, k.Retries)
-	if b := r.Baseline; b != nil {
-		p("baseline      hand-written pull fetch %d → 1 multi-row insert → commit → ack each: %.2fs, %.0f events/s (%d batches)",
-			baselineBatch, b.Seconds, b.EventsPerSec, b.Batches)
+	for _, b := range r.baselines() {
+		shape, fallbacks := multiRowBaseline.Shape, ""
+		if b.Variant == copyBaseline.Name {
+			shape, fallbacks = copyBaseline.Shape, fmt.Sprintf(", %d batches met a duplicate", b.CopyFallbacks)
+		}
+		p("baseline      %s: hand-written pull fetch %d → %s → ack each: %.2fs, %.0f events/s (%d batches, %d write transactions%s)",
+			b.Variant, baselineBatch, shape, b.Seconds, b.EventsPerSec, b.Batches, b.WriteTransactions, fallbacks)
 		p("              cpu: bench+NATS (the pipeline runs in the benchmark) %.2f cores, db server %.2f, everything else %.2f; machine idle %.0f%%",
 			b.CPU.BenchCore, b.CPU.DBCore, b.CPU.OtherCores, b.CPU.IdlePct)
 		if b.DB != nil {
 			p("              %.1f rows per write transaction; %d connections opened; %.3f commits and %.3f log fsyncs per event", b.DB.RowsPerTx, b.DB.Connections, b.DB.Commits, b.DB.LogSyncs)
 		}
-		p("ratio         router / baseline = %.3f (router events/s from start)", r.RatioToBaseline)
 	}
-	checks := r.Checks
-	if r.Baseline != nil {
-		checks = append(append([]Check{}, checks...), r.Baseline.Checks...)
+	for _, ra := range []struct {
+		name  string
+		ratio float64
+	}{{multiRowBaseline.Name, r.RatioToBaseline}, {copyBaseline.Name, r.RatioToCopy}} {
+		if ra.ratio > 0 {
+			p("ratio         router / %s baseline = %.3f (router events/s from start)", ra.name, ra.ratio)
+		}
 	}
-	for _, ck := range checks {
+	for _, ck := range r.allChecks() {
 		mark := "ok  "
 		if !ck.OK {
 			mark = "FAIL"
