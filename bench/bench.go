@@ -250,26 +250,38 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			checkEq("poison rows = 0", poison, 0, err4),
 		)
 	}
-	if rep.Drain != nil {
-		for _, base := range rep.baselines() {
-			if base.EventsPerSec <= 0 {
-				continue
-			}
-			ratio := rep.Drain.EventsPerSecFromStart / base.EventsPerSec
-			if base.Variant == copyBaseline.Name {
-				rep.RatioToCopy = ratio
-			} else {
-				rep.RatioToBaseline = ratio
-			}
-		}
-	}
 	// The router's database statistics are complete once it has exited.
 	if err := proc.Stop(); err != nil {
 		say("%v", err)
 	}
-	if after, ok := d.countersAfterClose(ctx); ok && dbBeforeOK {
-		tx, _ := d.writeTransactions(ctx, commandsTable)
+	after, afterOK := d.countersAfterClose(ctx)
+	tx, exact := d.writeTransactions(ctx, commandsTable)
+	if afterOK && dbBeforeOK {
 		rep.DB = perEvent(dbBefore, after, n, tx, d.Dialect)
+	}
+	routerRate := 0.0
+	switch {
+	case rep.Drain != nil:
+		routerRate = rep.Drain.EventsPerSecFromStart
+	case rep.Paced != nil:
+		routerRate = rep.Paced.AchievedRate
+	}
+	routerRows, rowsSource := rowsPerTx(n, tx), rowsFromTransactionIDs
+	if h := histogramOf(samples, commitBatchHistogram, nil); !exact && h.Count > 0 {
+		routerRows, rowsSource = h.Mean(), rowsFromBatchHistogram
+	}
+	cost := costOf(rep.CPU, n, routerRate, true, d.Dialect, routerRows, rowsSource)
+	rep.PerEvent = &cost
+	if rep.Drain != nil {
+		for _, base := range rep.baselines() {
+			ratio := ratioOf(base.Variant, cost, base.PerEvent)
+			rep.Ratios = append(rep.Ratios, ratio)
+			if base.Variant == copyBaseline.Name {
+				rep.RatioToCopy = ratio.EventsPerSec
+			} else {
+				rep.RatioToBaseline = ratio.EventsPerSec
+			}
+		}
 	}
 	return rep, nil
 }

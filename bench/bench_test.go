@@ -71,14 +71,19 @@ func TestBenchCorrectness(t *testing.T) {
 			if o.Baseline && (rep.Baseline == nil || rep.RatioToBaseline <= 0) {
 				t.Errorf("baseline missing from the report: %+v", rep.Baseline)
 			}
-			if got := len(rep.baselines()); got != tt.baselines {
-				t.Errorf("%d baselines in the report, want %d", got, tt.baselines)
+			if got := len(rep.baselines()); got != tt.baselines || len(rep.Ratios) != got {
+				t.Errorf("%d baselines and %d ratios in the report, want %d of each", got, len(rep.Ratios), tt.baselines)
 			}
 			if tt.baselines == 2 && (rep.BaselineCopy == nil || rep.RatioToCopy <= 0 || rep.BaselineCopy.CopyFallbacks != 0) {
 				t.Errorf("COPY baseline: %+v, ratio %v; want it run, without fallbacks (the backlog has no duplicate)", rep.BaselineCopy, rep.RatioToCopy)
 			}
+			if c := rep.PerEvent; c == nil || c.ProcessCPUUs <= 0 || c.WithNATSCPUUs < c.ProcessCPUUs || c.EventsPerSec <= 0 {
+				t.Errorf("router per-event cost: %+v", c)
+			}
+			// A baseline drains 500 events in a few tens of ms: its CPU, in
+			// /proc's 10 ms ticks, may well read 0, so only the rest is asserted.
 			for _, b := range rep.baselines() {
-				if c := b.PerEvent; c.ProcessCPUUs <= 0 || c.EventsPerSec <= 0 || c.RowsPerTx <= 0 {
+				if c := b.PerEvent; c.Process != benchProcess || c.EventsPerSec <= 0 || c.RowsPerTx <= 0 {
 					t.Errorf("baseline %s per-event cost: %+v", b.Variant, c)
 				}
 			}

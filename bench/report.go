@@ -35,13 +35,18 @@ type Report struct {
 	CPU          CPUUse      `json:"cpu"`
 	DB           *DBPerEvent `json:"db,omitempty"`
 
+	// PerEvent is what one event cost the router (CPU over the drain).
+	PerEvent *Cost `json:"per_event,omitempty"`
+
 	// Baseline is the multi-row baseline; BaselineCopy the COPY one
 	// (PostgreSQL only). RatioToBaseline and RatioToCopy are router ÷
-	// baseline events/s (from the router's start).
+	// baseline events/s (from the router's start); Ratios has every
+	// per-event figure.
 	Baseline        *BaselineResult `json:"baseline,omitempty"`
 	BaselineCopy    *BaselineResult `json:"baseline_copy,omitempty"`
 	RatioToBaseline float64         `json:"router_to_baseline_ratio,omitempty"`
 	RatioToCopy     float64         `json:"router_to_copy_ratio,omitempty"`
+	Ratios          []Ratio         `json:"ratios,omitempty"`
 
 	Checks []Check  `json:"checks"`
 	Notes  []string `json:"notes"`
@@ -269,14 +274,7 @@ func (r *Report) WriteText(w io.Writer) {
 			p("              %.1f rows per write transaction; %d connections opened; %.3f commits and %.3f log fsyncs per event", b.DB.RowsPerTx, b.DB.Connections, b.DB.Commits, b.DB.LogSyncs)
 		}
 	}
-	for _, ra := range []struct {
-		name  string
-		ratio float64
-	}{{multiRowBaseline.Name, r.RatioToBaseline}, {copyBaseline.Name, r.RatioToCopy}} {
-		if ra.ratio > 0 {
-			p("ratio         router / %s baseline = %.3f (router events/s from start)", ra.name, ra.ratio)
-		}
-	}
+	r.writeCosts(p)
 	for _, ck := range r.allChecks() {
 		mark := "ok  "
 		if !ck.OK {
@@ -333,4 +331,39 @@ func quantilesOf(xs []float64) *Quantiles {
 		return xs[max(0, min(i, len(xs)-1))] * 1000
 	}
 	return &Quantiles{Samples: len(xs), P50Ms: at(0.50), P90Ms: at(0.90), P99Ms: at(0.99), MaxMs: xs[len(xs)-1] * 1000}
+}
+
+// writeCosts prints what one event cost the router and each baseline, side
+// by side, and the router's ratio to each.
+func (r *Report) writeCosts(p func(string, ...any)) {
+	if r.PerEvent == nil {
+		return
+	}
+	p("per event     cpu is user + system from /proc (10 ms ticks), µs per event; work = the process doing it (router, or bench+NATS: a baseline runs in the benchmark, beside the in-process NATS server); +NATS adds the benchmark process to the router's; db server = every database server process, whoever its client")
+	p("              %-10s %10s %20s %12s %12s %14s", "pipeline", "events/s", "work cpu", "+NATS cpu", "db server", "rows/write tx")
+	row := func(name string, c Cost) {
+		db := fmt.Sprintf("%.1f", c.DBCPUUs)
+		if c.DBInProcess {
+			db = "in work"
+		}
+		rows := "n/a"
+		if c.RowsPerTx > 0 {
+			rows = fmt.Sprintf("%.1f", c.RowsPerTx)
+		}
+		p("              %-10s %10.0f %20s %12.1f %12s %14s", name, c.EventsPerSec, fmt.Sprintf("%.1f (%s)", c.ProcessCPUUs, c.Process), c.WithNATSCPUUs, db, rows)
+	}
+	row("router", *r.PerEvent)
+	for _, b := range r.baselines() {
+		row(b.Variant, b.PerEvent)
+	}
+	orNA := func(v float64) string {
+		if v <= 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.3f", v)
+	}
+	for _, ra := range r.Ratios {
+		p("ratio         router / %s: events/s %s, +NATS cpu per event %s, db server cpu per event %s, rows per write tx %s",
+			ra.Baseline, orNA(ra.EventsPerSec), orNA(ra.WithNATSCPU), orNA(ra.DBCPU), orNA(ra.RowsPerTx))
+	}
 }
