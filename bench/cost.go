@@ -18,7 +18,8 @@ type Cost struct {
 	// process alone. Unlike ProcessCPUUs, it compares the two fairly.
 	WithNATSCPUUs float64 `json:"with_nats_cpu_us_per_event"`
 	// DBCPUUs is every database server process's CPU per event, whoever
-	// its client (other work on the server included). SQLite has no
+	// its client (other work on the server included; for the router, the
+	// benchmark's 100 ms COUNT(*) polls of the table). SQLite has no
 	// server: its work is in Process (DBInProcess) and DBCPUUs is 0.
 	DBCPUUs     float64 `json:"db_server_cpu_us_per_event"`
 	DBInProcess bool    `json:"db_in_process,omitempty"`
