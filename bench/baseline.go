@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -16,144 +17,241 @@ import (
 	"github.com/social/user-events-router/store"
 )
 
-// The baseline pipeline reads its own copy of the backlog: a second stream
-// with the Auth Service's settings on a subject of its own (a WorkQueue
-// stream allows one consumer per subject, and subjects of two streams may
-// not overlap), and writes a table shaped like the commands table.
-const (
-	baselineStream  = "BENCH_BASELINE"
-	baselinePrefix  = "bench.baseline."
-	baselineTable   = "watermill_bench_baseline"
-	baselineBatch   = 1000
-	baselineDurable = "bench-baseline"
+// Each baseline pipeline reads its own copy of the backlog: a stream of
+// its own with the Auth Service's settings on a subject of its own (a
+// WorkQueue stream allows one consumer per subject, and subjects of two
+// streams may not overlap), and writes a table of its own shaped like the
+// commands table. The variants differ only in how a batch is written.
+type baselineVariant struct {
+	// Name is how the report calls it ("multi-row", "copy").
+	Name    string
+	Stream  string
+	Prefix  string // subject prefix in front of the Auth Service's subjects
+	Table   string
+	Durable string
+	// Shape is the write, as the report's text prints it.
+	Shape string
+}
+
+var (
+	// multiRowBaseline writes each batch with one multi-row
+	// insert-if-absent; the router's own statement shape, without its
+	// ledger.
+	multiRowBaseline = baselineVariant{
+		Name: "multi-row", Stream: "BENCH_BASELINE", Prefix: "bench.baseline.",
+		Table: "watermill_bench_baseline", Durable: "bench-baseline",
+		Shape: "1 multi-row insert-if-absent → commit",
+	}
+	// copyBaseline writes each batch with COPY (PostgreSQL only): the
+	// cheapest bulk write there is, the ceiling for any change to how the
+	// router writes.
+	copyBaseline = baselineVariant{
+		Name: "copy", Stream: "BENCH_BASELINE_COPY", Prefix: "bench.baselinecopy.",
+		Table: "watermill_bench_baseline_copy", Durable: "bench-baseline-copy",
+		Shape: "COPY → commit (a batch meeting a duplicate: multi-row insert-if-absent in a new transaction)",
+	}
 )
 
-// BaselineResult is what the hand-written pipeline achieved.
+const baselineBatch = 1000
+
+// BaselineResult is what a hand-written pipeline achieved.
 type BaselineResult struct {
-	Events       int         `json:"events"`
-	Seconds      float64     `json:"seconds"`
-	EventsPerSec float64     `json:"events_per_s"`
-	Batches      int         `json:"batches"`
-	CPU          CPUUse      `json:"cpu"`
-	DB           *DBPerEvent `json:"db,omitempty"`
-	Checks       []Check     `json:"checks"`
+	// Variant is "multi-row" or "copy".
+	Variant      string  `json:"variant"`
+	Events       int     `json:"events"`
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_s"`
+	Batches      int     `json:"batches"`
+	// WriteTransactions is how many transactions committed rows, counted
+	// by the pipeline (a COPY that met a duplicate and rolled back is not
+	// one; its fallback is).
+	WriteTransactions int `json:"write_transactions"`
+	// CopyFallbacks is how many batches met a duplicate in COPY and were
+	// written again with the insert-if-absent.
+	CopyFallbacks int         `json:"copy_fallbacks"`
+	CPU           CPUUse      `json:"cpu"`
+	DB            *DBPerEvent `json:"db,omitempty"`
+	PerEvent      Cost        `json:"per_event"`
+	Checks        []Check     `json:"checks"`
+}
+
+// batchWriter writes one fetched batch: rows × (uuid, payload, metadata)
+// in args. It returns how many transactions committed rows.
+type batchWriter interface {
+	write(ctx context.Context, rows int, args []any) (int, error)
 }
 
 // runBaseline drains the events with no framework: fetch up to 1,000 from a
 // pull consumer, decode and build each command with the router's own schema
-// and handler code, write the batch with one multi-row insert-if-absent in
-// one transaction, then ack each message.
-func runBaseline(ctx context.Context, b *natsBroker, d *benchDB, evs []event, say func(string, ...any)) (*BaselineResult, error) {
-	cfg := broker.AuthServiceStreamConfig(baselineStream)
-	cfg.Subjects = []string{baselinePrefix + broker.StreamSubjects[0]}
+// and handler code, write the batch in one transaction as the variant does,
+// then ack each message.
+func runBaseline(ctx context.Context, b *natsBroker, d *benchDB, evs []event, v baselineVariant, say func(string, ...any)) (*BaselineResult, error) {
+	say = prefixed(say, "baseline "+v.Name+": ")
+	wrap := func(err error) error { return fmt.Errorf("baseline %s: %w", v.Name, err) }
+	cfg := broker.AuthServiceStreamConfig(v.Stream)
+	cfg.Subjects = []string{v.Prefix + broker.StreamSubjects[0]}
 	stream, err := b.js.CreateStream(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("baseline: create stream %s: %w", baselineStream, err)
+		return nil, wrap(fmt.Errorf("create stream %s: %w", v.Stream, err))
 	}
-	defer func() { _ = b.js.DeleteStream(context.WithoutCancel(ctx), baselineStream) }()
-	say("baseline: publishing %d events to %s", len(evs), baselineStream)
-	if err := b.publishAll(ctx, baselinePrefix+createdSubject, evs); err != nil {
-		return nil, fmt.Errorf("baseline: %w", err)
+	defer func() { _ = b.js.DeleteStream(context.WithoutCancel(ctx), v.Stream) }()
+	say("publishing %d events to %s", len(evs), v.Stream)
+	if err := b.publishAll(ctx, v.Prefix+createdSubject, evs); err != nil {
+		return nil, wrap(err)
 	}
-	if err := createBaselineTable(ctx, d); err != nil {
-		return nil, fmt.Errorf("baseline: create table: %w", err)
+	if err := createBaselineTable(ctx, d, v.Table); err != nil {
+		return nil, wrap(fmt.Errorf("create table: %w", err))
 	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       baselineDurable,
+		Durable:       v.Durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 4 * baselineBatch,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("baseline: create consumer: %w", err)
+		return nil, wrap(fmt.Errorf("create consumer: %w", err))
 	}
 	registry := handlers.DefaultRegistry()
-	insert := newBatchInsert(d.Dialect)
 	// A connection pool of its own, closed at the end, so PostgreSQL has
 	// reported its statistics when they are read.
 	db, err := store.Open(ctx, d.RouterURL)
 	if err != nil {
-		return nil, fmt.Errorf("baseline: %w", err)
+		return nil, wrap(err)
 	}
 	defer db.Close()
+	w, closeWriter, err := newBaselineWriter(ctx, db, v)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer closeWriter()
 	before, beforeOK := d.counters(ctx)
 
-	say("baseline: draining")
+	say("draining")
 	cpu0 := sampleCPU(0)
 	start := time.Now()
-	res := &BaselineResult{Events: len(evs)}
+	res := &BaselineResult{Variant: v.Name, Events: len(evs)}
 	for done := 0; done < len(evs); {
 		batch, err := cons.Fetch(min(baselineBatch, len(evs)-done), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("baseline: fetch: %w", err)
+			return nil, wrap(fmt.Errorf("fetch: %w", err))
 		}
 		var msgs []jetstream.Msg
 		var args []any
 		for msg := range batch.Messages() {
-			row, err := baselineRow(registry, msg)
+			row, err := baselineRow(registry, v.Prefix, msg)
 			if err != nil {
-				return nil, fmt.Errorf("baseline: %w", err)
+				return nil, wrap(err)
 			}
 			msgs = append(msgs, msg)
 			args = append(args, row...)
 		}
 		if err := batch.Error(); err != nil && len(msgs) == 0 {
-			return nil, fmt.Errorf("baseline: fetch: %w", err)
+			return nil, wrap(fmt.Errorf("fetch: %w", err))
 		}
 		if len(msgs) == 0 {
 			continue
 		}
-		if err := insert.exec(ctx, db, len(msgs), args); err != nil {
-			return nil, fmt.Errorf("baseline: insert: %w", err)
+		txs, err := w.write(ctx, len(msgs), args)
+		if err != nil {
+			return nil, wrap(fmt.Errorf("write: %w", err))
 		}
 		for _, msg := range msgs {
 			if err := msg.Ack(); err != nil {
-				return nil, fmt.Errorf("baseline: ack: %w", err)
+				return nil, wrap(fmt.Errorf("ack: %w", err))
 			}
 		}
 		done += len(msgs)
 		res.Batches++
+		res.WriteTransactions += txs
 	}
 	res.Seconds = time.Since(start).Seconds()
 	res.CPU = cpuBetween(cpu0, sampleCPU(0))
 	res.EventsPerSec = float64(len(evs)) / res.Seconds
-	_ = db.Close()
-	if after, ok := d.countersAfterClose(ctx); ok && beforeOK {
-		tx, _ := d.writeTransactions(ctx, baselineTable)
-		res.DB = perEvent(before, after, len(evs), tx, d.Dialect)
+	if cw, ok := w.(*copyWriter); ok {
+		res.CopyFallbacks = cw.fallbacks
 	}
+	closeWriter()
+	_ = db.Close()
+	after, afterOK := d.countersAfterClose(ctx)
+	writeTx, rowsSource := res.WriteTransactions, rowsFromPipeline
+	if tx, ok := d.writeTransactions(ctx, v.Table); ok {
+		writeTx, rowsSource = tx, rowsFromTransactionIDs
+	}
+	if afterOK && beforeOK {
+		res.DB = perEvent(before, after, len(evs), writeTx, d.Dialect)
+	}
+	res.PerEvent = costOf(res.CPU, len(evs), res.EventsPerSec, false, d.Dialect, rowsPerTx(len(evs), writeTx), rowsSource)
 
-	rows, err1 := d.count(ctx, baselineTable)
-	distinct, err2 := d.countDistinctUUID(ctx, baselineTable)
-	left, err3 := b.waitStreamEmpty(ctx, baselineStream, 30*time.Second)
+	rows, err1 := d.count(ctx, v.Table)
+	distinct, err2 := d.countDistinctUUID(ctx, v.Table)
+	left, err3 := b.waitStreamEmpty(ctx, v.Stream, 30*time.Second)
 	res.Checks = []Check{
-		checkEq("baseline rows = N", rows, len(evs), err1),
-		checkEq("baseline distinct uuids = N", distinct, len(evs), err2),
-		checkEq("baseline stream empty", int(left), 0, err3),
+		checkEq("baseline "+v.Name+" rows = N", rows, len(evs), err1),
+		checkEq("baseline "+v.Name+" distinct uuids = N", distinct, len(evs), err2),
+		checkEq("baseline "+v.Name+" stream empty", int(left), 0, err3),
 	}
 	return res, nil
 }
 
+// baselineVariants are the baselines -baseline runs on dialect, in order:
+// the multi-row one everywhere, then COPY on PostgreSQL (MySQL/MariaDB and
+// SQLite have no COPY).
+func baselineVariants(dialect store.Dialect) []baselineVariant {
+	if dialect == store.Postgres {
+		return []baselineVariant{multiRowBaseline, copyBaseline}
+	}
+	return []baselineVariant{multiRowBaseline}
+}
+
+// newBaselineWriter is the variant's batch writer on db, and what closes it.
+func newBaselineWriter(ctx context.Context, db *store.DB, v baselineVariant) (batchWriter, func(), error) {
+	insert := newBatchInsert(db.Dialect, v.Table)
+	if v.Name != copyBaseline.Name {
+		return sqlDBWriter{db: db.SQL, insert: insert}, func() {}, nil
+	}
+	w, err := newCopyWriter(ctx, db, v.Table)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, func() { _ = w.conn.Close() }, nil
+}
+
+// sqlDBWriter writes each batch with the multi-row insert-if-absent.
+type sqlDBWriter struct {
+	db     *sql.DB
+	insert *batchInsert
+}
+
+func (w sqlDBWriter) write(ctx context.Context, rows int, args []any) (int, error) {
+	return 1, w.insert.exec(ctx, w.db, rows, args)
+}
+
+// prefixed puts prefix in front of every progress line.
+func prefixed(say func(string, ...any), prefix string) func(string, ...any) {
+	return func(format string, args ...any) { say(prefix+format, args...) }
+}
+
 // createBaselineTable copies the commands table's definition (columns,
 // types, defaults, unique uuid), so both pipelines write the same rows.
-func createBaselineTable(ctx context.Context, d *benchDB) error {
+func createBaselineTable(ctx context.Context, d *benchDB, table string) error {
 	var query string
 	switch d.Dialect {
 	case store.Postgres:
-		query = "CREATE TABLE " + baselineTable + " (LIKE " + commandsTable + " INCLUDING ALL)"
+		query = "CREATE TABLE " + table + " (LIKE " + commandsTable + " INCLUDING ALL)"
 	case store.MySQL:
-		query = "CREATE TABLE " + baselineTable + " LIKE " + commandsTable
+		query = "CREATE TABLE " + table + " LIKE " + commandsTable
 	default:
-		return d.DB.InitSchema(ctx, strings.TrimPrefix(baselineTable, "watermill_"))
+		return d.DB.InitSchema(ctx, strings.TrimPrefix(table, "watermill_"))
 	}
 	_, err := d.DB.SQL.ExecContext(ctx, query)
 	return err
 }
 
 // baselineRow decodes one event and builds its command as the router's
-// handlers do; it returns the row's uuid, payload and metadata.
-func baselineRow(registry handlers.Registry, msg jetstream.Msg) ([]any, error) {
-	subject := strings.TrimPrefix(msg.Subject(), baselinePrefix)
+// handlers do, the variant's subject prefix taken off; it returns the row's
+// uuid, payload and metadata.
+func baselineRow(registry handlers.Registry, prefix string, msg jetstream.Msg) ([]any, error) {
+	subject := strings.TrimPrefix(msg.Subject(), prefix)
 	ev, err := schema.DecodeEvent(subject, msg.Data())
 	if err != nil {
 		return nil, err
@@ -188,15 +286,16 @@ func baselineRow(registry handlers.Registry, msg jetstream.Msg) ([]any, error) {
 	return []any{cmd.CommandID, string(payload), string(metadata)}, nil
 }
 
-// batchInsert is one hand-written multi-row insert-if-absent per dialect,
-// with the statement text cached by row count.
+// batchInsert is one hand-written multi-row insert-if-absent per dialect
+// into table, with the statement text cached by row count.
 type batchInsert struct {
 	dialect store.Dialect
+	table   string
 	queries map[int]string
 }
 
-func newBatchInsert(dialect store.Dialect) *batchInsert {
-	return &batchInsert{dialect: dialect, queries: map[int]string{}}
+func newBatchInsert(dialect store.Dialect, table string) *batchInsert {
+	return &batchInsert{dialect: dialect, table: table, queries: map[int]string{}}
 }
 
 func (b *batchInsert) query(rows int) string {
@@ -206,7 +305,7 @@ func (b *batchInsert) query(rows int) string {
 	var sb strings.Builder
 	switch b.dialect {
 	case store.Postgres:
-		sb.WriteString("INSERT INTO " + baselineTable + " (uuid, payload, metadata, transaction_id) VALUES ")
+		sb.WriteString("INSERT INTO " + b.table + " (uuid, payload, metadata, transaction_id) VALUES ")
 		for i := 0; i < rows; i++ {
 			if i > 0 {
 				sb.WriteByte(',')
@@ -216,11 +315,11 @@ func (b *batchInsert) query(rows int) string {
 		}
 		sb.WriteString(" ON CONFLICT (uuid) DO NOTHING")
 	case store.MySQL:
-		sb.WriteString("INSERT INTO " + baselineTable + " (uuid, payload, metadata) VALUES ")
+		sb.WriteString("INSERT INTO " + b.table + " (uuid, payload, metadata) VALUES ")
 		sb.WriteString(strings.TrimSuffix(strings.Repeat("(?,?,?),", rows), ","))
 		sb.WriteString(" ON DUPLICATE KEY UPDATE uuid = uuid")
 	default:
-		sb.WriteString(`INSERT INTO ` + baselineTable + ` ("uuid", "payload", "metadata") VALUES `)
+		sb.WriteString(`INSERT INTO ` + b.table + ` ("uuid", "payload", "metadata") VALUES `)
 		sb.WriteString(strings.TrimSuffix(strings.Repeat("(?,?,?),", rows), ","))
 		sb.WriteString(` ON CONFLICT ("uuid") DO NOTHING`)
 	}
@@ -228,9 +327,14 @@ func (b *batchInsert) query(rows int) string {
 	return b.queries[rows]
 }
 
+// txBeginner is a pool (*sql.DB) or one connection of it (*sql.Conn).
+type txBeginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
 // exec writes the rows in one transaction.
-func (b *batchInsert) exec(ctx context.Context, db *store.DB, rows int, args []any) error {
-	tx, err := db.SQL.BeginTx(ctx, nil)
+func (b *batchInsert) exec(ctx context.Context, db txBeginner, rows int, args []any) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

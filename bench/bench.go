@@ -72,10 +72,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	if o.Baseline {
-		if rep.Baseline, err = runBaseline(ctx, b, d, evs, say); err != nil {
-			return rep, err
+		for _, v := range baselineVariants(d.Dialect) {
+			res, err := runBaseline(ctx, b, d, evs, v, say)
+			if err != nil {
+				return rep, err
+			}
+			say("baseline %s: %.0f events/s", v.Name, res.EventsPerSec)
+			if v.Name == copyBaseline.Name {
+				rep.BaselineCopy = res
+			} else {
+				rep.Baseline = res
+			}
 		}
-		say("baseline: %.0f events/s", rep.Baseline.EventsPerSec)
 	}
 	if !o.Paced() {
 		say("publishing a backlog of %d events to %s", n, streamName)
@@ -242,16 +250,38 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			checkEq("poison rows = 0", poison, 0, err4),
 		)
 	}
-	if rep.Baseline != nil && rep.Baseline.EventsPerSec > 0 && rep.Drain != nil {
-		rep.RatioToBaseline = rep.Drain.EventsPerSecFromStart / rep.Baseline.EventsPerSec
-	}
 	// The router's database statistics are complete once it has exited.
 	if err := proc.Stop(); err != nil {
 		say("%v", err)
 	}
-	if after, ok := d.countersAfterClose(ctx); ok && dbBeforeOK {
-		tx, _ := d.writeTransactions(ctx, commandsTable)
+	after, afterOK := d.countersAfterClose(ctx)
+	tx, exact := d.writeTransactions(ctx, commandsTable)
+	if afterOK && dbBeforeOK {
 		rep.DB = perEvent(dbBefore, after, n, tx, d.Dialect)
+	}
+	routerRate := 0.0
+	switch {
+	case rep.Drain != nil:
+		routerRate = rep.Drain.EventsPerSecFromStart
+	case rep.Paced != nil:
+		routerRate = rep.Paced.AchievedRate
+	}
+	routerRows, rowsSource := rowsPerTx(n, tx), rowsFromTransactionIDs
+	if h := histogramOf(samples, commitBatchHistogram, nil); !exact && h.Count > 0 {
+		routerRows, rowsSource = h.Mean(), rowsFromBatchHistogram
+	}
+	cost := costOf(rep.CPU, n, routerRate, true, d.Dialect, routerRows, rowsSource)
+	rep.PerEvent = &cost
+	if rep.Drain != nil {
+		for _, base := range rep.baselines() {
+			ratio := ratioOf(base.Variant, cost, base.PerEvent)
+			rep.Ratios = append(rep.Ratios, ratio)
+			if base.Variant == copyBaseline.Name {
+				rep.RatioToCopy = ratio.EventsPerSec
+			} else {
+				rep.RatioToBaseline = ratio.EventsPerSec
+			}
+		}
 	}
 	return rep, nil
 }
@@ -295,7 +325,13 @@ func newReport(o Options, d *benchDB, b *natsBroker, bin string) *Report {
 		rep.Notes = append(rep.Notes, "drain ends at the first 100 ms poll that sees COUNT(*) = N in "+commandsTable)
 	}
 	if d.Dialect == store.SQLite {
-		rep.Notes = append(rep.Notes, "SQLite runs inside the router process: its CPU and fsyncs count as the router's")
+		rep.Notes = append(rep.Notes, "SQLite runs inside the router process: its CPU and fsyncs count as the router's (and, in a baseline, as the benchmark process's)")
+	}
+	if o.Baseline && d.Dialect != store.Postgres {
+		rep.Notes = append(rep.Notes, "-baseline ran the multi-row baseline only: "+string(d.Dialect)+" has no COPY, the COPY baseline is PostgreSQL's")
+	}
+	if o.Baseline && b.srv == nil {
+		rep.Notes = append(rep.Notes, "NATS is external (-nats): a baseline's bench+NATS CPU holds the pipeline only, not the NATS server's work")
 	}
 	return rep
 }

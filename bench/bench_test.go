@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/social/user-events-router/schema"
+	"github.com/social/user-events-router/store"
 )
 
 // TestBenchCorrectness runs the benchmark end to end on a tiny backlog and a
@@ -28,14 +30,23 @@ func TestBenchCorrectness(t *testing.T) {
 	tests := []struct {
 		name string
 		opts Options
+		// baselines is how many baselines -baseline runs on the backend.
+		baselines int
 	}{
-		{"backlog with baseline", Options{N: 500, Baseline: true}},
-		{"paced", Options{PacedRate: 100, PacedDuration: 2 * time.Second, MaxInFlight: 2}},
+		{"backlog with baseline", Options{Backend: "sqlite", N: 500, Baseline: true}, 1},
+		{"paced", Options{Backend: "sqlite", PacedRate: 100, PacedDuration: 2 * time.Second, MaxInFlight: 2}, 0},
+	}
+	if url := os.Getenv("TEST_POSTGRES_URL"); url != "" {
+		tests = append(tests, struct {
+			name      string
+			opts      Options
+			baselines int
+		}{"postgres backlog with both baselines", Options{Backend: "postgres", DatabaseURL: url, N: 500, Baseline: true}, 2})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := tt.opts
-			o.Backend, o.RouterBin, o.Timeout = "sqlite", bin, 2*time.Minute
+			o.RouterBin, o.Timeout = bin, 2*time.Minute
 			o.Progress = testWriter{t}
 			rep, err := Run(ctx, o)
 			if err != nil {
@@ -60,11 +71,28 @@ func TestBenchCorrectness(t *testing.T) {
 			if o.Baseline && (rep.Baseline == nil || rep.RatioToBaseline <= 0) {
 				t.Errorf("baseline missing from the report: %+v", rep.Baseline)
 			}
+			if got := len(rep.baselines()); got != tt.baselines || len(rep.Ratios) != got {
+				t.Errorf("%d baselines and %d ratios in the report, want %d of each", got, len(rep.Ratios), tt.baselines)
+			}
+			if tt.baselines == 2 && (rep.BaselineCopy == nil || rep.RatioToCopy <= 0 || rep.BaselineCopy.CopyFallbacks != 0) {
+				t.Errorf("COPY baseline: %+v, ratio %v; want it run, without fallbacks (the backlog has no duplicate)", rep.BaselineCopy, rep.RatioToCopy)
+			}
+			if c := rep.PerEvent; c == nil || c.ProcessCPUUs <= 0 || c.WithNATSCPUUs < c.ProcessCPUUs || c.EventsPerSec <= 0 {
+				t.Errorf("router per-event cost: %+v", c)
+			}
+			// A baseline drains 500 events in a few tens of ms: its CPU, in
+			// /proc's 10 ms ticks, may well read 0, so only the rest is asserted.
+			for _, b := range rep.baselines() {
+				if c := b.PerEvent; c.Process != benchProcess || c.EventsPerSec <= 0 || c.RowsPerTx <= 0 {
+					t.Errorf("baseline %s per-event cost: %+v", b.Variant, c)
+				}
+			}
 			if o.Paced() && (rep.Paced == nil || rep.Paced.EndToEnd == nil || rep.Paced.EndToEnd.Samples != int(n)) {
 				t.Errorf("paced end-to-end latency missing: %+v", rep.Paced)
 			}
 			var text strings.Builder
 			rep.WriteText(&text)
+			t.Log("\n" + text.String())
 			if err := rep.WriteJSON(&text); err != nil {
 				t.Errorf("WriteJSON: %v", err)
 			}
@@ -226,5 +254,89 @@ func TestPaddedEventsDecode(t *testing.T) {
 		case size > schema.MaxEventBytes && (err == nil || !strings.Contains(err.Error(), "limit")):
 			t.Errorf("event of %d bytes: %v, want refused for its size", size, err)
 		}
+	}
+}
+
+// TestCopyWriterDuplicateFallback: a batch that meets a uuid already in
+// the table is written whole by the insert-if-absent in a transaction of
+// its own, so every uuid ends up one row, as with the multi-row baseline.
+func TestCopyWriterDuplicateFallback(t *testing.T) {
+	url := os.Getenv("TEST_POSTGRES_URL")
+	if url == "" {
+		t.Skip("TEST_POSTGRES_URL not set")
+	}
+	ctx := context.Background()
+	d, err := openDatabase(ctx, "postgres", url, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(ctx, false) })
+	table := copyBaseline.Table
+	if err := createBaselineTable(ctx, d, table); err != nil {
+		t.Fatal(err)
+	}
+	w, err := newCopyWriter(ctx, d.DB, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.conn.Close() })
+	rowsOf := func(ids ...string) []any {
+		var args []any
+		for _, id := range ids {
+			args = append(args, id, `{"user_id":"`+id+`"}`, `{}`)
+		}
+		return args
+	}
+	ids := []string{"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002", "00000000-0000-0000-0000-000000000003", "00000000-0000-0000-0000-000000000004"}
+	for i, batch := range []struct {
+		ids       []string
+		fallbacks int // after this batch
+	}{
+		{ids[:2], 0},                          // new rows: COPY
+		{[]string{ids[1], ids[2]}, 1},         // one already there: the fallback
+		{[]string{ids[3], ids[3], ids[0]}, 2}, // a duplicate within the batch, and one already there
+	} {
+		txs, err := w.write(ctx, len(batch.ids), rowsOf(batch.ids...))
+		if err != nil {
+			t.Fatalf("batch %d: %v", i+1, err)
+		}
+		if txs != 1 || w.fallbacks != batch.fallbacks {
+			t.Errorf("batch %d: %d transactions and %d fallbacks so far, want 1 and %d", i+1, txs, w.fallbacks, batch.fallbacks)
+		}
+	}
+	rows, err := d.count(ctx, table)
+	if err != nil || rows != len(ids) {
+		t.Errorf("%d rows (%v), want %d: one per uuid", rows, err, len(ids))
+	}
+	if tx, ok := d.writeTransactions(ctx, table); !ok || tx != 3 {
+		t.Errorf("rows written by %d transactions, want 3 (the failed COPYs wrote nothing)", tx)
+	}
+}
+
+// TestCostPerEvent: CPU seconds become µs per event for the process that
+// did the work, the router's +NATS adds the benchmark process, and the
+// ratios are router ÷ baseline, 0 where the baseline's figure is unknown.
+func TestCostPerEvent(t *testing.T) {
+	t.Parallel()
+	use := CPUUse{RouterCPU: 2, BenchCPU: 0.5, DBCPU: 1}
+	router := costOf(use, 100000, 10000, true, store.Postgres, 130, rowsFromTransactionIDs)
+	want := Cost{EventsPerSec: 10000, Process: routerProcess, ProcessCPUUs: 20, WithNATSCPUUs: 25, DBCPUUs: 10, RowsPerTx: 130, RowsPerTxSource: rowsFromTransactionIDs}
+	if router != want {
+		t.Errorf("router cost\n got %+v\nwant %+v", router, want)
+	}
+	base := costOf(CPUUse{RouterCPU: 9, BenchCPU: 1.25, DBCPU: 0.5}, 100000, 20000, false, store.Postgres, 1000, rowsFromPipeline)
+	want = Cost{EventsPerSec: 20000, Process: benchProcess, ProcessCPUUs: 12.5, WithNATSCPUUs: 12.5, DBCPUUs: 5, RowsPerTx: 1000, RowsPerTxSource: rowsFromPipeline}
+	if base != want {
+		t.Errorf("baseline cost\n got %+v\nwant %+v", base, want)
+	}
+	if got, want := ratioOf("copy", router, base), (Ratio{Baseline: "copy", EventsPerSec: 0.5, WithNATSCPU: 2, DBCPU: 2, RowsPerTx: 0.13}); got != want {
+		t.Errorf("ratio\n got %+v\nwant %+v", got, want)
+	}
+	sqlite := costOf(use, 0, 0, false, store.SQLite, 0, rowsFromPipeline)
+	if sqlite.ProcessCPUUs != 0 || !sqlite.DBInProcess || sqlite.RowsPerTxSource != "" {
+		t.Errorf("no events on SQLite: %+v, want 0 µs, the database in process and no rows source", sqlite)
+	}
+	if got := ratioOf("multi-row", router, sqlite); got.EventsPerSec != 0 || got.WithNATSCPU != 0 || got.DBCPU != 0 || got.RowsPerTx != 0 {
+		t.Errorf("ratio to an empty cost = %+v, want zeros", got)
 	}
 }

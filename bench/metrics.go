@@ -18,6 +18,11 @@ const handlerHistogram = "user_events_router_watermill_handler_execution_time_se
 // message to acking it (its command committed).
 const receiveToAckHistogram = "user_events_router_receive_to_ack_seconds"
 
+// commitBatchHistogram is the router's commands per SQL transaction (its
+// group commit); its mean is rows per write transaction where the rows do
+// not record their transaction (MySQL, SQLite).
+const commitBatchHistogram = "user_events_router_commit_batch_commands"
+
 // parseMetrics reads a Prometheus text exposition, what the router's
 // /metrics answers, into its metric families by name. UTF-8 validation
 // takes every name the format can carry, the legacy ones included.

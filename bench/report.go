@@ -35,8 +35,18 @@ type Report struct {
 	CPU          CPUUse      `json:"cpu"`
 	DB           *DBPerEvent `json:"db,omitempty"`
 
+	// PerEvent is what one event cost the router (CPU over the drain).
+	PerEvent *Cost `json:"per_event,omitempty"`
+
+	// Baseline is the multi-row baseline; BaselineCopy the COPY one
+	// (PostgreSQL only). RatioToBaseline and RatioToCopy are router ÷
+	// baseline events/s (from the router's start); Ratios has every
+	// per-event figure.
 	Baseline        *BaselineResult `json:"baseline,omitempty"`
+	BaselineCopy    *BaselineResult `json:"baseline_copy,omitempty"`
 	RatioToBaseline float64         `json:"router_to_baseline_ratio,omitempty"`
+	RatioToCopy     float64         `json:"router_to_copy_ratio,omitempty"`
+	Ratios          []Ratio         `json:"ratios,omitempty"`
 
 	Checks []Check  `json:"checks"`
 	Notes  []string `json:"notes"`
@@ -143,13 +153,9 @@ func perEvent(before, after dbCounters, events, writeTx int, dialect store.Diale
 	if dialect == store.MySQL {
 		scope = "Handler_commit and Innodb_os_log_fsyncs: the whole server (other clients included)"
 	}
-	rowsPerTx := 0.0
-	if writeTx > 0 {
-		rowsPerTx = float64(events) / float64(writeTx)
-	}
 	return &DBPerEvent{
 		Connections: after.Sessions - before.Sessions,
-		RowsPerTx:   rowsPerTx,
+		RowsPerTx:   rowsPerTx(events, writeTx),
 		Commits:     float64(after.Commits-before.Commits) / float64(events),
 		LogSyncs:    float64(after.LogSyncs-before.LogSyncs) / float64(events),
 		Scope:       scope,
@@ -171,14 +177,30 @@ func checkEq(name string, got, want int, err error) Check {
 	return Check{Name: name, OK: got == want, Got: strconv.Itoa(got), Want: strconv.Itoa(want)}
 }
 
-// Failed names the failed checks, the baseline's included.
+// baselines are the baselines that ran, in the order they ran.
+func (r *Report) baselines() []*BaselineResult {
+	var out []*BaselineResult
+	for _, b := range []*BaselineResult{r.Baseline, r.BaselineCopy} {
+		if b != nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// allChecks are the run's checks, the baselines' included.
+func (r *Report) allChecks() []Check {
+	all := append([]Check{}, r.Checks...)
+	for _, b := range r.baselines() {
+		all = append(all, b.Checks...)
+	}
+	return all
+}
+
+// Failed names the failed checks, the baselines' included.
 func (r *Report) Failed() []string {
 	var out []string
-	all := r.Checks
-	if r.Baseline != nil {
-		all = append(append([]Check{}, all...), r.Baseline.Checks...)
-	}
-	for _, c := range all {
+	for _, c := range r.allChecks() {
 		if !c.OK {
 			out = append(out, fmt.Sprintf("%s: got %s, want %s", c.Name, c.Got, c.Want))
 		}
@@ -239,21 +261,21 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	k := r.Counters
 	p("counters      committed %.0f, poisoned %.0f, failed deliveries %.0f, redeliveries %.0f, retries %.0f", k.Committed, k.Poisoned, k.Failed, k.Redeliveries, k.Retries)
-	if b := r.Baseline; b != nil {
-		p("baseline      hand-written pull fetch %d → 1 multi-row insert → commit → ack each: %.2fs, %.0f events/s (%d batches)",
-			baselineBatch, b.Seconds, b.EventsPerSec, b.Batches)
+	for _, b := range r.baselines() {
+		shape, fallbacks := multiRowBaseline.Shape, ""
+		if b.Variant == copyBaseline.Name {
+			shape, fallbacks = copyBaseline.Shape, fmt.Sprintf(", %d batches met a duplicate", b.CopyFallbacks)
+		}
+		p("baseline      %s: hand-written pull fetch %d → %s → ack each: %.2fs, %.0f events/s (%d batches, %d write transactions%s)",
+			b.Variant, baselineBatch, shape, b.Seconds, b.EventsPerSec, b.Batches, b.WriteTransactions, fallbacks)
 		p("              cpu: bench+NATS (the pipeline runs in the benchmark) %.2f cores, db server %.2f, everything else %.2f; machine idle %.0f%%",
 			b.CPU.BenchCore, b.CPU.DBCore, b.CPU.OtherCores, b.CPU.IdlePct)
 		if b.DB != nil {
 			p("              %.1f rows per write transaction; %d connections opened; %.3f commits and %.3f log fsyncs per event", b.DB.RowsPerTx, b.DB.Connections, b.DB.Commits, b.DB.LogSyncs)
 		}
-		p("ratio         router / baseline = %.3f (router events/s from start)", r.RatioToBaseline)
 	}
-	checks := r.Checks
-	if r.Baseline != nil {
-		checks = append(append([]Check{}, checks...), r.Baseline.Checks...)
-	}
-	for _, ck := range checks {
+	r.writeCosts(p)
+	for _, ck := range r.allChecks() {
 		mark := "ok  "
 		if !ck.OK {
 			mark = "FAIL"
@@ -309,4 +331,39 @@ func quantilesOf(xs []float64) *Quantiles {
 		return xs[max(0, min(i, len(xs)-1))] * 1000
 	}
 	return &Quantiles{Samples: len(xs), P50Ms: at(0.50), P90Ms: at(0.90), P99Ms: at(0.99), MaxMs: xs[len(xs)-1] * 1000}
+}
+
+// writeCosts prints what one event cost the router and each baseline, side
+// by side, and the router's ratio to each.
+func (r *Report) writeCosts(p func(string, ...any)) {
+	if r.PerEvent == nil {
+		return
+	}
+	p("per event     cpu is user + system from /proc (10 ms ticks), µs per event; work = the process doing it (router, or bench+NATS: a baseline runs in the benchmark, beside the in-process NATS server); +NATS adds the benchmark process to the router's; db server = every database server process, whoever its client (the router's includes the benchmark's 100 ms COUNT(*) polls, which a baseline does not make)")
+	p("              %-10s %10s %20s %12s %12s %14s", "pipeline", "events/s", "work cpu", "+NATS cpu", "db server", "rows/write tx")
+	row := func(name string, c Cost) {
+		db := fmt.Sprintf("%.1f", c.DBCPUUs)
+		if c.DBInProcess {
+			db = "in work"
+		}
+		rows := "n/a"
+		if c.RowsPerTx > 0 {
+			rows = fmt.Sprintf("%.1f", c.RowsPerTx)
+		}
+		p("              %-10s %10.0f %20s %12.1f %12s %14s", name, c.EventsPerSec, fmt.Sprintf("%.1f (%s)", c.ProcessCPUUs, c.Process), c.WithNATSCPUUs, db, rows)
+	}
+	row("router", *r.PerEvent)
+	for _, b := range r.baselines() {
+		row(b.Variant, b.PerEvent)
+	}
+	orNA := func(v float64) string {
+		if v <= 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.3f", v)
+	}
+	for _, ra := range r.Ratios {
+		p("ratio         router / %s: events/s %s, +NATS cpu per event %s, db server cpu per event %s, rows per write tx %s",
+			ra.Baseline, orNA(ra.EventsPerSec), orNA(ra.WithNATSCPU), orNA(ra.DBCPU), orNA(ra.RowsPerTx))
+	}
 }
