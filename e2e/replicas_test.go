@@ -24,11 +24,12 @@ func TestServeReportsStreamWeakerThanCluster(t *testing.T) {
 	if _, err := js.CreateStream(t.Context(), broker.AuthServiceStreamConfig("USER_EVENTS")); err != nil {
 		t.Fatal(err)
 	}
-	env := testEnv(t, c.URLs(), storetest.URL(t, store.SQLite))
+	env, ingressURL := ingressEnv(t, c.URLs(), storetest.URL(t, store.SQLite))
 	admin := freeAddr(t)
 	env["ADMIN_ADDR"] = admin
 	p := startRouter(t, env)
-	waitForConsumer(t, js)
+	// The admin address listens from before the ingress answers.
+	waitForIngress(t, ingressURL)
 	routertest.Eventually(t, 20*time.Second, "the stream's redundancy in /status", func() bool {
 		return getStatus(t, admin).Stream != nil
 	})
