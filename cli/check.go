@@ -24,8 +24,10 @@ the router but are not its own), the database (it must exist, and its
 tables take an insert, rolled back) and the broker: NATS_URL, or the
 embedded server a running serve recorded in DATA_DIR/nats.addr (said so
 when reached), or else whether serve could start one on NATS_LISTEN; and
-what bounds the router's memory on the durable. Creates no file and no
-table. Exit 0 when all is well, 1 on a problem, 2 on a bad configuration.
+what bounds the router's memory on the durable; on a NATS cluster, the
+stream's replicas against the cluster's JetStream servers (a warning when
+fewer than it could hold). Creates no file and no table. Exit 0 when all
+is well (warnings included), 1 on a problem, 2 on a bad configuration.
 `
 
 // checkCommand is the deployment's pre-flight: it validates the
@@ -127,7 +129,10 @@ func openReadOnlyStore(ctx context.Context, cfg configs.Config) (*store.DB, erro
 }
 
 // checkBroker reports the broker, the stream and the durable, and what
-// bounds the router's memory on that durable (broker.MemoryBound).
+// bounds the router's memory on that durable (broker.MemoryBound). On a
+// cluster it says how many replicas the stream has against the cluster's
+// JetStream servers, and warns when fewer than it could (see
+// broker.Redundancy).
 func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writer) error {
 	target, err := findBroker(cfg)
 	if err != nil {
@@ -171,6 +176,16 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 	}
 	info := s.CachedInfo()
 	fmt.Fprintf(stdout, "nats: ok (%s), stream %s: %d messages, retention %v\n", redact.URL(nc.ConnectedUrl()), cfg.Stream, info.State.Msgs, info.Config.Retention)
+	// A weaker stream than the cluster could hold is a warning, not a
+	// problem: the router works on it, and no edit of the operator's lasts
+	// (the Auth Service sets Replicas: 1 on every start).
+	r := broker.RedundancyOf(ctx, nc, info, redundancyGather)
+	switch {
+	case r.Weaker():
+		fmt.Fprintln(stdout, "warning:", r)
+	case r.Cluster != "":
+		fmt.Fprintln(stdout, r)
+	}
 	maxMsg := broker.MaxMessageBytes(info.Config, nc.MaxPayload())
 	ci, err := broker.ReadConsumer(ctx, js, cfg.Stream, cfg.Durable)
 	if err != nil {
@@ -190,6 +205,10 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 	fmt.Fprintln(stdout, broker.MemoryBound(cfg, broker.LimitsOf(ci.Config, maxMsg)))
 	return nil
 }
+
+// redundancyGather is how long check waits for the servers of a cluster
+// to answer broker.CountJetStreamServers.
+const redundancyGather = 2 * time.Second
 
 // checkListen reports the embedded server serve would start when none runs
 // with this DATA_DIR: NATS_LISTEN must be free for it, and whatever answers

@@ -352,6 +352,26 @@ func addGauges(m *metrics.Metrics, db *store.DB, health *admin.Health, logger *s
 		durable(func(i *admin.DurableInfo) float64 { return float64(i.Pending) }), logger)
 	m.AddGauge("consumer_ack_pending_messages", "Messages delivered to the durable and not yet acknowledged (as of consumer_info_age_seconds ago).",
 		durable(func(i *admin.DurableInfo) float64 { return float64(i.AckPending) }), logger)
+	// The stream's redundancy, from its last read (every
+	// admin.DefaultRedundancyInterval): weaker than its cluster while
+	// stream_replicas < 3 <= stream_cluster_servers (broker.Redundancy).
+	redundancy := func(read func(*broker.Redundancy) (float64, bool)) metrics.GaugeSource {
+		return func(context.Context) (float64, error) {
+			r, _ := health.Redundancy()
+			if r == nil {
+				return 0, metrics.ErrNoValue
+			}
+			v, ok := read(r)
+			if !ok {
+				return 0, metrics.ErrNoValue
+			}
+			return v, nil
+		}
+	}
+	m.AddGauge("stream_replicas", fmt.Sprintf("Replicas of the stream in its configuration, as last read (every %v); the Auth Service sets 1 on every start.", admin.DefaultRedundancyInterval),
+		redundancy(func(r *broker.Redundancy) (float64, bool) { return float64(r.Replicas), true }), logger)
+	m.AddGauge("stream_cluster_servers", fmt.Sprintf("JetStream servers of the stream's cluster that answered the account's STATZ ping, as last read (every %v); 1 when the server is not clustered; absent when they cannot be counted.", admin.DefaultRedundancyInterval),
+		redundancy(func(r *broker.Redundancy) (float64, bool) { return float64(r.Servers), r.Servers > 0 }), logger)
 }
 
 func boolGauge(b bool) float64 {

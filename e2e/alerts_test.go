@@ -342,8 +342,9 @@ func exportedMetrics(t *testing.T) map[string]map[string]bool {
 		err := db.SQL.QueryRow(`SELECT COUNT(*) FROM user_identities`).Scan(&n)
 		return err == nil && n == 2
 	})
-	routertest.Eventually(t, 20*time.Second, "the durable described in /status", func() bool {
-		return getStatus(t, admin).Consumer.Info != nil
+	routertest.Eventually(t, 20*time.Second, "the durable and the stream described in /status", func() bool {
+		st := getStatus(t, admin)
+		return st.Consumer.Info != nil && st.Stream != nil
 	})
 
 	resp, err := http.Get("http://" + admin + "/metrics")

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/social/user-events-router/cli"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
@@ -177,5 +178,57 @@ func TestCheckSaysWhatBoundsMemory(t *testing.T) {
 		"(for the durable serve creates)")
 	if strings.Contains(out, "warning:") {
 		t.Errorf("check warned with only router variables set:\n%s", out)
+	}
+	// One server, not clustered: never weaker, nothing said of replicas.
+	if strings.Contains(out, "replica") {
+		t.Errorf("check spoke of replicas on a single server:\n%s", out)
+	}
+}
+
+// TestCheckWarnsOfStreamWeakerThanCluster: on a cluster of three JetStream
+// servers, check warns that the Auth Service's R1 stream stops when its
+// server goes, and why it keeps coming back (exit 0: a warning, the router
+// works on it); on the operator's R3 it only reports the replicas.
+func TestCheckWarnsOfStreamWeakerThanCluster(t *testing.T) {
+	t.Parallel()
+	c := routertest.StartCluster(t, 3)
+	dbURL := storetest.URL(t, store.SQLite)
+	openDB(t, dbURL)
+	env := map[string]string{"DATABASE_URL": dbURL, "NATS_URL": c.URLs(), "DATA_DIR": t.TempDir()}
+	check := func() string {
+		t.Helper()
+		var stdout, stderr syncBuffer
+		err := cli.Run(t.Context(), []string{"check"}, func(k string) string { return env[k] }, &stdout, &stderr)
+		if code := cli.ExitCode(err, &stderr); code != 0 {
+			t.Fatalf("check: exit %d (%v), want 0\n%s%s", code, err, stdout.String(), stderr.String())
+		}
+		return stdout.String()
+	}
+
+	// The stream as the Auth Service leaves it, on every start.
+	js := routertest.JetStream(t, c.URLs())
+	if _, err := js.CreateStream(t.Context(), broker.AuthServiceStreamConfig("USER_EVENTS")); err != nil {
+		t.Fatal(err)
+	}
+	out := check()
+	for _, want := range []string{
+		"warning: nats: stream USER_EVENTS has 1 replica on a cluster of 3 JetStream servers (" + c.Name + "): losing the server that holds it stops the stream until that server returns",
+		"the Auth Service's UpdateStream sets Replicas: 1 on every start",
+		"nats stream edit USER_EVENTS --replicas 3",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check on an R1 stream lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The operator's edit.
+	cfg := broker.AuthServiceStreamConfig("USER_EVENTS")
+	cfg.Replicas = 3
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	out = check()
+	if strings.Contains(out, "warning:") || !strings.Contains(out, "nats: stream USER_EVENTS has 3 replicas on a cluster of 3 JetStream servers") {
+		t.Errorf("check on an R3 stream: want the replicas and no warning:\n%s", out)
 	}
 }

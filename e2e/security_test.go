@@ -319,6 +319,13 @@ func TestSecurityUsersCannotOverreach(t *testing.T) {
 		cancel()
 	}
 
+	// The router counts the cluster's JetStream servers through the one
+	// subject of $SYS its account may ask (one server here, not
+	// clustered: it answers for itself).
+	if n, err := broker.CountJetStreamServers(t.Context(), b.conn(t, routerUser), "", 2*time.Second); n != 1 || err != nil {
+		t.Errorf("router: JetStream servers counted %d (%v), want 1", n, err)
+	}
+
 	denied := []struct {
 		user      string
 		subscribe bool
@@ -335,6 +342,7 @@ func TestSecurityUsersCannotOverreach(t *testing.T) {
 		{routerUser, false, "$JS.API.CONSUMER.DURABLE.CREATE.USER_EVENTS.social-backend-consumer"},
 		{routerUser, false, "$JS.API.STREAM.CREATE.OTHER"},
 		{routerUser, false, "$JS.ACK.OTHER.reader.1.1.1.1.0"},
+		{routerUser, false, "$SYS.REQ.SERVER.PING.STATZ"},
 		{routerUser, true, "user.events.>"},
 		{routerUser, true, "user.events.created"},
 		{routerUser, true, "router.deliver.other"},

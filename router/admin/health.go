@@ -33,6 +33,11 @@ const (
 	// DefaultCheckTimeout bounds one check, below a kubelet's usual probe
 	// timeout, so a slow backend shows as a failed check, not a hung one.
 	DefaultCheckTimeout = 2 * time.Second
+	// DefaultRedundancyInterval is how often the stream's replicas and the
+	// cluster's JetStream servers are read: they change when the Auth
+	// Service starts (it sets Replicas: 1) or an operator edits the stream,
+	// and counting the servers waits for each to answer.
+	DefaultRedundancyInterval = 30 * time.Second
 )
 
 // Health watches what the router depends on, from the background, and
@@ -65,6 +70,11 @@ type Health struct {
 	infoOKAt   time.Time
 	// watchStart is when the durable began to be watched (the router ran).
 	watchStart time.Time
+	// The last read of the stream's redundancy that worked, and what was
+	// last logged of it.
+	redundancy       *broker.Redundancy
+	redundancyAt     time.Time
+	redundancyLogged string
 
 	database, consumer, embedded tracked
 }
@@ -86,9 +96,10 @@ type HealthOptions struct {
 	// IngressAddr is where the HTTP fallback listens, for the report.
 	IngressAddr string
 	// Interval and Timeout default to DefaultCheckInterval and
-	// DefaultCheckTimeout.
-	Interval, Timeout time.Duration
-	Logger            *slog.Logger
+	// DefaultCheckTimeout; RedundancyInterval to
+	// DefaultRedundancyInterval.
+	Interval, Timeout, RedundancyInterval time.Duration
+	Logger                                *slog.Logger
 	// NowFunc is the clock (default time.Now).
 	NowFunc func() time.Time
 }
@@ -117,6 +128,9 @@ func NewHealth(o HealthOptions) (*Health, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultCheckTimeout
 	}
+	if o.RedundancyInterval <= 0 {
+		o.RedundancyInterval = DefaultRedundancyInterval
+	}
 	if o.NowFunc == nil {
 		o.NowFunc = time.Now
 	}
@@ -129,13 +143,18 @@ func NewHealth(o HealthOptions) (*Health, error) {
 }
 
 // Run checks until ctx ends: the database at once and then every
-// interval; the durable likewise, from when the router runs.
+// interval; the durable likewise, from when the router runs; the stream's
+// redundancy at once and then every redundancy interval.
 func (h *Health) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		h.every(ctx, h.probeDatabase)
+		h.every(ctx, h.o.Interval, h.probeDatabase)
+	}()
+	go func() {
+		defer wg.Done()
+		h.every(ctx, h.o.RedundancyInterval, h.readRedundancy)
 	}()
 	go func() {
 		defer wg.Done()
@@ -147,7 +166,7 @@ func (h *Health) Run(ctx context.Context) {
 			}
 		}
 		h.awaitBound(ctx)
-		h.every(ctx, h.readConsumer)
+		h.every(ctx, h.o.Interval, h.readConsumer)
 	}()
 	wg.Wait()
 }
@@ -156,8 +175,8 @@ func (h *Health) Run(ctx context.Context) {
 // bounded by the timeout. Runs never overlap: a check that outlives its
 // timeout (a driver that ignores its context) delays the next one, and
 // its result ageing shows it.
-func (h *Health) every(ctx context.Context, check func(context.Context)) {
-	t := time.NewTicker(h.o.Interval)
+func (h *Health) every(ctx context.Context, interval time.Duration, check func(context.Context)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
@@ -222,6 +241,52 @@ func (h *Health) readConsumer(ctx context.Context) {
 		h.info, h.infoOKAt = info, h.infoAt
 	}
 	h.observeConsumer(h.infoAt)
+}
+
+// readRedundancy reads the stream's replicas and counts its cluster's
+// JetStream servers (broker.StreamRedundancy; the count waits for the
+// servers' answers within the check's timeout). A failed read keeps the
+// last one. Logged once when the stream becomes weaker than its cluster,
+// when it no longer is, and when the servers cannot be counted.
+func (h *Health) readRedundancy(ctx context.Context) {
+	r, err := broker.StreamRedundancy(ctx, h.o.JetStream, h.o.Binding.Stream, h.o.Timeout)
+	if err != nil {
+		h.logger.Debug("stream redundancy not read", "stream", h.o.Binding.Stream, "error", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.redundancy, h.redundancyAt = &r, h.o.NowFunc()
+	state := "ok"
+	switch {
+	case r.Weaker():
+		state = "weaker"
+	case r.ServersErr != nil:
+		state = "unknown"
+	}
+	if state == h.redundancyLogged {
+		return
+	}
+	attrs := []any{"stream", r.Stream, "replicas", r.Replicas, "cluster", r.Cluster, "jetstream_servers", r.Servers}
+	switch state {
+	case "weaker":
+		h.logger.Warn("stream has fewer replicas than its cluster could hold", append(attrs, "detail", r.String())...)
+	case "unknown":
+		h.logger.Warn("cannot count the cluster's JetStream servers; logged again only once it changes", append(attrs, "error", r.ServersErr)...)
+	default:
+		if h.redundancyLogged != "" {
+			h.logger.Info("stream redundancy as wanted", attrs...)
+		}
+	}
+	h.redundancyLogged = state
+}
+
+// Redundancy is the stream's redundancy as last read, and when; nil
+// before the first read.
+func (h *Health) Redundancy() (*broker.Redundancy, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.redundancy, h.redundancyAt
 }
 
 // stale is how old the last check may be before it no longer counts:
@@ -340,6 +405,9 @@ type Status struct {
 	Ready    bool           `json:"ready"`
 	Database DatabaseStatus `json:"database"`
 	Consumer ConsumerStatus `json:"consumer"`
+	// Stream is the stream's replicas against its cluster; null before
+	// the first read.
+	Stream *StreamStatus `json:"stream"`
 	// EmbeddedNATS is the in-process broker; absent with NATS_URL.
 	EmbeddedNATS *EmbeddedNATSStatus `json:"embedded_nats,omitempty"`
 	Ingress      IngressStatus       `json:"ingress"`
@@ -387,6 +455,25 @@ type DurableInfo struct {
 	AgeSeconds  float64   `json:"age_seconds"`
 }
 
+// StreamStatus is the stream's redundancy (broker.Redundancy) as last
+// read, every DefaultRedundancyInterval.
+type StreamStatus struct {
+	Name     string `json:"name"`
+	Replicas int    `json:"replicas"`
+	// Cluster is the cluster holding the stream; absent when the server is
+	// not clustered.
+	Cluster string `json:"cluster,omitempty"`
+	// JetStreamServers is how many JetStream servers that cluster has (1
+	// when not clustered; 0 when they could not be counted).
+	JetStreamServers int `json:"jetstream_servers"`
+	// Weaker: fewer replicas than the cluster could hold (Reason says
+	// what to do).
+	Weaker bool `json:"weaker"`
+	// Reason is check's line when weaker, or why the servers are unknown.
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
 // EmbeddedNATSStatus is the in-process broker's part of Status.
 type EmbeddedNATSStatus struct {
 	ComponentStatus
@@ -422,6 +509,13 @@ func (h *Health) Status() Status {
 	}
 	if h.database.state == StateDown {
 		st.Ingress.Reason = "database not writable, so POST " + ingress.Path + " answers 503: " + h.database.reason
+	}
+	if r := h.redundancy; r != nil {
+		st.Stream = &StreamStatus{Name: r.Stream, Replicas: r.Replicas, Cluster: r.Cluster, JetStreamServers: r.Servers,
+			Weaker: r.Weaker(), At: h.redundancyAt.UTC()}
+		if r.Weaker() || r.ServersErr != nil {
+			st.Stream.Reason = r.String()
+		}
 	}
 	if h.o.Embedded != nil {
 		st.EmbeddedNATS = &EmbeddedNATSStatus{ComponentStatus: h.embedded.status(), URL: h.o.Embedded.ClientURL()}

@@ -259,3 +259,62 @@ func TestAdminStatus(t *testing.T) {
 		t.Errorf("/status without a StatusFunc = %d, want 404", r.code)
 	}
 }
+
+// TestHealthFollowsStreamRedundancy: on a cluster of three, Health sees
+// the Auth Service's R1 stream as weaker, the operator's R3 as not, and
+// the Auth Service's next start (UpdateStream, Replicas: 1) as weaker
+// again, logging each change once.
+func TestHealthFollowsStreamRedundancy(t *testing.T) {
+	t.Parallel()
+	c := routertest.StartCluster(t, 3)
+	js := routertest.JetStream(t, c.URLs())
+	cfg := broker.AuthServiceStreamConfig("USER_EVENTS")
+	if _, err := js.CreateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	logs := &routertest.LockedBuffer{}
+	h, err := admin.NewHealth(admin.HealthOptions{
+		DB: storetest.Open(t, store.SQLite), JetStream: js, Binding: broker.Binding{Stream: "USER_EVENTS", Durable: "social-backend-consumer"},
+		ConsumerConn: routertest.Conn(t, c.URLs()), Interval: 50 * time.Millisecond, RedundancyInterval: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		h.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		stop()
+		<-ran
+	})
+	await := func(what string, replicas int, weaker bool) {
+		t.Helper()
+		routertest.Eventually(t, 20*time.Second, what, func() bool {
+			st := h.Status().Stream
+			return st != nil && st.Replicas == replicas && st.JetStreamServers == 3 && st.Weaker == weaker
+		})
+	}
+	setReplicas := func(n int) {
+		t.Helper()
+		cfg.Replicas = n
+		if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+			t.Fatalf("update stream to R%d: %v", n, err)
+		}
+	}
+
+	await("the R1 stream reported weaker", 1, true)
+	setReplicas(3)
+	await("the R3 stream reported as wanted", 3, false)
+	setReplicas(1)
+	await("the stream scaled back reported weaker again", 1, true)
+	if n := logs.Count("stream has fewer replicas than its cluster could hold"); n != 2 {
+		t.Errorf("the weaker stream was logged %d times, want twice (once per change)\n%s", n, logs)
+	}
+	if n := logs.Count("stream redundancy as wanted"); n != 1 {
+		t.Errorf("the R3 stream was logged %d times, want once", n)
+	}
+}

@@ -32,7 +32,7 @@ func AuthServiceStreamConfig(name string) jetstream.StreamConfig {
 // EnsureStream creates the stream with the Auth Service's settings when it
 // does not exist, and never changes an existing one. It returns the
 // stream's settings as found, and logs a warning if they differ from what
-// the Auth Service expects.
+// the Auth Service expects (replicas aside).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, name string, logger *slog.Logger) (jetstream.StreamConfig, error) {
 	s, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -67,8 +67,9 @@ func streamDiff(want, got jetstream.StreamConfig) string {
 		return fmt.Sprintf("max age %v, expected %v", got.MaxAge, want.MaxAge)
 	case want.Duplicates != got.Duplicates:
 		return fmt.Sprintf("duplicate window %v, expected %v", got.Duplicates, want.Duplicates)
-	case want.Replicas != got.Replicas:
-		return fmt.Sprintf("replicas %d, expected %d", got.Replicas, want.Replicas)
 	}
+	// Replicas are left out: the Auth Service does not give up over them
+	// (its UpdateStream scales the stream back to one), and more than one
+	// is what a cluster should hold (see StreamRedundancy).
 	return ""
 }
