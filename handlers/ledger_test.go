@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"encoding/json"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -258,5 +260,46 @@ func TestLedgerHoldsALateRegistration(t *testing.T) {
 	}
 	if v := l.Decide(held(step{c, 13, "reg2", n, 3, ""})); v.Why != VerdictNew || l.Generation != 2 || l.Deleted {
 		t.Fatalf("registration in the second of the deletion, again: %+v, generation %d, deleted %v; want a new registration", v, l.Generation, l.Deleted)
+	}
+}
+
+// TestLedgerBytesIsJSON: the hand-written encoding is encoding/json's, byte
+// for byte, so stored ledgers read the same either way.
+func TestLedgerBytesIsJSON(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	at := func() time.Time {
+		if rng.IntN(4) == 0 {
+			return time.Time{}
+		}
+		return t0.Add(time.Duration(rng.Int64N(int64(1000 * time.Hour)))).In(time.FixedZone("", rng.IntN(3)*3600))
+	}
+	paths := []string{PathNATS, PathHTTP, "", "x\"y", "ü"}
+	for i := range 2000 {
+		l := Ledger{Generation: rng.IntN(3), Created: rng.IntN(2) == 0, Deleted: rng.IntN(2) == 0,
+			Sequence: rng.Uint64N(3) * rng.Uint64(), Newest: at(), First: at()}
+		for range rng.IntN(4) {
+			p := paths[rng.IntN(2)]
+			if rng.IntN(50) == 0 {
+				p = paths[rng.IntN(len(paths))]
+			}
+			l.Recent = append(l.Recent, Arrival{Hash: rng.Uint64(), Path: p, StreamSeq: rng.Uint64N(2) * rng.Uint64N(1<<40)})
+		}
+		want, err := json.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := l.Bytes(); string(got) != string(want) {
+			t.Fatalf("ledger %d: Bytes()\n%s\nencoding/json\n%s", i, got, want)
+		}
+	}
+}
+
+func BenchmarkLedgerBytes(b *testing.B) {
+	l := Ledger{Generation: 1, Created: true, Sequence: 7, Newest: t0, First: t0.Add(-time.Hour),
+		Recent: []Arrival{{Hash: 1 << 60, Path: PathNATS, StreamSeq: 123456}, {Hash: 42, Path: PathHTTP}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.Bytes()
 	}
 }
