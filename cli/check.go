@@ -193,15 +193,17 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 		if kerr != nil {
 			return fmt.Errorf("consumer %s: absent, and serve cannot create it: %w", cfg.Durable, kerr)
 		}
-		fmt.Fprintf(stdout, "consumer %s: absent (serve creates a %s durable): %v\n", cfg.Durable, kind, err)
+		fmt.Fprintf(stdout, "consumer %s: absent (serve creates it): %v\n", cfg.Durable, err)
+		fmt.Fprintf(stdout, "consumer %s: serve would create a %s durable (NATS_CONSUMER=%s)\n", cfg.Durable, kind, cfg.Consumer)
 		if warning != "" {
 			fmt.Fprintf(stdout, "warning: %s\n", warning)
 		}
 		fmt.Fprintf(stdout, "%s (for the durable serve creates)\n", broker.MemoryBound(cfg, broker.LimitsOf(broker.ConfigFor(cfg, kind), maxMsg)))
 		return nil
 	}
-	fmt.Fprintf(stdout, "consumer %s: %s, pending %d, ack pending %d, max deliver %d, max ack pending %d, ack wait %v\n",
-		cfg.Durable, consumerKindOf(ci), ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.AckWait)
+	fmt.Fprintf(stdout, "consumer %s: pending %d, ack pending %d, max deliver %d, max ack pending %d, ack wait %v\n",
+		cfg.Durable, ci.NumPending, ci.NumAckPending, ci.Config.MaxDeliver, ci.Config.MaxAckPending, ci.Config.AckWait)
+	fmt.Fprintf(stdout, "consumer %s: %s\n", cfg.Durable, consumerKindOf(ci))
 	fmt.Fprintln(stdout, broker.MemoryBound(cfg, broker.LimitsOf(ci.Config, maxMsg)))
 	return nil
 }

@@ -289,6 +289,9 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 			if want := "stream USER_EVENTS: 0 messages, retention WorkQueue"; !strings.Contains(stdout.String(), want) {
 				t.Errorf("check printed %q, want it to contain %q", stdout.String(), want)
 			}
+			if want := "consumer social-backend-consumer: pinned pull (priority groups [router]"; tt.wantDeliverPrefix == "" && !strings.Contains(stdout.String(), want) {
+				t.Errorf("check printed %q, want it to contain %q", stdout.String(), want)
+			}
 
 			p.stop(t)
 			if logs := strings.ToLower(p.logs.String()); strings.Contains(logs, "permissions violation") {
