@@ -90,6 +90,8 @@ func (s *Subscriber) newlyPinned(jm jetstream.Msg) bool {
 		return false
 	}
 	pin := h.Get(pinIDHeader)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if pin == "" || pin == s.pin {
 		return false
 	}
@@ -157,7 +159,10 @@ func (s *Subscriber) takeOver(seq uint64) {
 // standby at once instead of after the pin's TTL. Called by Close once
 // everything in flight is settled.
 func (s *Subscriber) unpin() {
-	if !s.binding.Pinned || s.pin == "" || !s.nc.IsConnected() {
+	s.mu.Lock()
+	pin := s.pin
+	s.mu.Unlock()
+	if !s.binding.Pinned || pin == "" || !s.nc.IsConnected() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -167,7 +172,7 @@ func (s *Subscriber) unpin() {
 		return
 	}
 	for _, g := range info.PriorityGroups {
-		if g.Group != s.binding.Group || g.PinnedClientID != s.pin {
+		if g.Group != s.binding.Group || g.PinnedClientID != pin {
 			continue
 		}
 		stream, err := s.js.Stream(ctx, s.binding.Stream)

@@ -80,7 +80,7 @@ type Subscriber struct {
 	seq      *sequencer
 	budget   *budget
 	consume  jetstream.ConsumeContext // nil until subscribed
-	pin      string                   // the pin id of the messages last received (see newlyPinned)
+	pin      string                   // the pin id of the messages last received (see newlyPinned); under mu
 	api      string                   // what consume is: apiJetStream or apiLegacy
 	out      chan *message.Message
 	closing  chan struct{}
