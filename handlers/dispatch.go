@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -254,7 +253,7 @@ func pathOf(ingress string, streamSeq uint64) string {
 
 // commandMessage is the commands-table row of cmd.
 func commandMessage(cmd schema.Command) (*message.Message, error) {
-	payload, err := json.Marshal(cmd)
+	payload, err := schema.MarshalCommand(cmd)
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("encode command: %w", err))
 	}
