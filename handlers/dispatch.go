@@ -225,7 +225,7 @@ func (d *Dispatcher) prepare(msg *message.Message) (prepared, error) {
 			DeliveryAttempt: attempt,
 			CorrelationID:   corr,
 		}),
-		arrival: Arrival{Kind: action.Kind, At: ev.Timestamp, Hash: ContentHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq,
+		arrival: Arrival{Kind: action.Kind, At: ev.Timestamp, Hash: ContentHash(ev), Ident: IdentityHash(ev), Path: pathOf(ingress, seq), StreamSeq: seq,
 			MayHold: d.mayHold(ingress, attempt, seq)},
 	}, nil
 }

@@ -48,11 +48,15 @@ type Ledger struct {
 	Sequence uint64 `json:"s,omitempty"`
 	// Newest is the newest occurred_at of a command written for the user.
 	Newest time.Time `json:"t,omitzero"`
-	// First is the oldest timestamp of any event seen for Generation,
-	// carried or not (zero: unknown, in a ledger stored before it was kept).
-	// Every try of a registration is stamped before the registration's
-	// other events, so a created stamped after First is not one of them.
+	// First is the oldest timestamp of an update or a deletion seen for
+	// Generation, carried or not (zero: none seen). Every try of a
+	// registration is stamped before the registration's other events, so a
+	// created stamped after First is not one of them.
 	First time.Time `json:"f,omitzero"`
+	// Reg is the identity hash (IdentityHash) of the first registration
+	// seen for Generation, carried or not (zero: none seen). Tries of one
+	// registration carry one identity; a new registration, another.
+	Reg uint64 `json:"k,omitempty"`
 	// Recent holds the arrivals carried at exactly Newest (bounded by
 	// maxRecent), for telling copies and redeliveries within one second.
 	Recent []Arrival `json:"r,omitempty"`
@@ -75,6 +79,9 @@ type Arrival struct {
 	At   time.Time   `json:"-"`
 	// Hash is the hash of the event's canonical content (ContentHash).
 	Hash uint64 `json:"h"`
+	// Ident is the hash of the event's identity without its timestamp
+	// (IdentityHash): the same for every try of one registration.
+	Ident uint64 `json:"-"`
 	// Path is PathNATS or PathHTTP. A replay counts as the path its entry
 	// first came by.
 	Path string `json:"p"`
@@ -182,6 +189,10 @@ func (l Ledger) Bytes() []byte {
 		field(t.name)
 		b = append(b, j...)
 	}
+	if l.Reg != 0 {
+		field("k")
+		b = strconv.AppendUint(b, l.Reg, 10)
+	}
 	if len(l.Recent) > 0 {
 		field("r")
 		b = append(b, '[')
@@ -220,8 +231,17 @@ func plainPath(p string) bool {
 func (l *Ledger) Decide(a Arrival) Verdict {
 	gen := l.Generation
 	v := l.decide(a)
-	if l.Generation == gen && !l.First.IsZero() && a.At.Before(l.First) {
-		l.First = a.At
+	if l.Generation == gen && gen > 0 && v.Why != VerdictHold {
+		// What was seen of this registration, carried or not (a held
+		// arrival is not decided yet: it comes again).
+		switch {
+		case a.Kind == schema.KindRegistration:
+			if l.Reg == 0 && a.Ident != 0 && !l.legacy() {
+				l.Reg = a.Ident
+			}
+		case !l.legacy() && (l.First.IsZero() || a.At.Before(l.First)):
+			l.First = a.At
+		}
 	}
 	return v
 }
@@ -243,15 +263,15 @@ func (l *Ledger) decide(a Arrival) Verdict {
 			// Published before the deletion that was carried first (a
 			// redelivery after a crash): that registration's copy.
 			return Verdict{Why: VerdictStale}
-		case l.Deleted && atNewest && !l.Created && l.First.Equal(l.Newest):
-			// Deleted in this very second, its registration never came, and
-			// nothing of it was seen before this second: this is that
-			// registration, late. (With the registration carried, or with an
-			// event of it seen earlier, which its tries all precede, a
-			// created in the second of the deletion is taken as a new
-			// registration, as DESIGN §3 decides.) Unless it can wait: a
-			// crashed process may still hold that registration's own
-			// created, and once it is back (older), this one is new.
+		case l.Deleted && atNewest && !l.Created && l.lateTry(a):
+			// Deleted in this very second and its registration never
+			// carried: this is a try of that registration, late.
+			return Verdict{Why: VerdictStale}
+		case l.Deleted && atNewest && !l.Created && l.unknownRegistration():
+			// Nothing of the deleted registration seen but its deletion:
+			// its own created may still be held by a crashed process, and
+			// once it is back this one is decided against it. If it cannot
+			// wait, it is taken for that registration, late.
 			if a.MayHold {
 				return Verdict{Why: VerdictHold}
 			}
@@ -308,12 +328,43 @@ func (l *Ledger) decide(a Arrival) Verdict {
 	}
 }
 
+// legacy: a ledger stored before First and Reg were kept (nothing says
+// what was seen of its registration).
+func (l *Ledger) legacy() bool { return l.Generation > 0 && l.First.IsZero() && l.Reg == 0 }
+
+// lateTry reports whether a registration arriving in the second of the
+// carried deletion of a registration whose created was never carried is a
+// try of that registration: when nothing else of it is known (a ledger
+// stored before this was kept), or when a registration of it was seen
+// with the same identity and no update or deletion of it before this
+// second (its tries all precede those).
+func (l *Ledger) lateTry(a Arrival) bool {
+	if l.legacy() {
+		return true
+	}
+	if !l.First.IsZero() && l.First.Before(l.Newest) {
+		return false
+	}
+	return l.Reg != 0 && l.Reg == a.Ident
+}
+
+// unknownRegistration: of the deleted registration nothing was seen
+// before its deletion's second, and no created of it at all.
+func (l *Ledger) unknownRegistration() bool {
+	return l.Reg == 0 && (l.First.IsZero() || !l.First.Before(l.Newest))
+}
+
 // open starts a new registration with a.
 func (l *Ledger) open(a Arrival) Verdict {
 	l.Generation++
 	l.Created = a.Kind == schema.KindRegistration
 	l.Deleted = false
-	l.First = a.At
+	l.First, l.Reg = time.Time{}, 0
+	if a.Kind == schema.KindRegistration {
+		l.Reg = a.Ident
+	} else {
+		l.First = a.At
+	}
 	return l.write(a)
 }
 
@@ -389,4 +440,16 @@ func ContentHash(ev schema.UserEvent) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write(canonical(ev))
 	return h.Sum64()
+}
+
+// IdentityHash hashes what a registration's tries have in common: the
+// identity and profile defaults, without the timestamp each try renews
+// (never 0).
+func IdentityHash(ev schema.UserEvent) uint64 {
+	h := fnv.New64a()
+	for _, f := range [...]string{ev.ID, ev.Email, ev.Username, ev.DisplayName, ev.Avatar} {
+		_, _ = h.Write([]byte(f))
+		_, _ = h.Write([]byte{0})
+	}
+	return max(h.Sum64(), 1)
 }

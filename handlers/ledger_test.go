@@ -26,8 +26,12 @@ func (s step) arrival() Arrival {
 	for _, c := range s.action + "|" + s.body + "|" + time.Duration(s.at).String() {
 		h = (h ^ uint64(c)) * 0x100000001b3
 	}
+	ident := uint64(0xcbf29ce484222325)
+	for _, c := range s.body {
+		ident = (ident ^ uint64(c)) * 0x100000001b3
+	}
 	a, _ := schema.LookupAction(s.action)
-	return Arrival{Kind: a.Kind, At: t0.Add(time.Duration(s.at) * time.Second), Hash: h, Path: s.path, StreamSeq: s.seq}
+	return Arrival{Kind: a.Kind, At: t0.Add(time.Duration(s.at) * time.Second), Hash: h, Ident: ident, Path: s.path, StreamSeq: s.seq}
 }
 
 const (
@@ -115,6 +119,12 @@ func TestLedgerDecides(t *testing.T) {
 			{d, 26, "del", n, 3, VerdictNew},
 			{c, 26, "reg2", w, 0, VerdictNew},
 		}, 2, 3, false},
+		{"registration tried three times, deleted in the second of the third try, the tries late", []step{
+			{d, 13, "del", n, 4, VerdictNew},   // a crash held the tries (seq 1-3)
+			{c, 0, "reg", n, 1, VerdictStale},  // try 1's copy, back
+			{c, 13, "reg", w, 0, VerdictStale}, // try 3 (the same identity): late, not a new registration
+			{c, 6, "reg", n, 2, VerdictStale},
+		}, 1, 1, true},
 		{"re-registration after a deletion", []step{
 			{c, 0, "reg", n, 1, VerdictNew},
 			{d, 5, "del", n, 2, VerdictNew},
@@ -277,7 +287,7 @@ func TestLedgerBytesIsJSON(t *testing.T) {
 	paths := []string{PathNATS, PathHTTP, "", "x\"y", "ü"}
 	for i := range 2000 {
 		l := Ledger{Generation: rng.IntN(3), Created: rng.IntN(2) == 0, Deleted: rng.IntN(2) == 0,
-			Sequence: rng.Uint64N(3) * rng.Uint64(), Newest: at(), First: at()}
+			Sequence: rng.Uint64N(3) * rng.Uint64(), Newest: at(), First: at(), Reg: rng.Uint64N(2) * rng.Uint64()}
 		for range rng.IntN(4) {
 			p := paths[rng.IntN(2)]
 			if rng.IntN(50) == 0 {
