@@ -153,7 +153,12 @@ func createConsumer(ctx context.Context, js jetstream.JetStream, cfg configs.Con
 			info = c.CachedInfo()
 			if info.Config.PriorityPolicy != jetstream.PriorityPolicyPinned {
 				// The server dropped the settings it does not know (a
-				// cluster's leader older than the server we talk to).
+				// cluster's leader older than the server we talk to). Not
+				// left behind: the next start would find a plain pull
+				// durable and run every replica on it.
+				if derr := js.DeleteConsumer(ctx, cfg.Stream, cfg.Durable); derr != nil {
+					logger.Error("could not delete the durable created without the pinned-client policy: delete it before starting more than one replica", "durable", cfg.Durable, "error", derr)
+				}
 				return nil, false, fmt.Errorf("consumer %s on stream %s: created without the pinned-client policy (the stream's server is older than 2.11?): delete it, and set NATS_CONSUMER=push or upgrade", cfg.Durable, cfg.Stream)
 			}
 		}
@@ -264,6 +269,10 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg configs.Con
 		Group:      group,
 		Pinned:     pull && cc.PriorityPolicy == jetstream.PriorityPolicyPinned,
 		PinnedTTL:  cc.PinnedTTL,
+	}
+	if cfg.Consumer == configs.ConsumerPinned && !b.Pinned {
+		logger.Warn("NATS_CONSUMER=pinned, but the durable exists and is not a pinned pull consumer: it is used as found, and replicas do not keep per-user order on it (see README, \"Moving from the push durable\")",
+			"durable", cfg.Durable, "kind", b.Kind())
 	}
 	if pull && !b.Pinned {
 		logger.Warn("the durable is a pull consumer without the pinned-client policy: replicas pulling it share one user's events, so per-user order holds within one replica only",

@@ -142,6 +142,33 @@ func (q *sequencer) arrive(f *flight, now time.Time) (verdict, time.Duration) {
 	return handOut, 0
 }
 
+// forget drops the expected (outstanding) message seq of user key: it was
+// acked elsewhere, or is overdue.
+func (q *sequencer) forget(key string, seq uint64, now time.Time) {
+	l := q.lanes[key]
+	if l == nil {
+		return
+	}
+	delete(l.outstanding, seq)
+	if !l.active && len(l.waiting) == 0 && len(l.outstanding) == 0 {
+		delete(q.lanes, key)
+	}
+}
+
+// extend moves the due time of the expected message seq of user key to
+// due, and reports whether it is still expected (it has not come back).
+func (q *sequencer) extend(key string, seq uint64, due, now time.Time) bool {
+	l := q.lanes[key]
+	if l == nil {
+		return false
+	}
+	if _, ok := l.outstanding[seq]; !ok {
+		return false
+	}
+	l.outstanding[seq] = due
+	return true
+}
+
 // expect records that the message seq of user key is held elsewhere (by
 // the process this one took a pinned durable over from) and comes back by
 // due: until it is back, the user's later messages are held back behind

@@ -46,10 +46,6 @@ func pullExpiry(ttl time.Duration) time.Duration {
 	return min(max(ttl/3, time.Second), 30*time.Second)
 }
 
-// maxTakeoverScan bounds the stream sequences a takeover reads: enough for
-// the durable's max ack pending many times over.
-const maxTakeoverScan = 20000
-
 // consumePull consumes the pull durable of s.binding: in its priority
 // group, if it has one, asking for no more bytes at a time than the budget.
 func (s *Subscriber) consumePull(ctx context.Context, topic string) (jetstream.ConsumeContext, error) {
@@ -100,12 +96,19 @@ func (s *Subscriber) newlyPinned(jm jetstream.Msg) bool {
 }
 
 // takeOver tells the sequencer to expect back what the durable has
-// delivered before seq and not had acked: messages the previous pinned
-// client held (see the top of this file). Reading the stream happens
-// before s.mu is taken.
+// delivered and not had acked, but for what this process holds itself:
+// messages the previous pinned client held (see the top of this file).
+// The range read is from the ack floor to the last delivered message (not
+// to seq: the first message a new pinned client gets may be a redelivery,
+// which the server hands out before new ones). Each read jumps to the
+// next message still in the stream, so it costs one request per message
+// held, not per sequence. Reading the stream happens before s.mu is taken;
+// what is expected is then re-read every second (recheck), so that a
+// message the previous client acked after all (it was alive, only slow)
+// stops holding its user back.
 func (s *Subscriber) takeOver(seq uint64) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), takeoverTimeout(s.binding.PinnedTTL))
 	defer cancel()
 	info, err := broker.ConsumerInfo(ctx, s.js, s.binding)
 	if err != nil {
@@ -117,42 +120,135 @@ func (s *Subscriber) takeOver(seq uint64) {
 		s.logger.Warn("pinned: cannot read the stream; per-user order is not kept for what the previous pinned client held", "stream", s.binding.Stream, "error", err)
 		return
 	}
-	from, to := info.AckFloor.Stream+1, seq
-	truncated := false
-	if to > from && to-from > maxTakeoverScan {
-		from, truncated = to-maxTakeoverScan, true
+	filter := info.Config.FilterSubject
+	if filter == "" {
+		filter = ">"
 	}
-	type expected struct {
-		key string
-		seq uint64
-	}
+	from, to := info.AckFloor.Stream+1, max(seq, info.Delivered.Stream+1)
 	var found []expected
-	for q := from; q < to; q++ {
-		m, err := stream.GetMsg(ctx, q)
+	truncated := false
+	for q := from; q < to; {
+		if len(found) == maxTakeoverMessages {
+			truncated = true
+			break
+		}
+		m, err := stream.GetMsg(ctx, q, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // acked, and gone
+			break // nothing left from q on
 		}
 		if err != nil {
 			s.logger.Warn("pinned: cannot read the stream; per-user order is not kept for the rest of what the previous pinned client held", "stream_seq", q, "error", err)
 			break
 		}
-		if key := orderKey(m.Data); key != "" {
-			found = append(found, expected{key, q})
+		if m.Sequence >= to {
+			break
 		}
+		if key := orderKey(m.Data); key != "" && m.Sequence != seq {
+			found = append(found, expected{key: key, seq: m.Sequence})
+		}
+		q = m.Sequence + 1
 	}
 	now := time.Now()
-	due := now.Add(s.binding.AckWait)
+	deadline := now.Add(s.binding.AckWait)
 	s.mu.Lock()
-	expecting := 0
+	var expecting []expected
 	for _, e := range found {
-		if s.seq.expect(e.key, e.seq, due, now) {
-			expecting++
+		if p := s.budget.parked; p != nil && p.seq == e.seq {
+			continue
+		}
+		if s.seq.expect(e.key, e.seq, s.expectedDue(now, deadline), now) {
+			e.deadline = deadline
+			expecting = append(expecting, e)
 		}
 	}
 	s.mu.Unlock()
 	s.logger.Info("pinned: this process now holds the durable; the events of users with a message still held elsewhere wait for it",
-		"durable", s.binding.Durable, "first_stream_seq", seq, "ack_floor", info.AckFloor.Stream,
-		"expected_back", expecting, "scan_truncated", truncated, "took", time.Since(start).Round(time.Millisecond))
+		"durable", s.binding.Durable, "first_stream_seq", seq, "ack_floor", info.AckFloor.Stream, "delivered", info.Delivered.Stream,
+		"expected_back", len(expecting), "scan_truncated", truncated, "took", time.Since(start).Round(time.Millisecond))
+	if len(expecting) > 0 {
+		go s.recheck(stream, expecting)
+	}
+}
+
+// expected is a message a takeover expects back, until deadline.
+type expected struct {
+	key      string
+	seq      uint64
+	deadline time.Time
+}
+
+// expectedDue is when an expected message is due back, which decides how
+// long its user's later events are held back at a time: one recheck on a
+// durable that redelivers without limit; on one with a max deliver, where
+// each trip spends a delivery, the whole deadline at once.
+func (s *Subscriber) expectedDue(now, deadline time.Time) time.Time {
+	if s.binding.MaxDeliver > 0 {
+		return deadline
+	}
+	if due := now.Add(recheckEvery); due.Before(deadline) {
+		return due
+	}
+	return deadline
+}
+
+// recheckEvery is how often a takeover's expected messages are re-read,
+// and so how long a user's events are held back at a time behind one.
+const recheckEvery = time.Second
+
+// maxTakeoverMessages bounds what one takeover expects back: many times a
+// durable's max ack pending.
+const maxTakeoverMessages = 20000
+
+// takeoverTimeout bounds a takeover's reading of the stream, which runs in
+// the NATS callback (no pull meanwhile): well under the pin's TTL, so the
+// new pinned client does not lose its pin reading.
+func takeoverTimeout(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 10 * time.Second
+	}
+	return min(max(ttl/3, time.Second), 10*time.Second)
+}
+
+// recheck re-reads each expected message every recheckEvery: while it is
+// still in the stream (unacked) and its deadline not past, its user stays
+// held back behind it for another recheckEvery; once it is gone (acked by
+// the client that held it) or overdue, it is forgotten. One that comes
+// back to this process is forgotten by the sequencer as it arrives.
+func (s *Subscriber) recheck(stream jetstream.Stream, waiting []expected) {
+	t := time.NewTicker(recheckEvery / 2)
+	defer t.Stop()
+	for len(waiting) > 0 {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var keep, gone []expected
+		for _, e := range waiting {
+			ctx, cancel := context.WithTimeout(context.Background(), recheckEvery)
+			_, err := stream.GetMsg(ctx, e.seq)
+			cancel()
+			switch {
+			case errors.Is(err, jetstream.ErrMsgNotFound), now.After(e.deadline):
+				gone = append(gone, e)
+			default: // still there, or the broker cannot tell: keep waiting
+				keep = append(keep, e)
+			}
+		}
+		s.mu.Lock()
+		for _, e := range gone {
+			s.seq.forget(e.key, e.seq, now)
+		}
+		var still []expected
+		for _, e := range keep {
+			if s.seq.extend(e.key, e.seq, s.expectedDue(now, e.deadline), now) {
+				still = append(still, e)
+			}
+		}
+		s.mu.Unlock()
+		waiting = still
+	}
 }
 
 // unpin, when this process is the pinned client, lets the server pin a

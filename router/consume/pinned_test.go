@@ -2,7 +2,9 @@ package consume_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +27,9 @@ type failover struct {
 	blocked   chan struct{}    // closed when a router holds the stuck event
 	stuck     string           // the user whose first event the active router hangs on
 	hungBy    string           // the router that hangs on it
+	// slowNotDead: the router that hangs is only slow; when let go, it
+	// commits the event.
+	slowNotDead bool
 }
 
 func newFailover(t *testing.T, pinnedTTL time.Duration) *failover {
@@ -67,7 +72,12 @@ func (fo *failover) handler(name string, hang <-chan struct{}) message.NoPublish
 			if first {
 				close(fo.blocked)
 				<-hang
-				return fmt.Errorf("the process died")
+				fo.mu.Lock()
+				slow := fo.slowNotDead
+				fo.mu.Unlock()
+				if !slow {
+					return fmt.Errorf("the process died")
+				}
 			}
 		}
 		fo.mu.Lock()
@@ -173,4 +183,147 @@ func TestPinnedDurableHandsOverOnClose(t *testing.T) {
 		t.Errorf("the standby took over %v after the active router closed: not before the pin's TTL (%v)", took, fo.f.binding.PinnedTTL)
 	}
 	t.Logf("handed over %v after close", took.Round(10*time.Millisecond))
+}
+
+// TestPinnedTakeoverWhenTheFirstMessageIsARedelivery: the server hands a
+// new pinned client redeliveries first, so its first message may be older
+// than what the old one still held; the takeover still finds all of it.
+func TestPinnedTakeoverWhenTheFirstMessageIsARedelivery(t *testing.T) {
+	fo := newFailover(t, 3*time.Second)
+	fo.stuck = "user-stuck"
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	var mu sync.Mutex
+	active, failed := "", 0
+	wrap := func(name string) message.NoPublishHandlerFunc {
+		inner := fo.handler(name, hang)
+		return func(msg *message.Message) error {
+			mu.Lock()
+			fail := strings.Contains(string(msg.Payload), "user-nak") && active == name
+			if fail {
+				failed++
+			}
+			mu.Unlock()
+			if fail {
+				return errors.New("transient failure on the active router")
+			}
+			return inner(msg)
+		}
+	}
+	conns := map[string]*nats.Conn{"a": routertest.Conn(t, fo.f.url), "b": routertest.Conn(t, fo.f.url)}
+	ra, _ := fo.f.startOn(t, conns["a"], wrap("a"))
+	rb, _ := fo.f.startOn(t, conns["b"], wrap("b"))
+	t.Cleanup(func() { _ = ra.Close(); _ = rb.Close() })
+	for i := range 5 {
+		fo.publish(t, fmt.Sprintf("user-%d", i), 0)
+	}
+	routertest.Eventually(t, 10*time.Second, "the first events handled", func() bool { return fo.count("a")+fo.count("b") == 5 })
+	mu.Lock()
+	active = "a"
+	if fo.count("b") > 0 {
+		active = "b"
+	}
+	act := active
+	mu.Unlock()
+	// One event fails on the active router and is handed back with a
+	// delay, again and again; then it hangs on the stuck user's event.
+	fo.publish(t, "user-nak", 0)
+	routertest.Eventually(t, 10*time.Second, "the failing event tried", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed > 0
+	})
+	fo.publish(t, fo.stuck, 0)
+	select {
+	case <-fo.blocked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the active router never got the stuck user's event")
+	}
+	conns[act].Close()
+	fo.publish(t, fo.stuck, 1)
+	fo.publish(t, fo.stuck, 2)
+	routertest.Eventually(t, 30*time.Second, "every event handled", func() bool {
+		fo.mu.Lock()
+		defer fo.mu.Unlock()
+		return len(fo.committed[fo.stuck]) == 3 && len(fo.committed["user-nak"]) == 1
+	})
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	if got := fmt.Sprint(fo.committed[fo.stuck]); got != "[0 1 2]" {
+		t.Errorf("the stuck user's events committed in order %v, want stream order [0 1 2]", got)
+	}
+}
+
+// TestPinnedTakeoverForgetsWhatTheOldClientAcks: an active router that is
+// only slow (its commit takes longer than the pin's TTL, so it stops
+// pulling) loses the pin while it still holds a user's events; the new
+// pinned router holds that user's later event back, and lets it go soon
+// after the old one acks them — not an ack wait later.
+func TestPinnedTakeoverForgetsWhatTheOldClientAcks(t *testing.T) {
+	cfg := configs.Defaults()
+	cfg.AckWait = time.Minute
+	cfg.PinnedTTL = 3 * time.Second
+	cfg.HandlerTimeout, cfg.RetryMax = 30*time.Second, 0
+	cfg.MaxInFlight = 1 // a held message fills the router: it stops pulling
+	cfg.NakDelay, cfg.NakDelayMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.CloseTimeout = 5 * time.Second
+	fo := &failover{f: newRouterFixture(t, cfg, pinnedAPI), handledBy: map[string][]int{}, committed: map[string][]int{}, blocked: make(chan struct{})}
+	fo.stuck = "user-slow"
+	release := make(chan struct{})
+	var releasedAt time.Time
+	ra, stopA := fo.f.start(t, fo.handler("a", release))
+	_ = ra
+	fo.publish(t, "user-0", 0)
+	routertest.Eventually(t, 10*time.Second, "the first router pinned", func() bool { return fo.count("a") == 1 })
+	pinA := pinnedClient(t, fo.f)
+	rb, stopB := fo.f.start(t, fo.handler("b", release))
+	_ = rb
+	fo.publish(t, fo.stuck, 0) // a's commit of it hangs
+	select {
+	case <-fo.blocked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first router never got the slow user's event")
+	}
+	fo.publish(t, fo.stuck, 1) // waits in a's client, behind its one slot
+	// a pulls no more; after the TTL b is pinned, and gets the next one.
+	routertest.Eventually(t, 20*time.Second, "the first router unpinned", func() bool { return pinnedClient(t, fo.f) != pinA })
+	fo.publish(t, fo.stuck, 2)
+	routertest.Eventually(t, 10*time.Second, "the second router to take over, expecting the first one's two events back", func() bool {
+		return strings.Contains(fo.f.logs.String(), "expected_back=2")
+	})
+	// a finishes its commit after all, and acks.
+	fo.mu.Lock()
+	fo.slowNotDead = true
+	fo.mu.Unlock()
+	releasedAt = time.Now()
+	close(release)
+	routertest.Eventually(t, 60*time.Second, "the slow user's events handled", func() bool {
+		fo.mu.Lock()
+		defer fo.mu.Unlock()
+		return len(fo.committed[fo.stuck]) == 3
+	})
+	took := time.Since(releasedAt)
+	fo.f.drained(t)
+	stopB()
+	stopA()
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	if got := fmt.Sprint(fo.committed[fo.stuck]); got != "[0 1 2]" {
+		t.Errorf("the slow user's events committed in order %v, want stream order [0 1 2]", got)
+	}
+	if took > cfg.AckWait/3 {
+		t.Errorf("the slow user's last event committed %v after the first router let go; the takeover held it for an ack wait (%v)", took, cfg.AckWait)
+	}
+	if fmt.Sprint(fo.handledBy["b"]) != "[2]" {
+		t.Errorf("the second router committed %v, want the slow user's last event", fo.handledBy["b"])
+	}
+	t.Logf("committed %v after the first router let go", took.Round(10*time.Millisecond))
+}
+
+// pinnedClient is the pin id the durable's priority group holds now.
+func pinnedClient(t *testing.T, f *routerFixture) string {
+	for _, g := range routertest.ConsumerInfo(t, f.js, f.cfg.Stream, f.cfg.Durable).PriorityGroups {
+		return g.PinnedClientID
+	}
+	return ""
 }
