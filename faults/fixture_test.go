@@ -76,6 +76,12 @@ type fixture struct {
 	rng     *rand.Rand
 	procs   int
 	users   int // events made so far (numbers the users u<i>)
+	// made is every event newEvents made, in order: the Auth Service's
+	// users, for a convergence check (see model).
+	made []event
+	// natsURL is the routers' NATS_URL when it is not broker's: a
+	// cluster's servers, comma-separated (see setupCluster).
+	natsURL string
 
 	// published counts the events stored in the stream; while every
 	// command comes from the stream (no HTTP client), the polling loops
@@ -90,6 +96,21 @@ type fixture struct {
 // creates the stream exactly as the Auth Service does, so a backlog can be
 // published before any router runs.
 func setup(t *testing.T, name string, backend store.Dialect) *fixture {
+	t.Helper()
+	f := newFixture(t, name, backend)
+	f.broker = routertest.StartServer(t)
+	f.js = jetStream(t, f.broker.URL)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := f.js.CreateStream(ctx, broker.AuthServiceStreamConfig(streamName)); err != nil {
+		t.Fatalf("create stream %s: %v", streamName, err)
+	}
+	return f
+}
+
+// newFixture is a scenario's world without its broker: the seed, the log
+// directory and a fresh database.
+func newFixture(t *testing.T, name string, backend store.Dialect) *fixture {
 	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("FAULTS_SEED"); s != "" {
@@ -106,16 +127,9 @@ func setup(t *testing.T, name string, backend store.Dialect) *fixture {
 		dir:     logDir(t),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
-	f.broker = routertest.StartServer(t)
 	f.dbURL = storetest.URL(t, backend)
 	// Registered after URL, so closed before the test database is dropped.
 	f.db = openDB(t, f.dbURL)
-	f.js = jetStream(t, f.broker.URL)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if _, err := f.js.CreateStream(ctx, broker.AuthServiceStreamConfig(streamName)); err != nil {
-		t.Fatalf("create stream %s: %v", streamName, err)
-	}
 	return f
 }
 
@@ -190,6 +204,7 @@ func (f *fixture) newEvents(n int) []event {
 			`{"id":%q,"email":"u%d@example.com","username":"u%d","action":"created","request_id":"","timestamp":%q,"service_name":"gofiber-auth"}`,
 			id, f.users, f.users, ts)}
 	}
+	f.made = append(f.made, out...)
 	return out
 }
 

@@ -91,7 +91,11 @@ func (f *fixture) startRouter(t *testing.T, o procOptions) *routerProc {
 	if o.dataDir != "" {
 		dataDir = o.dataDir
 	}
-	natsEnv := "NATS_URL=" + f.broker.URL
+	natsURL := f.natsURL
+	if natsURL == "" {
+		natsURL = f.broker.URL
+	}
+	natsEnv := "NATS_URL=" + natsURL
 	if o.embeddedListen != "" {
 		natsEnv = "NATS_LISTEN=" + o.embeddedListen
 	}
