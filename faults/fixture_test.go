@@ -88,6 +88,11 @@ type fixture struct {
 	// check that none went missing on the way (see checkNoLoss).
 	published   int
 	httpTraffic bool
+	// skipsEvents: the routers may rightly write no command for some
+	// published events (the ledger finds an update stale once a later one
+	// of its user committed first), so stream + commands ≥ published
+	// does not hold and the loss check is off.
+	skipsEvents bool
 	lossSeen    bool
 	nextCheck   time.Time
 }
@@ -327,7 +332,7 @@ func (f *fixture) consumer(ctx context.Context) *jetstream.ConsumerInfo {
 // that fails (a broker restart, a renamed table) skips the check.
 func (f *fixture) checkNoLoss(t *testing.T) {
 	t.Helper()
-	if f.published == 0 || f.httpTraffic || f.lossSeen || time.Now().Before(f.nextCheck) {
+	if f.published == 0 || f.httpTraffic || f.skipsEvents || f.lossSeen || time.Now().Before(f.nextCheck) {
 		return
 	}
 	f.nextCheck = time.Now().Add(100 * time.Millisecond)

@@ -62,6 +62,10 @@ type procOptions struct {
 	// apply runs `user-events-router apply` (the monolith's side) instead
 	// of serve, with its health and metrics on the process's admin address.
 	apply bool
+	// env is added to the process's environment, after the suite's
+	// settings, so an entry here overrides one of them (e.g.
+	// NATS_CONSUMER=pinned).
+	env []string
 }
 
 // startRouter starts `user-events-router` (serve, or apply) and waits until
@@ -130,6 +134,7 @@ func (f *fixture) startRouter(t *testing.T, o procOptions) *routerProc {
 	if o.apply {
 		p.cmd.Env = append(p.cmd.Env, "APPLY_ADMIN_ADDR="+p.adminAddr)
 	}
+	p.cmd.Env = append(p.cmd.Env, o.env...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
