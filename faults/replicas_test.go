@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,14 +49,8 @@ const (
 // back. Every event has exactly one command (a reordered update would have
 // none: the ledger finds it stale), the stream ends empty, nothing is
 // poisoned.
-//
-// It fails today (README "Fault-injection suite", what it found), so it
-// runs only with FAULTS_KNOWN_FAILURES=1 until the router is fixed.
 func TestReplicasPinned(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("FAULTS_KNOWN_FAILURES") != "1" {
-		t.Skip("known failure: a takeover right after a SIGKILL mid-drain expects nothing back (router/consume/pinned.go takeOver scans the stream only up to the first message it gets, which, the durable's max ack pending being full, is the dead client's oldest redelivery), so users' later events commit before their earlier ones; FAULTS_KNOWN_FAILURES=1 runs it")
-	}
 	forEachBackend(t, "replicas-pinned", func(t *testing.T, f *fixture) {
 		r := f.replicasInOrder(t, configs.ConsumerPinned)
 		if r.order.violations > 0 {
