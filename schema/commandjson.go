@@ -64,7 +64,6 @@ func MarshalCommand(c Command) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-
 // appendString appends s as encoding/json writes a string by default:
 // quoted, with <, > and & escaped for HTML, control characters as \b, \f,
 // \n, \r, \t or \u00XX, invalid UTF-8 as \ufffd, and U+2028 and U+2029

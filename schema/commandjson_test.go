@@ -84,8 +84,8 @@ func BenchmarkMarshalCommand(b *testing.B) {
 	c := Command{CommandID: "4f1c2a56-3b8e-5d7f-9a10-2b3c4d5e6f70", Type: CommandCreateProfile, SchemaVersion: CommandSchemaVersion,
 		UserID: "78af4bc4-afce-4676-b373-5b802a2dfd2e", Email: "alice@example.com", Username: "alice01",
 		OccurredAt: time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC), Generation: 1, UserSequence: 1,
-		CorrelationID: "8a25209b-f6a3-5df9-9ebe-9511b23c7d00",
-		Source:        Source{Service: "gofiber-auth", Subject: "user.events.created", Ingress: IngressNATS, StreamSequence: 12345, DeliveryAttempt: 1},
+		CorrelationID:   "8a25209b-f6a3-5df9-9ebe-9511b23c7d00",
+		Source:          Source{Service: "gofiber-auth", Subject: "user.events.created", Ingress: IngressNATS, StreamSequence: 12345, DeliveryAttempt: 1},
 		ProfileDefaults: &ProfileDefaults{DisplayName: "alice01"}}
 	b.Run("hand", func(b *testing.B) {
 		b.ReportAllocs()
