@@ -132,7 +132,7 @@ func Defaults() Config {
 		AckWait:                30 * time.Second,
 		MaxDeliver:             -1,
 		MaxAckPending:          1000,
-		Consumer:               ConsumerPush,
+		Consumer:               ConsumerAuto,
 		PinnedTTL:              10 * time.Second,
 		MaxInFlight:            1000,
 		MaxInFlightBytes:       DefaultMaxInFlightBytes,

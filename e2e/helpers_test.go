@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/social/user-events-router/cli"
+	"github.com/social/user-events-router/router/broker"
 	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 )
@@ -190,7 +191,7 @@ func freeAddr(t *testing.T) string {
 func waitForConsumer(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	routertest.Eventually(t, 20*time.Second, "the durable consumer", func() bool {
-		_, err := js.PushConsumer(context.Background(), "USER_EVENTS", "social-backend-consumer")
+		_, err := broker.ReadConsumer(context.Background(), js, "USER_EVENTS", "social-backend-consumer")
 		return err == nil
 	})
 }

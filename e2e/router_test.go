@@ -116,7 +116,7 @@ func TestFailedCommitLeavesEventInStream(t *testing.T) {
 	startRouter(t, testEnv(t, srv.URL, dbURL))
 	js := routertest.JetStream(t, srv.URL)
 	routertest.Eventually(t, 20*time.Second, "the durable consumer", func() bool {
-		_, err := js.PushConsumer(context.Background(), "USER_EVENTS", "social-backend-consumer")
+		_, err := broker.ReadConsumer(context.Background(), js, "USER_EVENTS", "social-backend-consumer")
 		return err == nil
 	})
 	if _, err := db.SQL.Exec(`ALTER TABLE watermill_profile_sync_commands RENAME TO parked_commands`); err != nil {
@@ -181,7 +181,7 @@ func TestEmbeddedDefaults(t *testing.T) {
 		}
 		t.Cleanup(nc.Close)
 		js, _ = jetstream.New(nc)
-		_, err = js.PushConsumer(context.Background(), "USER_EVENTS", "social-backend-consumer")
+		_, err = broker.ReadConsumer(context.Background(), js, "USER_EVENTS", "social-backend-consumer")
 		return err == nil
 	})
 	routertest.Publish(t, js, "user.events.created", []byte(producerPayload))

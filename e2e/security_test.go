@@ -196,16 +196,17 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 		env               map[string]string
 	}{
 		{
-			name: "auth service creates the stream",
+			name: "auth service creates the stream, push durable",
 			before: func(t *testing.T, _ *securedBroker, auth jetstream.JetStream) bool {
 				createStreamAsAuthService(t, auth)
 				return true
 			},
 			wantDeliverPrefix: broker.DeliverSubject("social-backend-consumer"),
+			env:               map[string]string{"NATS_CONSUMER": "push"},
 		},
 		{
-			name:              "router creates the stream",
-			wantDeliverPrefix: broker.DeliverSubject("social-backend-consumer"),
+			// The default (auto) on this server: the pinned pull durable.
+			name: "router creates the stream",
 		},
 		{
 			name: "monolith durable exists",
@@ -232,6 +233,15 @@ func TestSecurityRouterConsumesAsLeastPrivilegeUser(t *testing.T) {
 				return true
 			},
 			wantDeliverPrefix: broker.DeliverSubject("social-backend-consumer"),
+			env:               map[string]string{"NATS_CONSUMER": "push"},
+		},
+		{
+			name:  "v2 ack subjects, pinned pull durable",
+			flags: map[string]bool{server.FeatureFlagJsAckFormatV2: true},
+			before: func(t *testing.T, _ *securedBroker, auth jetstream.JetStream) bool {
+				createStreamAsAuthService(t, auth)
+				return true
+			},
 		},
 	}
 	for _, tt := range tests {

@@ -312,11 +312,7 @@ func (f *fixture) tryStreamLeft(ctx context.Context) (left, orphans uint64, err 
 func (f *fixture) consumer(ctx context.Context) *jetstream.ConsumerInfo {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := f.js.PushConsumer(ctx, streamName, durable)
-	if err != nil {
-		return nil
-	}
-	info, err := c.Info(ctx)
+	info, err := broker.ReadConsumer(ctx, f.js, streamName, durable)
 	if err != nil {
 		return nil
 	}

@@ -69,7 +69,7 @@ func TestReplicasPinned(t *testing.T) {
 }
 
 // TestReplicasPushOrder is TestReplicasPinned on the push durable with a
-// deliver group (NATS_CONSUMER=push, the default), where one user's events
+// deliver group (NATS_CONSUMER=push), where one user's events
 // spread over the replicas: the check must see them out of order — a
 // command committed after a later one of its user, or an update the
 // ledger then found stale and wrote nothing for. Otherwise the pinned

@@ -35,6 +35,9 @@ func setupHealth(t *testing.T, withRouter bool, timeout time.Duration) *healthBu
 	srv := routertest.StartServer(t)
 	js := routertest.JetStream(t, srv.URL)
 	cfg := configs.Defaults()
+	// A push durable: whether it has a bound subscriber is what these
+	// tests watch (a pull durable has none to show; see observeConsumer).
+	cfg.Consumer = configs.ConsumerPush
 	logs := &routertest.LockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

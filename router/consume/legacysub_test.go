@@ -47,6 +47,7 @@ func TestPendingLimitsNeeded(t *testing.T) {
 // cfg, and a connection of the test's.
 func jsFixture(t *testing.T, cfg configs.Config) (*nats.Conn, broker.Binding) {
 	t.Helper()
+	cfg.Consumer = configs.ConsumerPush // the legacy API's subscriptions are push ones
 	srv := routertest.StartServer(t)
 	js := routertest.JetStream(t, srv.URL)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))

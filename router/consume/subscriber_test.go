@@ -86,6 +86,7 @@ func (b *syncBuffer) String() string {
 func newRouterFixture(t *testing.T, cfg configs.Config, api consumeAPI) *routerFixture {
 	t.Helper()
 	cfg.MaxAckPending = api.maxAckPending
+	cfg.Consumer = configs.ConsumerPush
 	if api == pinnedAPI {
 		cfg.Consumer = configs.ConsumerPinned
 	}
