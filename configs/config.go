@@ -642,6 +642,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("stream", c.Stream),
 		slog.String("subject", c.Subject),
 		slog.String("durable", c.Durable),
+		slog.String("consumer", c.Consumer),
+		slog.Duration("pinned_ttl", c.PinnedTTL),
 		slog.String("nats_auth", c.natsAuthKind()),
 		slog.String("database_url", redact.URL(c.DatabaseURLOrDefault())),
 		slog.String("apply_database_url", redact.URL(c.ApplyDatabaseURLOrDefault())),

@@ -265,6 +265,7 @@ func (s *Subscriber) unpin() {
 	defer cancel()
 	info, err := broker.ConsumerInfo(ctx, s.js, s.binding)
 	if err != nil {
+		s.logger.Warn("pinned: could not read the durable to unpin; a standby takes over after the pin's TTL", "durable", s.binding.Durable, "ttl", s.binding.PinnedTTL, "error", err)
 		return
 	}
 	for _, g := range info.PriorityGroups {
