@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -61,6 +62,9 @@ type GroupCommitter struct {
 	once    sync.Once
 	mu      sync.RWMutex // held for reading while a Publish enqueues
 	workers sync.WaitGroup
+	// copyFallbacks counts the transactions whose COPY met a stored
+	// message and that were committed again with the insert.
+	copyFallbacks atomic.Int64
 }
 
 type commitRequest struct {
@@ -267,10 +271,18 @@ func (g *GroupCommitter) commitBatch(batch []*commitRequest, rows int) {
 const maxLedgerRaces = 3
 
 // commitRaced commits batch, trying again when another transaction inserted
-// one of its new ledger rows first.
+// one of its new ledger rows first, and with the insert-if-absent when a
+// COPY met a message already stored.
 func (g *GroupCommitter) commitRaced(batch []*commitRequest) error {
+	useCopy := g.db.Dialect == Postgres
 	for try := 1; ; try++ {
-		err := g.commit(batch)
+		err := g.commit(batch, useCopy)
+		var dup *copyDuplicateError
+		if errors.As(err, &dup) {
+			g.copyFallbacks.Add(1)
+			useCopy = false
+			err = g.commit(batch, false)
+		}
 		var race *ledgerRaceError
 		if !errors.As(err, &race) || try == maxLedgerRaces {
 			return err
@@ -278,19 +290,38 @@ func (g *GroupCommitter) commitRaced(batch []*commitRequest) error {
 	}
 }
 
-func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
+// commit commits batch in one transaction. With useCopy (PostgreSQL), the
+// new rows go in with COPY (see copy.go).
+func (g *GroupCommitter) commit(batch []*commitRequest, useCopy bool) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.Timeout)
 	defer cancel()
-	tx, err := g.db.SQL.BeginTx(ctx, g.db.beginOptions())
-	if err != nil {
-		return &beginError{err}
+	var cp *copyTx
+	var tx *sql.Tx
+	if useCopy {
+		// COPY runs on the connection's pgx side, so the transaction
+		// must stay on one connection the committer holds.
+		conn, err := g.db.SQL.Conn(ctx)
+		if err != nil {
+			return &beginError{err}
+		}
+		defer conn.Close() // after the rollback below: defers run last first
+		cp = &copyTx{conn: conn}
+		tx, err = conn.BeginTx(ctx, g.db.beginOptions())
+		if err != nil {
+			return &beginError{err}
+		}
+	} else {
+		tx, err = g.db.SQL.BeginTx(ctx, g.db.beginOptions())
+		if err != nil {
+			return &beginError{err}
+		}
 	}
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
 		}
 	}()
-	msgsOf, err := g.decide(ctx, tx, batch)
+	msgsOf, err := g.decide(ctx, tx, cp, batch)
 	if err != nil {
 		return err
 	}
@@ -307,6 +338,12 @@ func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
 		byTopic[req.topic] = append(byTopic[req.topic], msgsOf[i]...)
 	}
 	for _, topic := range topics {
+		if cp != nil {
+			if err := cp.copyMessages(ctx, topic, byTopic[topic]); err != nil {
+				return err
+			}
+			continue
+		}
 		// watermill-sql's Publisher would run this same insert, but under
 		// the first message's context: one caller's timeout would fail
 		// everyone's commit. The transaction's own context bounds it here.
@@ -329,7 +366,7 @@ func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
 // state. The keys' rows are locked for the rest of tx and their new states
 // written in it. Requests for one key see each other's states in queue
 // order.
-func (g *GroupCommitter) decide(ctx context.Context, tx *sql.Tx, batch []*commitRequest) ([][]*message.Message, error) {
+func (g *GroupCommitter) decide(ctx context.Context, tx *sql.Tx, cp *copyTx, batch []*commitRequest) ([][]*message.Message, error) {
 	msgsOf := make([][]*message.Message, len(batch))
 	var keys []string
 	for i, req := range batch {
@@ -373,7 +410,7 @@ func (g *GroupCommitter) decide(ctx context.Context, tx *sql.Tx, batch []*commit
 			inserted = append(inserted, k)
 		}
 	}
-	if err := g.db.writeStates(ctx, tx, states, inserted, updated); err != nil {
+	if err := g.db.writeStates(ctx, tx, cp, states, inserted, updated); err != nil {
 		return nil, err
 	}
 	return msgsOf, nil

@@ -208,3 +208,47 @@ func TestGroupCommitterFailsEveryCallWithoutADatabase(t *testing.T) {
 		t.Fatalf("%d of 10 calls failed, %d transactions committed; want 10 and 0", failed.Load(), txns.Load())
 	}
 }
+
+// TestGroupCommitterCopiesAndFallsBack: on PostgreSQL a batch goes in with
+// COPY; one that holds a message already stored is committed again with the
+// insert-if-absent, so the stored message stays once and the others are
+// stored. Without the fallback the whole batch fails on the duplicate.
+func TestGroupCommitterCopiesAndFallsBack(t *testing.T) {
+	db := storetest.Open(t, store.Postgres)
+	opts := routerGroupOptions()
+	opts.MaxWait = 50 * time.Millisecond // make sure they share a batch
+	opts.Workers = 1
+	g, err := db.GroupCommitter(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	ctx := testContext(t)
+
+	first := commandMessage(ctx, 0)
+	if err := g.Publish(store.CommandsTopic, first); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.CopyFallbacks(); n != 0 {
+		t.Fatalf("a new message fell back to the insert %d times", n)
+	}
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			msg := commandMessage(ctx, i+1)
+			if i == 4 {
+				msg = first
+			}
+			if err := g.Publish(store.CommandsTopic, msg); err != nil {
+				t.Errorf("call %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(uuids(t, db, store.CommandsTopic)); n != 10 {
+		t.Fatalf("stored %d rows, want 10 (the repeat once)", n)
+	}
+	if n := g.CopyFallbacks(); n != 1 {
+		t.Fatalf("%d fallbacks, want 1: the batch holding the repeat", n)
+	}
+}

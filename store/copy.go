@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// On PostgreSQL a commit transaction writes its new rows with COPY rather
+// than with one multi-row INSERT per table. A multi-row INSERT of a few
+// hundred rows is a statement of a thousand parameters and a text that
+// changes with the row count: pgx encodes every parameter into its own
+// buffer and prepares each new text once more (its statement cache holds
+// 512), and PostgreSQL parses and plans it. COPY streams the rows in
+// binary, in one buffer. COPY has no "if absent": a batch that meets a row
+// already stored fails whole, and is committed again with the insert (see
+// GroupCommitter.commitRaced). The ledger's decisions make that rare: a
+// command's uuid is new unless the same messages are published twice.
+
+// pgUniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const pgUniqueViolation = "23505"
+
+// copyMessagesColumns are the columns of a watermill-sql messages table
+// that COPY fills; "offset" and created_at take their defaults, as they do
+// in watermill-sql's insert.
+var copyMessagesColumns = []string{"uuid", "payload", "metadata", "transaction_id"}
+
+// copyLedgerColumns are the ledger's columns that COPY fills; updated_at
+// takes its default, CURRENT_TIMESTAMP, as the insert sets it.
+var copyLedgerColumns = []string{"user_id", "state"}
+
+// copyTx is the pgx side of one commit transaction on PostgreSQL: the
+// connection the transaction runs on, reached through database/sql, and
+// the transaction's id once read.
+type copyTx struct {
+	conn *sql.Conn
+	xid  uint64
+}
+
+// raw runs f on the transaction's *pgx.Conn. The transaction was begun on
+// the same connection, so what f does is part of it.
+func (c *copyTx) raw(f func(*pgx.Conn) error) error {
+	return c.conn.Raw(func(driverConn any) error {
+		dc, ok := driverConn.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("COPY needs pgx's database/sql driver, the connection is a %T", driverConn)
+		}
+		return f(dc.Conn())
+	})
+}
+
+// copyMessages writes msgs into topic's messages table. transaction_id is
+// the transaction's own id, which watermill-sql's insert sets with
+// pg_current_xact_id() and its subscriber reads by. A uuid already stored
+// fails it with a *copyDuplicateError.
+func (c *copyTx) copyMessages(ctx context.Context, topic string, msgs []*message.Message) error {
+	return c.raw(func(conn *pgx.Conn) error {
+		if c.xid == 0 {
+			if err := conn.QueryRow(ctx, "SELECT pg_current_xact_id()").Scan(&c.xid); err != nil {
+				return fmt.Errorf("read the transaction id: %w", err)
+			}
+		}
+		row := make([]any, 4)
+		n, err := conn.CopyFrom(ctx, pgx.Identifier{messagesTableName(topic)}, copyMessagesColumns,
+			pgx.CopyFromSlice(len(msgs), func(i int) ([]any, error) {
+				metadata, err := json.Marshal(msgs[i].Metadata)
+				if err != nil {
+					return nil, fmt.Errorf("marshal metadata of message %s: %w", msgs[i].UUID, err)
+				}
+				row[0], row[1], row[2], row[3] = msgs[i].UUID, []byte(msgs[i].Payload), metadata, c.xid
+				return row, nil
+			}))
+		if isUniqueViolation(err) {
+			return &copyDuplicateError{err}
+		}
+		if err != nil {
+			return fmt.Errorf("copy %d messages into %s: %w", len(msgs), topic, err)
+		}
+		if n != int64(len(msgs)) {
+			return fmt.Errorf("copy into %s wrote %d of %d messages", topic, n, len(msgs))
+		}
+		return nil
+	})
+}
+
+// copyLedger writes the new ledger rows of keys. A key already stored (a
+// concurrent transaction inserted it first) fails it with a
+// *ledgerRaceError, as the plain insert does.
+func (c *copyTx) copyLedger(ctx context.Context, keys []string, states map[string][]byte) error {
+	return c.raw(func(conn *pgx.Conn) error {
+		row := make([]any, 2)
+		_, err := conn.CopyFrom(ctx, pgx.Identifier{LedgerTable}, copyLedgerColumns,
+			pgx.CopyFromSlice(len(keys), func(i int) ([]any, error) {
+				row[0], row[1] = keys[i], string(states[keys[i]])
+				return row, nil
+			}))
+		if err != nil {
+			err = fmt.Errorf("write %d rows of %s: %w", len(keys), LedgerTable, err)
+			if isUniqueViolation(err) {
+				return &ledgerRaceError{err}
+			}
+		}
+		return err
+	})
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation
+}
+
+// copyDuplicateError is a COPY that met a message already stored: the
+// transaction is lost, and worth committing again with the insert that
+// skips stored messages.
+type copyDuplicateError struct{ err error }
+
+func (e *copyDuplicateError) Error() string { return e.err.Error() }
+func (e *copyDuplicateError) Unwrap() error { return e.err }
