@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	wmmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
@@ -56,24 +55,19 @@ func Chain(o ChainOptions) ([]message.HandlerMiddleware, error) {
 	if o.HandlerTimeout <= 0 || o.RetryInitialInterval <= 0 {
 		return nil, errors.New("middleware: HandlerTimeout and RetryInitialInterval must be positive")
 	}
-	retry := wmmiddleware.Retry{
-		MaxRetries:          o.RetryMax,
-		InitialInterval:     o.RetryInitialInterval,
-		MaxInterval:         o.RetryMaxInterval,
-		Multiplier:          2,
-		RandomizationFactor: 0.5,
-		ResetContextOnRetry: true,
-		ShouldRetry: func(p wmmiddleware.RetryParams) bool {
-			return !handlers.IsPermanent(p.Err) && !handlers.IsHold(p.Err)
+	retry := retry(retryOptions{
+		max: o.RetryMax, initial: o.RetryInitialInterval, ceil: o.RetryMaxInterval,
+		multiplier: 2, randomization: 0.5,
+		logger: o.Logger.With("component", "retry"),
+		shouldRetryFunc: func(err error) bool {
+			return !handlers.IsPermanent(err) && !handlers.IsHold(err)
 		},
-		Logger: watermill.NewSlogLoggerWithLevelMapping(o.Logger.With("component", "retry"),
-			map[slog.Level]slog.Level{slog.LevelError: slog.LevelWarn}),
-	}
+	})
 	chain := []message.HandlerMiddleware{Correlation(o.Logger)}
 	if o.Observe != nil {
 		chain = append(chain, o.Observe)
 	}
-	chain = append(chain, o.Poison.Middleware, retry.Middleware)
+	chain = append(chain, o.Poison.Middleware, retry)
 	if o.OnRetryFunc != nil {
 		chain = append(chain, countRetries(o.OnRetryFunc))
 	}
