@@ -14,12 +14,12 @@ type Cost struct {
 	ProcessCPUUs float64 `json:"process_cpu_us_per_event"`
 	// WithNATSCPUUs is the work and the NATS server together: for the
 	// router, the router plus the benchmark process (NATS serving it, and
-	// the 100 ms polling of the table); for a baseline, the benchmark
+	// the 100 ms polls of the router's /metrics); for a baseline, the benchmark
 	// process alone. Unlike ProcessCPUUs, it compares the two fairly.
 	WithNATSCPUUs float64 `json:"with_nats_cpu_us_per_event"`
 	// DBCPUUs is every database server process's CPU per event, whoever
 	// its client (other work on the server included; for the router, the
-	// benchmark's 100 ms COUNT(*) polls of the table). SQLite has no
+	// benchmark's one COUNT(*) at the end). SQLite has no
 	// server: its work is in Process (DBInProcess) and DBCPUUs is 0.
 	DBCPUUs     float64 `json:"db_server_cpu_us_per_event"`
 	DBInProcess bool    `json:"db_in_process,omitempty"`

@@ -149,7 +149,7 @@ type DBPerEvent struct {
 }
 
 func perEvent(before, after dbCounters, events, writeTx int, dialect store.Dialect) *DBPerEvent {
-	scope := "commits: this database, the benchmark's own polling (~10/s) included; WAL fsyncs: the whole server, other clients included"
+	scope := "commits: this database, the benchmark's own queries included; WAL fsyncs: the whole server, other clients included"
 	if dialect == store.MySQL {
 		scope = "Handler_commit and Innodb_os_log_fsyncs: the whole server (other clients included)"
 	}
@@ -339,7 +339,7 @@ func (r *Report) writeCosts(p func(string, ...any)) {
 	if r.PerEvent == nil {
 		return
 	}
-	p("per event     cpu is user + system from /proc (10 ms ticks), µs per event; work = the process doing it (router, or bench+NATS: a baseline runs in the benchmark, beside the in-process NATS server); +NATS adds the benchmark process to the router's; db server = every database server process, whoever its client (the router's includes the benchmark's 100 ms COUNT(*) polls, which a baseline does not make)")
+	p("per event     cpu is user + system from /proc (10 ms ticks), µs per event; work = the process doing it (router, or bench+NATS: a baseline runs in the benchmark, beside the in-process NATS server); +NATS adds the benchmark process to the router's; db server = every database server process, whoever its client")
 	p("              %-10s %10s %20s %12s %12s %14s", "pipeline", "events/s", "work cpu", "+NATS cpu", "db server", "rows/write tx")
 	row := func(name string, c Cost) {
 		db := fmt.Sprintf("%.1f", c.DBCPUUs)
