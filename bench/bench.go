@@ -357,6 +357,7 @@ func waitRows(ctx context.Context, d *benchDB, proc *routerProc, table string, n
 	defer tick.Stop()
 	deadline := time.After(timeout)
 	start, lastSay, lastDone := time.Now(), time.Now(), 0
+	var scrapeErr error
 	for {
 		select {
 		case <-ctx.Done():
@@ -364,11 +365,13 @@ func waitRows(ctx context.Context, d *benchDB, proc *routerProc, table string, n
 		case <-proc.Exited():
 			return time.Time{}, proc.exitError()
 		case <-deadline:
-			return time.Time{}, fmt.Errorf("the router counted only %d of %d events %s into %s after %v (see %s)", lastDone, n, outcome, table, timeout, proc.LogPath)
+			return time.Time{}, fmt.Errorf("the router counted only %d of %d events %s into %s after %v (last scrape error: %v; see %s)", lastDone, n, outcome, table, timeout, scrapeErr, proc.LogPath)
 		case now := <-tick.C:
 			text, err := proc.scrape(ctx)
 			if err != nil {
-				return time.Time{}, err
+				// Not listening yet, or busy: the deadline says so if it lasts.
+				scrapeErr = err
+				continue
 			}
 			families, err := parseMetrics(text)
 			if err != nil {
