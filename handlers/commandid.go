@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"crypto/sha1"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -75,14 +76,34 @@ func plainJSON(s string) bool {
 // the same decision always gives the same id, so a command committed twice
 // (a retried batch, a second replica deciding after a failover) is one row.
 func CommandID(userID string, seq uint64) string {
-	return uuid.NewSHA1(commandNamespace, []byte("v2/"+userID+"/"+strconv.FormatUint(seq, 10))).String()
+	var buf [96]byte
+	name := append(buf[:0], "v2/"...)
+	name = append(name, userID...)
+	name = append(name, '/')
+	return NameUUID(commandNamespace, strconv.AppendUint(name, seq, 10))
 }
 
 // MintCorrelationID gives an event without request_id a correlation id that
 // is the same on every delivery of that event, so redeliveries and the
 // HTTP+NATS double delivery can be followed under one id in the logs.
 func MintCorrelationID(raw []byte) string {
-	return uuid.NewSHA1(correlationNamespace, raw).String()
+	return NameUUID(correlationNamespace, raw)
+}
+
+// NameUUID is uuid.NewSHA1(ns, name).String(), the version 5 UUID of name
+// in ns (TestNameUUIDIsNewSHA1), hashed without the two allocations of a
+// hash.Hash when ns and name fit in a buffer on the stack: the router
+// derives three of them for every event.
+func NameUUID(ns uuid.UUID, name []byte) string {
+	var buf [256]byte
+	b := append(buf[:0], ns[:]...)
+	b = append(b, name...) // a longer name moves b to the heap, not name
+	sum := sha1.Sum(b)
+	var u uuid.UUID
+	copy(u[:], sum[:len(u)])
+	u[6] = (u[6] & 0x0f) | 0x50 // version 5
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return u.String()
 }
 
 // ResolveCorrelationID picks the correlation id of a message: the event's

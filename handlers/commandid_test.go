@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/social/user-events-router/schema"
 )
 
@@ -50,6 +52,30 @@ func FuzzCanonicalIsJSONOfTheList(f *testing.F) {
 			DisplayName: display, Avatar: avatar, Timestamp: time.Unix(0, nanos)}
 		if got, want := canonical(ev), canonicalByMarshal(ev); !bytes.Equal(got, want) {
 			t.Fatalf("canonical = %q, json.Marshal = %q", got, want)
+		}
+	})
+}
+
+// NameUUID names commands, messages and correlation ids: it must be
+// uuid.NewSHA1 exactly, on either side of its stack buffer's size.
+func TestNameUUIDIsNewSHA1(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 1, 63, 239, 240, 241, 1000, 70000} {
+		name := bytes.Repeat([]byte{'x', 0xff, 0}, n/3+1)[:n]
+		for _, ns := range []uuid.UUID{commandNamespace, correlationNamespace, uuid.NameSpaceOID} {
+			if got, want := NameUUID(ns, name), uuid.NewSHA1(ns, name).String(); got != want {
+				t.Errorf("%d bytes in %s: NameUUID = %s, uuid.NewSHA1 = %s", n, ns, got, want)
+			}
+		}
+	}
+}
+
+func FuzzNameUUIDIsNewSHA1(f *testing.F) {
+	f.Add([]byte("v2/78af4bc4-afce-4676-b373-5b802a2dfd2e/1"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, name []byte) {
+		if got, want := NameUUID(commandNamespace, name), uuid.NewSHA1(commandNamespace, name).String(); got != want {
+			t.Fatalf("NameUUID(%q) = %s, uuid.NewSHA1 = %s", name, got, want)
 		}
 	})
 }

@@ -46,12 +46,20 @@ func (e *HoldError) Error() string { return "held back: " + e.Why }
 
 // IsHold reports whether err asks for the message to be held back.
 func IsHold(err error) bool {
+	if err == nil {
+		// errors.As takes the target's address, which moves it to the
+		// heap: an allocation per call, on every event, for nothing.
+		return false
+	}
 	var h *HoldError
 	return errors.As(err, &h)
 }
 
 // HoldDelay is the delay err's hold asks for (0: the usual one).
 func HoldDelay(err error) time.Duration {
+	if err == nil {
+		return 0
+	}
 	var h *HoldError
 	if errors.As(err, &h) {
 		return h.Delay

@@ -15,7 +15,14 @@ func MarshalCommand(c Command) ([]byte, error) {
 	if err != nil { // a year outside 0–9999: encoding/json's error
 		return json.Marshal(c)
 	}
-	b := make([]byte, 0, 512)
+	// The keys, quotes and numbers take under 400 bytes; the strings
+	// their length (more only when escaped).
+	n := 400 + len(c.CommandID) + len(c.Type) + len(c.UserID) + len(c.Email) + len(c.Username) +
+		len(c.CorrelationID) + len(c.Source.Service) + len(c.Source.Subject) + len(c.Source.Ingress) + len(c.Source.RequestID)
+	if p := c.ProfileDefaults; p != nil {
+		n += 40 + len(p.DisplayName) + len(p.Avatar) + len(p.Bio)
+	}
+	b := make([]byte, 0, n)
 	b = append(b, `{"command_id":`...)
 	b = appendString(b, c.CommandID)
 	b = append(b, `,"type":`...)

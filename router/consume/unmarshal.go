@@ -38,14 +38,16 @@ func (Unmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
 
 	var id string
 	if meta, err := m.Metadata(); err == nil {
-		seq := strconv.FormatUint(meta.Sequence.Stream, 10)
 		handlers.SetStream(md, meta.Stream)
 		handlers.SetStreamSeq(md, meta.Sequence.Stream)
 		handlers.SetDeliveryAttempt(md, meta.NumDelivered)
-		id = uuid.NewSHA1(messageNamespace, []byte(meta.Stream+":"+seq)).String()
+		var buf [64]byte
+		name := append(buf[:0], meta.Stream...)
+		name = append(name, ':')
+		id = handlers.NameUUID(messageNamespace, strconv.AppendUint(name, meta.Sequence.Stream, 10))
 	} else {
 		// Not a JetStream delivery (no ack reply): name it by content.
-		id = uuid.NewSHA1(messageNamespace, append([]byte(m.Subject()+"\x00"), m.Data()...)).String()
+		id = handlers.NameUUID(messageNamespace, append([]byte(m.Subject()+"\x00"), m.Data()...))
 	}
 	msg := message.NewMessage(id, m.Data())
 	msg.Metadata = md
