@@ -65,6 +65,8 @@ type GroupCommitter struct {
 	// copyFallbacks counts the transactions whose COPY met a stored
 	// message and that were committed again with the insert.
 	copyFallbacks atomic.Int64
+	// copyTypes are the column types COPY encodes for (PostgreSQL).
+	copyTypes copyColumnTypes
 }
 
 type commitRequest struct {
@@ -305,7 +307,7 @@ func (g *GroupCommitter) commit(batch []*commitRequest, useCopy bool) (err error
 			return &beginError{err}
 		}
 		defer conn.Close() // after the rollback below: defers run last first
-		cp = &copyTx{conn: conn}
+		cp = &copyTx{conn: conn, types: &g.copyTypes}
 		tx, err = conn.BeginTx(ctx, g.db.beginOptions())
 		if err != nil {
 			return &beginError{err}

@@ -252,3 +252,48 @@ func TestGroupCommitterCopiesAndFallsBack(t *testing.T) {
 		t.Fatalf("%d fallbacks, want 1: the batch holding the repeat", n)
 	}
 }
+
+// TestGroupCommitterCopiesIntoOtherColumnTypes: COPY encodes for the types
+// a table really has. A commands table made by other means than InitSchema
+// (uuid as UUID, payload and metadata as JSONB) takes the same rows, and
+// reads back what was published; then the standard table again.
+func TestGroupCommitterCopiesIntoOtherColumnTypes(t *testing.T) {
+	db := storetest.Open(t, store.Postgres)
+	ctx := testContext(t)
+	const topic = "jsonb_commands"
+	if _, err := db.SQL.ExecContext(ctx, `CREATE TABLE "watermill_`+topic+`" (
+		"offset" BIGSERIAL, "uuid" UUID NOT NULL UNIQUE, "created_at" TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+		"payload" JSONB, "metadata" JSONB, "transaction_id" xid8 NOT NULL, PRIMARY KEY ("transaction_id", "offset"))`); err != nil {
+		t.Fatal(err)
+	}
+	g, err := db.GroupCommitter(routerGroupOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	for _, topic := range []string{topic, store.CommandsTopic} {
+		msgs := []*message.Message{commandMessage(ctx, 1), commandMessage(ctx, 2)}
+		msgs[1].Metadata.Set("correlation_id", "c-<2>")
+		if err := g.Publish(topic, msgs...); err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+		rows, err := db.SQL.QueryContext(ctx, `SELECT uuid::text, convert_from(payload::text::bytea, 'UTF8'), COALESCE(metadata->>'correlation_id', '-')
+			FROM "watermill_`+topic+`" ORDER BY "offset"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var id, payload, md string
+			if err := rows.Scan(&id, &payload, &md); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, id+" "+payload+" "+md)
+		}
+		rows.Close()
+		if len(got) != 2 || !strings.HasPrefix(got[0], msgs[0].UUID+` {"n": 1}`) && !strings.HasPrefix(got[0], msgs[0].UUID+` {"n":1}`) ||
+			!strings.HasSuffix(got[0], " -") || !strings.HasSuffix(got[1], " c-<2>") {
+			t.Fatalf("%s holds %q", topic, got)
+		}
+	}
+}

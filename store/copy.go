@@ -40,8 +40,9 @@ var copyLedgerColumns = []string{"user_id", "state"}
 // connection the transaction runs on, reached through database/sql, and
 // the transaction's id once read.
 type copyTx struct {
-	conn *sql.Conn
-	xid  uint64
+	conn  *sql.Conn
+	types *copyColumnTypes
+	xid   uint64
 }
 
 // raw runs f on the transaction's *pgx.Conn. The transaction was begun on
@@ -61,26 +62,36 @@ func (c *copyTx) raw(f func(*pgx.Conn) error) error {
 // pg_current_xact_id() and its subscriber reads by. A uuid already stored
 // fails it with a *copyDuplicateError.
 func (c *copyTx) copyMessages(ctx context.Context, topic string, msgs []*message.Message) error {
+	table := messagesTableName(topic)
 	return c.raw(func(conn *pgx.Conn) error {
 		if c.xid == 0 {
 			if err := conn.QueryRow(ctx, "SELECT pg_current_xact_id()").Scan(&c.xid); err != nil {
 				return fmt.Errorf("read the transaction id: %w", err)
 			}
 		}
-		row := make([]any, 4)
-		n, err := conn.CopyFrom(ctx, pgx.Identifier{messagesTableName(topic)}, copyMessagesColumns,
-			pgx.CopyFromSlice(len(msgs), func(i int) ([]any, error) {
-				metadata, err := json.Marshal(msgs[i].Metadata)
-				if err != nil {
-					return nil, fmt.Errorf("marshal metadata of message %s: %w", msgs[i].UUID, err)
-				}
-				row[0], row[1], row[2], row[3] = msgs[i].UUID, []byte(msgs[i].Payload), metadata, c.xid
-				return row, nil
-			}))
+		oids, err := c.types.get(ctx, conn, table, copyMessagesColumns)
+		if err != nil {
+			return err
+		}
+		e := newCopyEncoder(conn.TypeMap(), oids)
+		defer e.release()
+		for _, msg := range msgs {
+			metadata, err := json.Marshal(msg.Metadata)
+			if err != nil {
+				return fmt.Errorf("marshal metadata of message %s: %w", msg.UUID, err)
+			}
+			e.row()
+			e.text(msg.UUID)
+			e.bytes(msg.Payload)
+			e.bytes(metadata)
+			e.uint64(c.xid)
+		}
+		n, err := e.copyIn(ctx, conn, table, copyMessagesColumns)
 		if isUniqueViolation(err) {
 			return &copyDuplicateError{err}
 		}
 		if err != nil {
+			c.types.forget(table)
 			return fmt.Errorf("copy %d messages into %s: %w", len(msgs), topic, err)
 		}
 		if n != int64(len(msgs)) {
@@ -95,19 +106,26 @@ func (c *copyTx) copyMessages(ctx context.Context, topic string, msgs []*message
 // *ledgerRaceError, as the plain insert does.
 func (c *copyTx) copyLedger(ctx context.Context, keys []string, states map[string][]byte) error {
 	return c.raw(func(conn *pgx.Conn) error {
-		row := make([]any, 2)
-		_, err := conn.CopyFrom(ctx, pgx.Identifier{LedgerTable}, copyLedgerColumns,
-			pgx.CopyFromSlice(len(keys), func(i int) ([]any, error) {
-				row[0], row[1] = keys[i], string(states[keys[i]])
-				return row, nil
-			}))
+		oids, err := c.types.get(ctx, conn, LedgerTable, copyLedgerColumns)
 		if err != nil {
+			return err
+		}
+		e := newCopyEncoder(conn.TypeMap(), oids)
+		defer e.release()
+		for _, k := range keys {
+			e.row()
+			e.text(k)
+			e.bytes(states[k])
+		}
+		if _, err := e.copyIn(ctx, conn, LedgerTable, copyLedgerColumns); err != nil {
 			err = fmt.Errorf("write %d rows of %s: %w", len(keys), LedgerTable, err)
 			if isUniqueViolation(err) {
 				return &ledgerRaceError{err}
 			}
+			c.types.forget(LedgerTable)
+			return err
 		}
-		return err
+		return nil
 	})
 }
 
