@@ -74,7 +74,10 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		`user_events_router_commit_lag_seconds_count 1`,
 		`user_events_router_commit_batch_commands_count 1`,
 		"user_events_router_receive_to_ack_seconds_count 2", // the poisoned event is acked too
-		`user_events_router_watermill_handler_execution_time_seconds`,
+		// The handler's own attempt: the undecodable event's failed (and
+		// was then poisoned, outside it).
+		`user_events_router_watermill_handler_execution_time_seconds_count{handler_name="user_events",success="true"} 1`,
+		`user_events_router_watermill_handler_execution_time_seconds_count{handler_name="user_events",success="false"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {
