@@ -101,44 +101,53 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 
 // commit decides e against its user's ledger and commits what it yields.
 func (d *Dispatcher) commit(msg *message.Message, e prepared) error {
-	var verdict Verdict
-	var cmd schema.Command
 	// The state function may run on the committer's worker after this
 	// attempt gave up (and the next one reset msg's context): it reads
-	// nothing of msg.
-	ctx := msg.Context()
-	err := d.committer.CommitState(ctx, d.topic, e.ev.ID, func(state []byte) ([]byte, []*message.Message, error) {
-		l, err := ParseLedger(state)
-		if err != nil {
-			return nil, nil, err
-		}
-		verdict = l.Decide(e.arrival)
-		if !verdict.Write {
-			return l.Bytes(), nil, nil
-		}
-		cmd = e.command(verdict)
-		out, err := commandMessage(cmd)
-		if err != nil {
-			return nil, nil, err
-		}
-		out.SetContext(ctx)
-		return l.Bytes(), []*message.Message{out}, nil
-	})
-	if err != nil {
+	// nothing of msg. What it reads and decides is one allocation.
+	c := &commitCall{e: e, ctx: msg.Context()}
+	if err := d.committer.CommitState(c.ctx, d.topic, e.ev.ID, c.decide); err != nil {
 		return fmt.Errorf("commit command: %w", err)
 	}
-	if verdict.Why == VerdictHold {
+	if c.verdict.Why == VerdictHold {
 		// Nothing was written. Hold only if an earlier message may really
 		// still come; otherwise decide now, as if it could not be held.
 		if d.hold.EarlierUnacked(msg.Context(), e.arrival.StreamSeq) {
-			record(msg, verdict, cmd)
+			record(msg, c.verdict, c.cmd)
 			return &HoldError{Delay: d.hold.Delay, Why: "a registration newer than the user's newest event, while an earlier message is unacked: a deletion may be on its way back"}
 		}
 		e.arrival.MayHold = false
 		return d.commit(msg, e)
 	}
-	record(msg, verdict, cmd)
+	record(msg, c.verdict, c.cmd)
 	return nil
+}
+
+// commitCall is one CommitState call of commit: the event, and what its
+// state function decided.
+type commitCall struct {
+	e       prepared
+	ctx     context.Context
+	verdict Verdict
+	cmd     schema.Command
+}
+
+// decide is the call's state function.
+func (c *commitCall) decide(state []byte) ([]byte, []*message.Message, error) {
+	l, err := ParseLedger(state)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.verdict = l.Decide(c.e.arrival)
+	if !c.verdict.Write {
+		return l.Bytes(), nil, nil
+	}
+	c.cmd = c.e.command(c.verdict)
+	out, err := commandMessage(c.cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	out.SetContext(c.ctx)
+	return l.Bytes(), []*message.Message{out}, nil
 }
 
 // Preview decodes msg and says what Handle would do with it now, writing

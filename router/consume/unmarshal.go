@@ -29,7 +29,10 @@ func (Unmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
 	// Sized for what the handler chain adds (action, user, correlation id, …).
 	md := make(message.Metadata, 16)
 	for k, v := range m.Headers() {
-		if len(v) > 0 && k != jetstream.MsgIDHeader {
+		// Not the publisher's dedup id, nor the pin the server puts on
+		// every delivery of a pinned durable: they name the delivery, not
+		// the event.
+		if len(v) > 0 && k != jetstream.MsgIDHeader && k != pinIDHeader {
 			md.Set("header_"+k, v[0])
 		}
 	}
