@@ -340,7 +340,7 @@ func (g *GroupCommitter) commit(batch []*commitRequest, useCopy bool) (err error
 		byTopic[req.topic] = append(byTopic[req.topic], msgsOf[i]...)
 	}
 	for _, topic := range topics {
-		if cp != nil {
+		if cp != nil && len(byTopic[topic]) >= copyMinRows {
 			if err := cp.copyMessages(ctx, topic, byTopic[topic]); err != nil {
 				return err
 			}

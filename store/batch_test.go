@@ -215,10 +215,7 @@ func TestGroupCommitterFailsEveryCallWithoutADatabase(t *testing.T) {
 // stored. Without the fallback the whole batch fails on the duplicate.
 func TestGroupCommitterCopiesAndFallsBack(t *testing.T) {
 	db := storetest.Open(t, store.Postgres)
-	opts := routerGroupOptions()
-	opts.MaxWait = 50 * time.Millisecond // make sure they share a batch
-	opts.Workers = 1
-	g, err := db.GroupCommitter(opts)
+	g, err := db.GroupCommitter(routerGroupOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,21 +229,18 @@ func TestGroupCommitterCopiesAndFallsBack(t *testing.T) {
 	if n := g.CopyFallbacks(); n != 0 {
 		t.Fatalf("a new message fell back to the insert %d times", n)
 	}
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Go(func() {
-			msg := commandMessage(ctx, i+1)
-			if i == 4 {
-				msg = first
-			}
-			if err := g.Publish(store.CommandsTopic, msg); err != nil {
-				t.Errorf("call %d: %v", i, err)
-			}
-		})
+	// One call of enough rows for COPY (a batch of a few is inserted),
+	// the stored one among them.
+	msgs := make([]*message.Message, 40)
+	for i := range msgs {
+		msgs[i] = commandMessage(ctx, i+1)
 	}
-	wg.Wait()
-	if n := len(uuids(t, db, store.CommandsTopic)); n != 10 {
-		t.Fatalf("stored %d rows, want 10 (the repeat once)", n)
+	msgs[4] = first
+	if err := g.Publish(store.CommandsTopic, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(uuids(t, db, store.CommandsTopic)); n != len(msgs) {
+		t.Fatalf("stored %d rows, want %d (the repeat once)", n, len(msgs))
 	}
 	if n := g.CopyFallbacks(); n != 1 {
 		t.Fatalf("%d fallbacks, want 1: the batch holding the repeat", n)
@@ -272,7 +266,11 @@ func TestGroupCommitterCopiesIntoOtherColumnTypes(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = g.Close() })
 	for _, topic := range []string{topic, store.CommandsTopic} {
-		msgs := []*message.Message{commandMessage(ctx, 1), commandMessage(ctx, 2)}
+		// Enough rows for COPY (a batch of a few is inserted).
+		msgs := make([]*message.Message, 20)
+		for i := range msgs {
+			msgs[i] = commandMessage(ctx, i+1)
+		}
 		msgs[1].Metadata.Set("correlation_id", "c-<2>")
 		if err := g.Publish(topic, msgs...); err != nil {
 			t.Fatalf("%s: %v", topic, err)
@@ -291,7 +289,7 @@ func TestGroupCommitterCopiesIntoOtherColumnTypes(t *testing.T) {
 			got = append(got, id+" "+payload+" "+md)
 		}
 		rows.Close()
-		if len(got) != 2 || !strings.HasPrefix(got[0], msgs[0].UUID+` {"n": 1}`) && !strings.HasPrefix(got[0], msgs[0].UUID+` {"n":1}`) ||
+		if len(got) != len(msgs) || !strings.HasPrefix(got[0], msgs[0].UUID+` {"n": 1}`) && !strings.HasPrefix(got[0], msgs[0].UUID+` {"n":1}`) ||
 			!strings.HasSuffix(got[0], " -") || !strings.HasSuffix(got[1], " c-<2>") {
 			t.Fatalf("%s holds %q", topic, got)
 		}

@@ -131,7 +131,7 @@ func (db *DB) lockStates(ctx context.Context, tx *sql.Tx, keys []string) (map[st
 // lockStates). With cp, the new rows are copied in instead (PostgreSQL).
 func (db *DB) writeStates(ctx context.Context, tx *sql.Tx, cp *copyTx, states map[string][]byte, inserted, updated []string) error {
 	table := db.ledgerTableSQL()
-	if cp != nil && len(inserted) > 0 {
+	if cp != nil && len(inserted) >= copyMinRows {
 		slices.Sort(inserted)
 		if err := cp.copyLedger(ctx, inserted, states); err != nil {
 			return err
