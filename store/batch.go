@@ -273,17 +273,22 @@ func (g *GroupCommitter) commitBatch(batch []*commitRequest, rows int) {
 const maxLedgerRaces = 3
 
 // commitRaced commits batch, trying again when another transaction inserted
-// one of its new ledger rows first, and with the insert-if-absent when a
-// COPY met a message already stored.
+// one of its new ledger rows first, and (PostgreSQL) with the
+// insert-if-absent when a COPY met a message already stored.
 func (g *GroupCommitter) commitRaced(batch []*commitRequest) error {
-	useCopy := g.db.Dialect == Postgres
+	allowCopy := true
 	for try := 1; ; try++ {
-		err := g.commit(batch, useCopy)
-		var dup *copyDuplicateError
-		if errors.As(err, &dup) {
-			g.copyFallbacks.Add(1)
-			useCopy = false
-			err = g.commit(batch, false)
+		var err error
+		if g.db.Dialect == Postgres {
+			err = g.commitPostgres(batch, allowCopy)
+			var dup *copyDuplicateError
+			if errors.As(err, &dup) {
+				g.copyFallbacks.Add(1)
+				allowCopy = false
+				err = g.commitPostgres(batch, false)
+			}
+		} else {
+			err = g.commit(batch)
 		}
 		var race *ledgerRaceError
 		if !errors.As(err, &race) || try == maxLedgerRaces {
@@ -292,60 +297,26 @@ func (g *GroupCommitter) commitRaced(batch []*commitRequest) error {
 	}
 }
 
-// commit commits batch in one transaction. With useCopy (PostgreSQL), the
-// new rows go in with COPY (see copy.go).
-func (g *GroupCommitter) commit(batch []*commitRequest, useCopy bool) (err error) {
+// commit commits batch in one transaction through database/sql (MySQL,
+// SQLite; PostgreSQL's is commitPostgres).
+func (g *GroupCommitter) commit(batch []*commitRequest) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.Timeout)
 	defer cancel()
-	var cp *copyTx
-	var tx *sql.Tx
-	if useCopy {
-		// COPY runs on the connection's pgx side, so the transaction
-		// must stay on one connection the committer holds.
-		conn, err := g.db.SQL.Conn(ctx)
-		if err != nil {
-			return &beginError{err}
-		}
-		defer conn.Close() // after the rollback below: defers run last first
-		cp = &copyTx{conn: conn, types: &g.copyTypes}
-		tx, err = conn.BeginTx(ctx, g.db.beginOptions())
-		if err != nil {
-			return &beginError{err}
-		}
-	} else {
-		tx, err = g.db.SQL.BeginTx(ctx, g.db.beginOptions())
-		if err != nil {
-			return &beginError{err}
-		}
+	tx, err := g.db.SQL.BeginTx(ctx, g.db.beginOptions())
+	if err != nil {
+		return &beginError{err}
 	}
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
 		}
 	}()
-	msgsOf, err := g.decide(ctx, tx, cp, batch)
+	msgsOf, err := g.decide(ctx, tx, batch)
 	if err != nil {
 		return err
 	}
-	// Rows go in queue order, one insert per topic (in practice there is one).
-	var topics []string
-	byTopic := map[string][]*message.Message{}
-	for i, req := range batch {
-		if len(msgsOf[i]) == 0 {
-			continue
-		}
-		if _, ok := byTopic[req.topic]; !ok {
-			topics = append(topics, req.topic)
-		}
-		byTopic[req.topic] = append(byTopic[req.topic], msgsOf[i]...)
-	}
+	topics, byTopic := byTopicOf(batch, msgsOf)
 	for _, topic := range topics {
-		if cp != nil && len(byTopic[topic]) >= copyMinRows {
-			if err := cp.copyMessages(ctx, topic, byTopic[topic]); err != nil {
-				return err
-			}
-			continue
-		}
 		// watermill-sql's Publisher would run this same insert, but under
 		// the first message's context: one caller's timeout would fail
 		// everyone's commit. The transaction's own context bounds it here.
@@ -363,40 +334,80 @@ func (g *GroupCommitter) commit(batch []*commitRequest, useCopy bool) (err error
 	return nil
 }
 
+// byTopicOf groups the messages decided for batch by topic: rows go in
+// queue order, one insert per topic (in practice there is one).
+func byTopicOf(batch []*commitRequest, msgsOf [][]*message.Message) ([]string, map[string][]*message.Message) {
+	var topics []string
+	byTopic := map[string][]*message.Message{}
+	for i, req := range batch {
+		if len(msgsOf[i]) == 0 {
+			continue
+		}
+		if _, ok := byTopic[req.topic]; !ok {
+			topics = append(topics, req.topic)
+		}
+		byTopic[req.topic] = append(byTopic[req.topic], msgsOf[i]...)
+	}
+	return topics, byTopic
+}
+
+// keysOf are the keys batch's CommitState calls depend on, sorted: rows
+// are locked in key order, so two transactions wanting some of the same
+// keys cannot deadlock on them.
+func keysOf(batch []*commitRequest) []string {
+	var keys []string
+	for _, req := range batch {
+		if req.state != nil && !slices.Contains(keys, req.key) {
+			keys = append(keys, req.key)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // decide returns the messages of each request of batch: a Publish call's
 // own, or those a CommitState call's function decides from its key's
 // state. The keys' rows are locked for the rest of tx and their new states
 // written in it. Requests for one key see each other's states in queue
 // order.
-func (g *GroupCommitter) decide(ctx context.Context, tx *sql.Tx, cp *copyTx, batch []*commitRequest) ([][]*message.Message, error) {
-	msgsOf := make([][]*message.Message, len(batch))
-	var keys []string
-	for i, req := range batch {
-		msgsOf[i] = req.msgs
-		if req.state != nil && !slices.Contains(keys, req.key) {
-			keys = append(keys, req.key)
+func (g *GroupCommitter) decide(ctx context.Context, tx *sql.Tx, batch []*commitRequest) ([][]*message.Message, error) {
+	keys := keysOf(batch)
+	states := map[string][]byte{}
+	if len(keys) > 0 {
+		var err error
+		if states, err = g.db.lockStates(ctx, tx, keys); err != nil {
+			return nil, err
 		}
 	}
-	if len(keys) == 0 {
-		return msgsOf, nil
-	}
-	slices.Sort(keys)
-	states, err := g.db.lockStates(ctx, tx, keys)
+	msgsOf, inserted, updated, err := runStates(batch, states)
 	if err != nil {
 		return nil, err
 	}
+	if err := g.db.writeStates(ctx, tx, states, inserted, updated); err != nil {
+		return nil, err
+	}
+	return msgsOf, nil
+}
+
+// runStates runs batch's state functions on the stored states (changed in
+// place to the next ones) and returns the messages of each request, and
+// the keys whose state is new (inserted) or changed (updated), each
+// sorted.
+func runStates(batch []*commitRequest, states map[string][]byte) (msgsOf [][]*message.Message, inserted, updated []string, err error) {
+	msgsOf = make([][]*message.Message, len(batch))
 	stored := make(map[string]bool, len(states))
 	for k := range states {
 		stored[k] = true
 	}
 	changed := map[string]bool{}
 	for i, req := range batch {
+		msgsOf[i] = req.msgs
 		if req.state == nil {
 			continue
 		}
 		next, msgs, err := runState(req.state, states[req.key])
 		if err != nil {
-			return nil, fmt.Errorf("decide %s: %w", req.key, err)
+			return nil, nil, nil, fmt.Errorf("decide %s: %w", req.key, err)
 		}
 		if !bytes.Equal(next, states[req.key]) {
 			states[req.key] = next
@@ -404,7 +415,6 @@ func (g *GroupCommitter) decide(ctx context.Context, tx *sql.Tx, cp *copyTx, bat
 		}
 		msgsOf[i] = msgs
 	}
-	var inserted, updated []string
 	for k := range changed {
 		if stored[k] {
 			updated = append(updated, k)
@@ -412,10 +422,9 @@ func (g *GroupCommitter) decide(ctx context.Context, tx *sql.Tx, cp *copyTx, bat
 			inserted = append(inserted, k)
 		}
 	}
-	if err := g.db.writeStates(ctx, tx, cp, states, inserted, updated); err != nil {
-		return nil, err
-	}
-	return msgsOf, nil
+	slices.Sort(inserted)
+	slices.Sort(updated)
+	return msgsOf, inserted, updated, nil
 }
 
 // beginError is a failure to start a transaction: the database is not

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // On PostgreSQL a commit transaction writes its new rows with COPY rather
@@ -43,25 +41,12 @@ var copyMessagesColumns = []string{"uuid", "payload", "metadata", "transaction_i
 // takes its default, CURRENT_TIMESTAMP, as the insert sets it.
 var copyLedgerColumns = []string{"user_id", "state"}
 
-// copyTx is the pgx side of one commit transaction on PostgreSQL: the
-// connection the transaction runs on, reached through database/sql, and
-// the transaction's id once read.
+// copyTx is one commit transaction's COPYs on PostgreSQL: the connection
+// it runs on, and the transaction's id once read.
 type copyTx struct {
-	conn  *sql.Conn
+	conn  *pgx.Conn
 	types *copyColumnTypes
 	xid   uint64
-}
-
-// raw runs f on the transaction's *pgx.Conn. The transaction was begun on
-// the same connection, so what f does is part of it.
-func (c *copyTx) raw(f func(*pgx.Conn) error) error {
-	return c.conn.Raw(func(driverConn any) error {
-		dc, ok := driverConn.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("COPY needs pgx's database/sql driver, the connection is a %T", driverConn)
-		}
-		return f(dc.Conn())
-	})
 }
 
 // copyMessages writes msgs into topic's messages table. transaction_id is
@@ -69,71 +54,68 @@ func (c *copyTx) raw(f func(*pgx.Conn) error) error {
 // pg_current_xact_id() and its subscriber reads by. A uuid already stored
 // fails it with a *copyDuplicateError.
 func (c *copyTx) copyMessages(ctx context.Context, topic string, msgs []*message.Message) error {
-	table := messagesTableName(topic)
-	return c.raw(func(conn *pgx.Conn) error {
-		if c.xid == 0 {
-			if err := conn.QueryRow(ctx, "SELECT pg_current_xact_id()").Scan(&c.xid); err != nil {
-				return fmt.Errorf("read the transaction id: %w", err)
-			}
+	table, conn := messagesTableName(topic), c.conn
+	if c.xid == 0 {
+		if err := conn.QueryRow(ctx, "SELECT pg_current_xact_id()").Scan(&c.xid); err != nil {
+			return fmt.Errorf("read the transaction id: %w", err)
 		}
-		oids, err := c.types.get(ctx, conn, table, copyMessagesColumns)
+	}
+	oids, err := c.types.get(ctx, conn, table, copyMessagesColumns)
+	if err != nil {
+		return err
+	}
+	e := newCopyEncoder(conn.TypeMap(), oids)
+	defer e.release()
+	for _, msg := range msgs {
+		metadata, err := json.Marshal(msg.Metadata)
 		if err != nil {
-			return err
+			return fmt.Errorf("marshal metadata of message %s: %w", msg.UUID, err)
 		}
-		e := newCopyEncoder(conn.TypeMap(), oids)
-		defer e.release()
-		for _, msg := range msgs {
-			metadata, err := json.Marshal(msg.Metadata)
-			if err != nil {
-				return fmt.Errorf("marshal metadata of message %s: %w", msg.UUID, err)
-			}
-			e.row()
-			e.text(msg.UUID)
-			e.bytes(msg.Payload)
-			e.bytes(metadata)
-			e.uint64(c.xid)
-		}
-		n, err := e.copyIn(ctx, conn, table, copyMessagesColumns)
-		if isUniqueViolation(err) {
-			return &copyDuplicateError{err}
-		}
-		if err != nil {
-			c.types.forget(table)
-			return fmt.Errorf("copy %d messages into %s: %w", len(msgs), topic, err)
-		}
-		if n != int64(len(msgs)) {
-			return fmt.Errorf("copy into %s wrote %d of %d messages", topic, n, len(msgs))
-		}
-		return nil
-	})
+		e.row()
+		e.text(msg.UUID)
+		e.bytes(msg.Payload)
+		e.bytes(metadata)
+		e.uint64(c.xid)
+	}
+	n, err := e.copyIn(ctx, conn, table, copyMessagesColumns)
+	if isUniqueViolation(err) {
+		return &copyDuplicateError{err}
+	}
+	if err != nil {
+		c.types.forget(table)
+		return fmt.Errorf("copy %d messages into %s: %w", len(msgs), topic, err)
+	}
+	if n != int64(len(msgs)) {
+		return fmt.Errorf("copy into %s wrote %d of %d messages", topic, n, len(msgs))
+	}
+	return nil
 }
 
 // copyLedger writes the new ledger rows of keys. A key already stored (a
 // concurrent transaction inserted it first) fails it with a
 // *ledgerRaceError, as the plain insert does.
 func (c *copyTx) copyLedger(ctx context.Context, keys []string, states map[string][]byte) error {
-	return c.raw(func(conn *pgx.Conn) error {
-		oids, err := c.types.get(ctx, conn, LedgerTable, copyLedgerColumns)
-		if err != nil {
-			return err
+	conn := c.conn
+	oids, err := c.types.get(ctx, conn, LedgerTable, copyLedgerColumns)
+	if err != nil {
+		return err
+	}
+	e := newCopyEncoder(conn.TypeMap(), oids)
+	defer e.release()
+	for _, k := range keys {
+		e.row()
+		e.text(k)
+		e.bytes(states[k])
+	}
+	if _, err := e.copyIn(ctx, conn, LedgerTable, copyLedgerColumns); err != nil {
+		err = fmt.Errorf("write %d rows of %s: %w", len(keys), LedgerTable, err)
+		if isUniqueViolation(err) {
+			return &ledgerRaceError{err}
 		}
-		e := newCopyEncoder(conn.TypeMap(), oids)
-		defer e.release()
-		for _, k := range keys {
-			e.row()
-			e.text(k)
-			e.bytes(states[k])
-		}
-		if _, err := e.copyIn(ctx, conn, LedgerTable, copyLedgerColumns); err != nil {
-			err = fmt.Errorf("write %d rows of %s: %w", len(keys), LedgerTable, err)
-			if isUniqueViolation(err) {
-				return &ledgerRaceError{err}
-			}
-			c.types.forget(LedgerTable)
-			return err
-		}
-		return nil
-	})
+		c.types.forget(LedgerTable)
+		return err
+	}
+	return nil
 }
 
 func isUniqueViolation(err error) bool {

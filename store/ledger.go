@@ -83,28 +83,19 @@ func (db *DB) beginOptions() *sql.TxOptions {
 }
 
 // lockStates reads the stored states of keys and locks their rows until tx
-// ends (PostgreSQL and MySQL; SQLite's transaction holds the write lock
-// already). Rows are locked in key order, so two transactions wanting some
+// ends (MySQL; SQLite's transaction holds the write lock already;
+// PostgreSQL's commit, commitPostgres, has its own). Rows are locked in key order, so two transactions wanting some
 // of the same keys cannot deadlock on them. Keys absent from the ledger are
 // absent from the result; a concurrent transaction inserting one of them
 // first makes this one's insert fail, and the batch is retried.
 func (db *DB) lockStates(ctx context.Context, tx *sql.Tx, keys []string) (map[string][]byte, error) {
-	var q string
-	var args []any
-	if db.Dialect == Postgres {
-		// One array parameter: the same statement text whatever the
-		// number of keys, so pgx prepares it once.
-		q = "SELECT user_id, state FROM " + db.ledgerTableSQL() + " WHERE user_id = ANY(?) ORDER BY user_id FOR UPDATE"
-		args = []any{keys}
-	} else {
-		q = "SELECT user_id, state FROM " + db.ledgerTableSQL() + " WHERE user_id IN (" + placeholders(len(keys)) + ") ORDER BY user_id"
-		if db.Dialect != SQLite {
-			q += " FOR UPDATE"
-		}
-		args = make([]any, len(keys))
-		for i, k := range keys {
-			args[i] = k
-		}
+	q := "SELECT user_id, state FROM " + db.ledgerTableSQL() + " WHERE user_id IN (" + placeholders(len(keys)) + ") ORDER BY user_id"
+	if db.Dialect != SQLite {
+		q += " FOR UPDATE"
+	}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
 	}
 	rows, err := tx.QueryContext(ctx, db.bind(q), args...)
 	if err != nil {
@@ -128,16 +119,9 @@ func (db *DB) lockStates(ctx context.Context, tx *sql.Tx, keys []string) (map[st
 // writeStates stores the states of the keys in inserted (new rows: a plain
 // insert, so that a concurrent insert of the same key fails this
 // transaction rather than being overwritten) and updated (rows locked by
-// lockStates). With cp, the new rows are copied in instead (PostgreSQL).
-func (db *DB) writeStates(ctx context.Context, tx *sql.Tx, cp *copyTx, states map[string][]byte, inserted, updated []string) error {
+// lockStates).
+func (db *DB) writeStates(ctx context.Context, tx *sql.Tx, states map[string][]byte, inserted, updated []string) error {
 	table := db.ledgerTableSQL()
-	if cp != nil && len(inserted) >= copyMinRows {
-		slices.Sort(inserted)
-		if err := cp.copyLedger(ctx, inserted, states); err != nil {
-			return err
-		}
-		inserted = nil
-	}
 	for _, part := range []struct {
 		keys   []string
 		prefix string

@@ -127,3 +127,74 @@ func TestCommitStateSurvivesItsFunction(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitStateIsOneTransaction: when the commands cannot be written
+// (their table is missing), the key's new state is not kept either, on
+// every backend; the same call then commits both once the table is there,
+// on connections the failure left usable. On PostgreSQL the state and the
+// commands go to the server in one pipeline with COMMIT, so this is what
+// says the failure still rolls back the state written before it.
+func TestCommitStateIsOneTransaction(t *testing.T) {
+	t.Parallel()
+	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
+		db := storetest.Open(t, d)
+		g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, Workers: 1, Timeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Close() })
+		ctx := testContext(t)
+		const key = "7d0c1f3a-0000-4000-8000-00000000000a"
+		for range 3 { // more failures than the pool has connections
+			if err := g.CommitState(ctx, "missing_topic", key, counting(key)); err == nil {
+				t.Fatal("a commit into a missing table succeeded")
+			}
+			if state, err := g.LoadState(ctx, key); err != nil || state != nil {
+				t.Fatalf("after the failed commit the ledger holds %q (%v), want nothing", state, err)
+			}
+		}
+		if err := g.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
+			t.Fatal(err)
+		}
+		if state, err := g.LoadState(ctx, key); err != nil || string(state) != "1" {
+			t.Fatalf("ledger holds %q (%v), want 1", state, err)
+		}
+		if n := len(uuids(t, db, store.CommandsTopic)); n != 1 {
+			t.Fatalf("%d commands, want 1", n)
+		}
+	})
+}
+
+// TestCommitStateIsOneTransactionPostgres: the same, for a write that
+// fails only as it runs (a CHECK the commands break), not when pgx
+// prepares the statements: the state written before it in the pipeline is
+// rolled back with it.
+func TestCommitStateIsOneTransactionPostgres(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.Postgres)
+	ctx := testContext(t)
+	if _, err := db.SQL.ExecContext(ctx, `CREATE TABLE "watermill_refusing" (LIKE "watermill_`+store.CommandsTopic+`" INCLUDING DEFAULTS,
+		CHECK (length(uuid) > 100))`); err != nil {
+		t.Fatal(err)
+	}
+	g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, Workers: 1, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	const key = "7d0c1f3a-0000-4000-8000-00000000000b"
+	for range 3 {
+		if err := g.CommitState(ctx, "refusing", key, counting(key)); err == nil {
+			t.Fatal("a commit the table refuses succeeded")
+		}
+		if state, err := g.LoadState(ctx, key); err != nil || state != nil {
+			t.Fatalf("after the failed commit the ledger holds %q (%v), want nothing", state, err)
+		}
+	}
+	if err := g.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
+		t.Fatal(err)
+	}
+	if state, err := g.LoadState(ctx, key); err != nil || string(state) != "1" {
+		t.Fatalf("ledger holds %q (%v), want 1", state, err)
+	}
+}
