@@ -103,7 +103,8 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 func (d *Dispatcher) commit(msg *message.Message, e prepared) error {
 	// The state function may run on the committer's worker after this
 	// attempt gave up (and the next one reset msg's context): it reads
-	// nothing of msg. What it reads and decides is one allocation.
+	// nothing of msg. What it reads and decides is one allocation (with
+	// the method value that refers to it).
 	c := &commitCall{e: e, ctx: msg.Context()}
 	if err := d.committer.CommitState(c.ctx, d.topic, e.ev.ID, c.decide); err != nil {
 		return fmt.Errorf("commit command: %w", err)

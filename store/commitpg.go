@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
+	"time"
 
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
@@ -42,22 +44,31 @@ func (g *GroupCommitter) commitPostgres(batch []*commitRequest, allowCopy bool) 
 		return &beginError{err}
 	}
 	defer conn.Close()
-	// A connection given back inside a transaction (a ROLLBACK that could
-	// not be sent) is discarded by pgx's driver, not reused.
 	return conn.Raw(func(driverConn any) error {
 		dc, ok := driverConn.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("the PostgreSQL commit needs pgx's database/sql driver, the connection is a %T", driverConn)
 		}
-		return g.commitPgx(ctx, dc.Conn(), batch, allowCopy)
+		err := g.commitPgx(ctx, dc.Conn(), batch, allowCopy)
+		if err != nil && dc.Conn().PgConn().TxStatus() != 'I' {
+			// Still in a transaction (a ROLLBACK that could not be sent):
+			// its locks must not wait in the pool for the next checkout.
+			// ErrBadConn makes database/sql close the connection now.
+			return fmt.Errorf("%w (the connection was left in a transaction and is closed: %w)", err, driver.ErrBadConn)
+		}
+		return err
 	})
 }
+
+// rollbackTimeout bounds the ROLLBACK of a failed commit, which runs even
+// when the commit's own deadline has passed.
+const rollbackTimeout = 2 * time.Second
 
 // write is one statement of the second pipeline, and what its failure
 // means.
 type write struct {
 	what string
-	race bool // a plain insert of new ledger rows: most likely a race
+	race bool // a plain insert of new ledger rows: a duplicate key is a race
 }
 
 func (g *GroupCommitter) commitPgx(ctx context.Context, conn *pgx.Conn, batch []*commitRequest, allowCopy bool) (err error) {
@@ -86,8 +97,11 @@ func (g *GroupCommitter) commitPgx(ctx context.Context, conn *pgx.Conn, batch []
 	defer func() {
 		if err != nil {
 			// A failed statement leaves the transaction aborted; end it
-			// so that the connection goes back to the pool idle.
-			_, _ = conn.Exec(ctx, "ROLLBACK")
+			// so that the connection goes back to the pool idle, also when
+			// the commit's deadline is what failed it.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
 		}
 	}()
 	states := map[string][]byte{}
@@ -108,7 +122,7 @@ func (g *GroupCommitter) commitPgx(ctx context.Context, conn *pgx.Conn, batch []
 		}
 		if err := rs.Err(); err != nil {
 			_ = br.Close()
-			return fmt.Errorf("lock %d rows of %s: %w", len(keys), LedgerTable, err)
+			return fmt.Errorf("read %s: %w", LedgerTable, err)
 		}
 	}
 	if wantXID {
@@ -169,8 +183,9 @@ func (g *GroupCommitter) commitPgx(ctx context.Context, conn *pgx.Conn, batch []
 		}
 		if err != nil {
 			_ = br.Close()
+			race := w.race && isUniqueViolation(err)
 			err = fmt.Errorf("%s: %w", w.what, err)
-			if w.race {
+			if race {
 				return &ledgerRaceError{err}
 			}
 			return err

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -26,6 +28,9 @@ type copyEncoder struct {
 	col  int
 	m    *pgtype.Map
 	err  error
+	// lost: a COPY that failed other than by the server's answer may
+	// leave pgconn's reader of buf running; buf is then not pooled.
+	lost bool
 }
 
 // copySignature starts a binary COPY stream (PostgreSQL's COPY, "Binary
@@ -45,7 +50,7 @@ func newCopyEncoder(m *pgtype.Map, oids []uint32) *copyEncoder {
 
 // release returns the buffer to the pool.
 func (e *copyEncoder) release() {
-	if cap(e.buf) <= maxPooledCopyBuffer {
+	if !e.lost && cap(e.buf) <= maxPooledCopyBuffer {
 		b := e.buf[:0]
 		copyBuffers.Put(&b)
 	}
@@ -146,6 +151,10 @@ func (e *copyEncoder) copyIn(ctx context.Context, conn *pgx.Conn, table string, 
 	e.buf = binary.BigEndian.AppendUint16(e.buf, 0xffff) // the trailer: -1
 	tag, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(e.buf),
 		"COPY "+pgx.Identifier{table}.Sanitize()+" ("+quotedColumns(columns)+") FROM STDIN BINARY")
+	var pgErr *pgconn.PgError
+	if err != nil && !errors.As(err, &pgErr) {
+		e.lost = true
+	}
 	return tag.RowsAffected(), err
 }
 

@@ -84,10 +84,11 @@ func (db *DB) beginOptions() *sql.TxOptions {
 
 // lockStates reads the stored states of keys and locks their rows until tx
 // ends (MySQL; SQLite's transaction holds the write lock already;
-// PostgreSQL's commit, commitPostgres, has its own). Rows are locked in key order, so two transactions wanting some
-// of the same keys cannot deadlock on them. Keys absent from the ledger are
-// absent from the result; a concurrent transaction inserting one of them
-// first makes this one's insert fail, and the batch is retried.
+// PostgreSQL's commit, commitPostgres, has its own). Rows are locked in
+// key order, so two transactions wanting some of the same keys cannot
+// deadlock on them. Keys absent from the ledger are absent from the
+// result; a concurrent transaction inserting one of them first makes this
+// one's insert fail, and the batch is retried.
 func (db *DB) lockStates(ctx context.Context, tx *sql.Tx, keys []string) (map[string][]byte, error) {
 	q := "SELECT user_id, state FROM " + db.ledgerTableSQL() + " WHERE user_id IN (" + placeholders(len(keys)) + ") ORDER BY user_id"
 	if db.Dialect != SQLite {

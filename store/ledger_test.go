@@ -198,3 +198,49 @@ func TestCommitStateIsOneTransactionPostgres(t *testing.T) {
 		t.Fatalf("ledger holds %q (%v), want 1", state, err)
 	}
 }
+
+// TestCommitPastItsDeadlineLeavesNoLock: a commit whose deadline passes
+// while its state functions run (between BEGIN with the lock read and the
+// writes) fails, and leaves no transaction behind: the user's row is not
+// locked afterwards, whatever the pool does with the connection.
+func TestCommitPastItsDeadlineLeavesNoLock(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.Postgres)
+	ctx := testContext(t)
+	const key = "7d0c1f3a-0000-4000-8000-00000000000c"
+	g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, Workers: 1, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	if err := g.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
+		t.Fatal(err) // the row exists, so the next commit locks it
+	}
+	// A connection of its own, held from before, so that the check does
+	// not take the failed commit's connection from the pool (checking it
+	// out would discard it, and release its locks, whatever it holds).
+	c, err := db.SQL.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	slow := func(state []byte) ([]byte, []*message.Message, error) {
+		time.Sleep(400 * time.Millisecond) // past the commit's deadline
+		return counting(key)(state)
+	}
+	if err := g.CommitState(ctx, store.CommandsTopic, key, slow); err == nil {
+		t.Fatal("a commit past its deadline succeeded")
+	}
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var state string
+	if err := tx.QueryRowContext(ctx, `SELECT state FROM "user_events_ledger" WHERE user_id = $1 FOR UPDATE NOWAIT`, key).Scan(&state); err != nil {
+		t.Fatalf("the user's row is still locked by the failed commit: %v", err)
+	}
+	if state != "1" {
+		t.Fatalf("state %q, want 1: the failed commit kept its write", state)
+	}
+}
