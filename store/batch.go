@@ -42,7 +42,9 @@ const defaultGroupTimeout = 10 * time.Second
 
 // GroupCommitter is a message.Publisher that commits the messages of
 // concurrent Publish calls together: one transaction, one multi-row
-// insert-if-absent per topic (the schema adapter's watermill-sql insert).
+// insert-if-absent per topic (the schema adapter's watermill-sql insert;
+// on PostgreSQL, COPY for 16 rows or more, and the transaction sent as two
+// pipelines: commitpg.go).
 // Each Publish returns only after the transaction holding its messages has
 // committed, so a caller that acks after Publish still acks after the
 // commit. One transaction per message is what limits a router to about a
