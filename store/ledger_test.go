@@ -138,31 +138,39 @@ func TestCommitStateIsOneTransaction(t *testing.T) {
 	t.Parallel()
 	storetest.EachBackend(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.Open(t, d)
-		g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, Workers: 1, Timeout: 30 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = g.Close() })
-		ctx := testContext(t)
-		const key = "7d0c1f3a-0000-4000-8000-00000000000a"
-		for range 3 { // more failures than the pool has connections
-			if err := g.CommitState(ctx, "missing_topic", key, counting(key)); err == nil {
-				t.Fatal("a commit into a missing table succeeded")
-			}
-			if state, err := g.LoadState(ctx, key); err != nil || state != nil {
-				t.Fatalf("after the failed commit the ledger holds %q (%v), want nothing", state, err)
-			}
-		}
-		if err := g.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
-			t.Fatal(err)
-		}
-		if state, err := g.LoadState(ctx, key); err != nil || string(state) != "1" {
-			t.Fatalf("ledger holds %q (%v), want 1", state, err)
-		}
-		if n := len(uuids(t, db, store.CommandsTopic)); n != 1 {
-			t.Fatalf("%d commands, want 1", n)
-		}
+		failThenCommit(t, db, "missing_topic", "7d0c1f3a-0000-4000-8000-00000000000a")
 	})
+}
+
+// failThenCommit commits a new state for key with a command into topic,
+// which must fail, three times (more failures than the pool has
+// connections), each time leaving the ledger without the key; then into
+// the commands table, which must keep the state and one command.
+func failThenCommit(t *testing.T, db *store.DB, topic, key string) {
+	t.Helper()
+	g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, Workers: 1, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	ctx := testContext(t)
+	for range 3 {
+		if err := g.CommitState(ctx, topic, key, counting(key)); err == nil {
+			t.Fatalf("a commit into %s succeeded", topic)
+		}
+		if state, err := g.LoadState(ctx, key); err != nil || state != nil {
+			t.Fatalf("after the failed commit the ledger holds %q (%v), want nothing", state, err)
+		}
+	}
+	if err := g.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
+		t.Fatal(err)
+	}
+	if state, err := g.LoadState(ctx, key); err != nil || string(state) != "1" {
+		t.Fatalf("ledger holds %q (%v), want 1", state, err)
+	}
+	if n := len(uuids(t, db, store.CommandsTopic)); n != 1 {
+		t.Fatalf("%d commands, want 1", n)
+	}
 }
 
 // TestCommitStateIsOneTransactionPostgres: the same, for a write that
@@ -177,26 +185,7 @@ func TestCommitStateIsOneTransactionPostgres(t *testing.T) {
 		CHECK (length(uuid) > 100))`); err != nil {
 		t.Fatal(err)
 	}
-	g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, Workers: 1, Timeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Close() })
-	const key = "7d0c1f3a-0000-4000-8000-00000000000b"
-	for range 3 {
-		if err := g.CommitState(ctx, "refusing", key, counting(key)); err == nil {
-			t.Fatal("a commit the table refuses succeeded")
-		}
-		if state, err := g.LoadState(ctx, key); err != nil || state != nil {
-			t.Fatalf("after the failed commit the ledger holds %q (%v), want nothing", state, err)
-		}
-	}
-	if err := g.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
-		t.Fatal(err)
-	}
-	if state, err := g.LoadState(ctx, key); err != nil || string(state) != "1" {
-		t.Fatalf("ledger holds %q (%v), want 1", state, err)
-	}
+	failThenCommit(t, db, "refusing", "7d0c1f3a-0000-4000-8000-00000000000b")
 }
 
 // TestCommitPastItsDeadlineLeavesNoLock: a commit whose deadline passes
