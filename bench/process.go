@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -194,15 +195,31 @@ func (p *routerProc) Stop() error {
 	}
 }
 
-// freeAddr is a loopback address with a port free right now.
+// freeAddr is a loopback address with a port free right now, never one it
+// returned before: the kernel may give the port of a listener just closed
+// to the next request, and the router's HTTP_ADDR and ADMIN_ADDR must differ.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	freeAddrs.Lock()
+	defer freeAddrs.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !freeAddrs.given[addr] {
+			freeAddrs.given[addr] = true
+			return addr, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", errors.New("no free loopback port that was not handed out already")
 }
+
+var freeAddrs = struct {
+	sync.Mutex
+	given map[string]bool
+}{given: map[string]bool{}}
 
 // tail is the last n lines of a file.
 func tail(path string, n int) string {

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -175,17 +174,9 @@ func runCommand(env map[string]string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+// freeAddr is a loopback address whose port is free right now and was not
+// handed out before in this process (routertest.FreeAddr).
+func freeAddr(t *testing.T) string { return routertest.FreeAddr(t) }
 
 // waitForConsumer waits until the router has bound (or created) its durable.
 func waitForConsumer(t *testing.T, js jetstream.JetStream) {

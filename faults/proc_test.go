@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/social/user-events-router/router/routertest"
 )
 
 // Timing of the routers under test. The router's defaults (30 s ack wait,
@@ -279,13 +280,6 @@ func countLines(log string, substrs ...string) int {
 	return n
 }
 
-// freeAddr is a loopback address whose port is free right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr is a loopback address whose port is free right now and was not
+// handed out before in this process (routertest.FreeAddr).
+func freeAddr(t *testing.T) string { return routertest.FreeAddr(t) }

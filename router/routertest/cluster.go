@@ -61,12 +61,11 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 	ports := make([]int, n)
 	routes := make([]string, n)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := FreePort()
 		if err != nil {
 			return c, err
 		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		ports[i] = port
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
 	}
 	for i := range n {
