@@ -409,6 +409,9 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
 		bad("ADMIN_ADDR", quote(c.AdminAddr), "must be host:port or :port")
 	}
+	if sameListener(c.HTTPAddr, c.AdminAddr) {
+		errs = append(errs, fmt.Errorf("ADMIN_ADDR=%q: must not be HTTP_ADDR's port (%q): the ingress and the admin API listen apart, and the second would fail with \"address already in use\"", c.AdminAddr, c.HTTPAddr))
+	}
 	intIn("INGRESS_MAX_BODY", int64(c.IngressMaxBody), 1024, 1<<20, " bytes")
 	if Exposed(c.AdminAddr) && c.AdminToken == "" {
 		errs = append(errs, fmt.Errorf("ADMIN_TOKEN: required when ADMIN_ADDR=%q is reachable beyond this machine (the poison API can replay and delete); set a token or bind ADMIN_ADDR to 127.0.0.1", c.AdminAddr))
@@ -691,6 +694,19 @@ func Exposed(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip == nil || !ip.IsLoopback()
+}
+
+// sameListener reports whether listening on a and then on b must fail:
+// the same fixed port on the same host, or on every interface for either
+// (":8081" takes 127.0.0.1:8081 too). Port 0 picks a free port each time.
+func sameListener(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb || pa == "0" {
+		return false
+	}
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return strings.EqualFold(ha, hb) || wildcard(ha) || wildcard(hb)
 }
 
 func quote(s string) string { return strconv.Quote(s) }

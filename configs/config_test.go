@@ -152,6 +152,34 @@ func TestAdminTokenRequiredBeyondLoopback(t *testing.T) {
 	}
 }
 
+// TestIngressAndAdminListenApart: the two listeners on one port fail at
+// config time, naming both, instead of at the second bind.
+func TestIngressAndAdminListenApart(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		http, admin string
+		refused     bool
+	}{
+		{"127.0.0.1:41329", "127.0.0.1:41329", true},
+		{":8081", "127.0.0.1:8081", true},
+		{"127.0.0.1:8081", "0.0.0.0:8081", true},
+		{"[::]:8081", "[::1]:8081", true},
+		{"127.0.0.1:3000", "127.0.0.1:8081", false},
+		{"127.0.0.1:8081", "127.0.0.2:8081", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+	} {
+		vars := map[string]string{"HTTP_ADDR": tt.http, "ADMIN_ADDR": tt.admin, "ADMIN_TOKEN": "t0k"}
+		_, err := Load(env(vars))
+		got := err != nil && strings.Contains(err.Error(), "must not be HTTP_ADDR's port")
+		if got != tt.refused {
+			t.Errorf("HTTP_ADDR=%s ADMIN_ADDR=%s: err = %v, want refusal %v", tt.http, tt.admin, err, tt.refused)
+		}
+		if got && !strings.Contains(err.Error(), tt.http) {
+			t.Errorf("the error does not name HTTP_ADDR's value %s: %v", tt.http, err)
+		}
+	}
+}
+
 // TestExposed: only loopback hosts count as unexposed; every interface,
 // another address, a name other than localhost, and an address that is not
 // host:port are all taken as reachable from elsewhere.
