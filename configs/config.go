@@ -409,8 +409,8 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
 		bad("ADMIN_ADDR", quote(c.AdminAddr), "must be host:port or :port")
 	}
-	if sameListener(c.HTTPAddr, c.AdminAddr) {
-		errs = append(errs, fmt.Errorf("ADMIN_ADDR=%q: must not be HTTP_ADDR's port (%q): the ingress and the admin API listen apart, and the second would fail with \"address already in use\"", c.AdminAddr, c.HTTPAddr))
+	if port := sameListener(c.HTTPAddr, c.AdminAddr); port != 0 {
+		errs = append(errs, fmt.Errorf("ADMIN_ADDR=%q and HTTP_ADDR=%q: both listen on port %d (an address without a host, or 0.0.0.0 or [::], is every interface); the ingress and the admin API need a port each", c.AdminAddr, c.HTTPAddr, port))
 	}
 	intIn("INGRESS_MAX_BODY", int64(c.IngressMaxBody), 1024, 1<<20, " bytes")
 	if Exposed(c.AdminAddr) && c.AdminToken == "" {
@@ -696,17 +696,33 @@ func Exposed(addr string) bool {
 	return ip == nil || !ip.IsLoopback()
 }
 
-// sameListener reports whether listening on a and then on b must fail:
-// the same fixed port on the same host, or on every interface for either
-// (":8081" takes 127.0.0.1:8081 too). Port 0 picks a free port each time.
-func sameListener(a, b string) bool {
+// sameListener reports the port that listening on a and then on b would
+// both take, or 0: the same fixed port (a name such as "http" is looked up
+// as the listener would) on the same address, or on every interface for
+// either (":8081" takes 127.0.0.1:8081 too, and so does "[::]:8081" on
+// Linux). Port 0, or none, picks a free port each time. Two names, or a
+// name and an address, are not resolved: if they meet, the second bind
+// still fails naming its variable.
+func sameListener(a, b string) int {
 	ha, pa, errA := net.SplitHostPort(a)
 	hb, pb, errB := net.SplitHostPort(b)
-	if errA != nil || errB != nil || pa != pb || pa == "0" {
-		return false
+	if errA != nil || errB != nil || pa == "" || pb == "" {
+		return 0
 	}
-	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return strings.EqualFold(ha, hb) || wildcard(ha) || wildcard(hb)
+	na, errA := net.LookupPort("tcp", pa)
+	nb, errB := net.LookupPort("tcp", pb)
+	if errA != nil || errB != nil || na != nb || na == 0 {
+		return 0
+	}
+	ia, ib := net.ParseIP(ha), net.ParseIP(hb)
+	everywhere := func(h string, ip net.IP) bool { return h == "" || ip != nil && ip.IsUnspecified() }
+	switch {
+	case everywhere(ha, ia) || everywhere(hb, ib),
+		ia != nil && ib != nil && ia.Equal(ib),
+		ia == nil && ib == nil && strings.EqualFold(ha, hb):
+		return na
+	}
+	return 0
 }
 
 func quote(s string) string { return strconv.Quote(s) }

@@ -58,7 +58,10 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 	t.Helper()
 	c := &Cluster{Name: "user-events-test"}
 	dir := t.TempDir()
+	// Route ports and client ports (which Restart listens on again) are
+	// FreePorts: the kernel does not hand them out on its own.
 	ports := make([]int, n)
+	clientPorts := make([]int, n)
 	routes := make([]string, n)
 	for i := range ports {
 		port, err := FreePort()
@@ -66,6 +69,9 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 			return c, err
 		}
 		ports[i] = port
+		if clientPorts[i], err = FreePort(); err != nil {
+			return c, err
+		}
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
 	}
 	for i := range n {
@@ -73,7 +79,7 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 		cs := &ClusterServer{opts: server.Options{
 			ServerName: name,
 			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
+			Port:       clientPorts[i],
 			JetStream:  true,
 			StoreDir:   filepath.Join(dir, name),
 			NoSigs:     true,

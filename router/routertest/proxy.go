@@ -23,7 +23,9 @@ type Proxy struct {
 func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	p := &Proxy{target: target, conns: map[net.Conn]struct{}{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port the kernel does not hand out on its own, so that nothing
+	// takes it while the proxy is cut (see Restore).
+	ln, err := net.Listen("tcp", FreeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,13 @@ func StartServer(t testing.TB) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	s := &Server{dir: dir}
-	s.start(t, server.RANDOM_PORT)
+	// Restart and Start listen on the same port again: one the kernel
+	// does not hand out on its own, so nothing takes it meanwhile.
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.start(t, port)
 	t.Cleanup(s.Stop)
 	return s
 }
