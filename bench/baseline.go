@@ -75,10 +75,34 @@ type BaselineResult struct {
 	Checks        []Check     `json:"checks"`
 }
 
-// batchWriter writes one fetched batch: rows × (uuid, payload, metadata)
-// in args. It returns how many transactions committed rows.
+// rowBatch is one fetched batch: n × (uuid, payload, metadata) in args,
+// and each row's user and the ledger state the router would store for it.
+type rowBatch struct {
+	n      int
+	args   []any
+	users  []string
+	states []string
+}
+
+// without is the indexes of the rows whose user is not in held.
+func (b rowBatch) without(held []string) []int {
+	skip := make(map[string]bool, len(held))
+	for _, u := range held {
+		skip[u] = true
+	}
+	out := make([]int, 0, b.n)
+	for i, u := range b.users {
+		if !skip[u] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// batchWriter writes one fetched batch. It returns how many transactions
+// committed rows.
 type batchWriter interface {
-	write(ctx context.Context, rows int, args []any) (int, error)
+	write(ctx context.Context, b rowBatch) (int, error)
 }
 
 // runBaseline drains the events with no framework: fetch up to 1,000 from a
@@ -101,6 +125,11 @@ func runBaseline(ctx context.Context, b *natsBroker, d *benchDB, evs []event, v 
 	}
 	if err := createBaselineTable(ctx, d, v.Table); err != nil {
 		return nil, wrap(fmt.Errorf("create table: %w", err))
+	}
+	if v.Name == ledgerBaseline.Name {
+		if err := createLedgerTable(ctx, d, ledgerTableOf(v.Table)); err != nil {
+			return nil, wrap(fmt.Errorf("create ledger table: %w", err))
+		}
 	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       v.Durable,
@@ -136,22 +165,24 @@ func runBaseline(ctx context.Context, b *natsBroker, d *benchDB, evs []event, v 
 			return nil, wrap(fmt.Errorf("fetch: %w", err))
 		}
 		var msgs []jetstream.Msg
-		var args []any
+		var rb rowBatch
 		for msg := range batch.Messages() {
-			row, err := baselineRow(registry, v.Prefix, msg)
+			row, user, state, err := baselineRow(registry, v.Prefix, msg)
 			if err != nil {
 				return nil, wrap(err)
 			}
 			msgs = append(msgs, msg)
-			args = append(args, row...)
+			rb.args = append(rb.args, row...)
+			rb.users, rb.states = append(rb.users, user), append(rb.states, state)
 		}
+		rb.n = len(msgs)
 		if err := batch.Error(); err != nil && len(msgs) == 0 {
 			return nil, wrap(fmt.Errorf("fetch: %w", err))
 		}
 		if len(msgs) == 0 {
 			continue
 		}
-		txs, err := w.write(ctx, len(msgs), args)
+		txs, err := w.write(ctx, rb)
 		if err != nil {
 			return nil, wrap(fmt.Errorf("write: %w", err))
 		}
@@ -190,22 +221,33 @@ func runBaseline(ctx context.Context, b *natsBroker, d *benchDB, evs []event, v 
 		checkEq("baseline "+v.Name+" distinct uuids = N", distinct, len(evs), err2),
 		checkEq("baseline "+v.Name+" stream empty", int(left), 0, err3),
 	}
+	if v.Name == ledgerBaseline.Name {
+		users, err := d.count(ctx, ledgerTableOf(v.Table))
+		res.Checks = append(res.Checks, checkEq("baseline "+v.Name+" ledger rows = N", users, len(evs), err))
+	}
 	return res, nil
 }
 
 // baselineVariants are the baselines -baseline runs on dialect, in order:
 // the multi-row one everywhere, then COPY on PostgreSQL (MySQL/MariaDB and
-// SQLite have no COPY).
+// SQLite have no COPY), then the one that writes the ledger too.
 func baselineVariants(dialect store.Dialect) []baselineVariant {
 	if dialect == store.Postgres {
-		return []baselineVariant{multiRowBaseline, copyBaseline}
+		return []baselineVariant{multiRowBaseline, copyBaseline, ledgerBaseline}
 	}
-	return []baselineVariant{multiRowBaseline}
+	return []baselineVariant{multiRowBaseline, ledgerBaseline}
 }
 
 // newBaselineWriter is the variant's batch writer on db, and what closes it.
 func newBaselineWriter(ctx context.Context, db *store.DB, v baselineVariant) (batchWriter, func(), error) {
 	insert := newBatchInsert(db.Dialect, v.Table)
+	if v.Name == ledgerBaseline.Name {
+		w, err := newLedgerWriter(ctx, db, v.Table)
+		if err != nil {
+			return nil, nil, err
+		}
+		return w, w.close, nil
+	}
 	if v.Name != copyBaseline.Name {
 		return sqlDBWriter{db: db.SQL, insert: insert}, func() {}, nil
 	}
@@ -222,8 +264,8 @@ type sqlDBWriter struct {
 	insert *batchInsert
 }
 
-func (w sqlDBWriter) write(ctx context.Context, rows int, args []any) (int, error) {
-	return 1, w.insert.exec(ctx, w.db, rows, args)
+func (w sqlDBWriter) write(ctx context.Context, b rowBatch) (int, error) {
+	return 1, w.insert.exec(ctx, w.db, b.n, b.args)
 }
 
 // prefixed puts prefix in front of every progress line.
@@ -249,20 +291,21 @@ func createBaselineTable(ctx context.Context, d *benchDB, table string) error {
 
 // baselineRow decodes one event and builds its command as the router's
 // handlers do, the variant's subject prefix taken off; it returns the row's
-// uuid, payload and metadata.
-func baselineRow(registry handlers.Registry, prefix string, msg jetstream.Msg) ([]any, error) {
+// uuid, payload and metadata, and the user and the ledger state the router
+// would store for the user's first event.
+func baselineRow(registry handlers.Registry, prefix string, msg jetstream.Msg) (row []any, user, state string, err error) {
 	subject := strings.TrimPrefix(msg.Subject(), prefix)
 	ev, err := schema.DecodeEvent(subject, msg.Data())
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	h, ok := registry[ev.Action]
 	if !ok {
-		return nil, fmt.Errorf("no handler for action %q", ev.Action)
+		return nil, "", "", fmt.Errorf("no handler for action %q", ev.Action)
 	}
 	meta, err := msg.Metadata()
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	cmd := h.Build(ev, handlers.Delivery{
 		Subject:         subject,
@@ -272,18 +315,19 @@ func baselineRow(registry handlers.Registry, prefix string, msg jetstream.Msg) (
 		CorrelationID:   handlers.ResolveCorrelationID(ev.RequestID, "", msg.Data()),
 	})
 	// Every benchmark event is a new user's first: the ledger would number
-	// it 1 of generation 1. The baseline neither reads nor writes the
+	// it 1 of generation 1. Only the ledger baseline reads and writes the
 	// ledger, which the router does in each transaction.
 	cmd.CommandID, cmd.Generation, cmd.UserSequence = handlers.CommandID(ev.ID, 1), 1, 1
 	payload, err := json.Marshal(cmd)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	metadata, _ := json.Marshal(map[string]string{
 		handlers.MetaCorrelationID: cmd.CorrelationID,
 		handlers.MetaCommandType:   string(cmd.Type),
 	})
-	return []any{cmd.CommandID, string(payload), string(metadata)}, nil
+	action, _ := schema.LookupAction(ev.Action)
+	return []any{cmd.CommandID, string(payload), string(metadata)}, ev.ID, firstState(ev, action.Kind, meta.Sequence.Stream), nil
 }
 
 // batchInsert is one hand-written multi-row insert-if-absent per dialect

@@ -78,9 +78,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				return rep, err
 			}
 			say("baseline %s: %.0f events/s", v.Name, res.EventsPerSec)
-			if v.Name == copyBaseline.Name {
+			switch v.Name {
+			case copyBaseline.Name:
 				rep.BaselineCopy = res
-			} else {
+			case ledgerBaseline.Name:
+				rep.BaselineLedger = res
+			default:
 				rep.Baseline = res
 			}
 		}
@@ -276,9 +279,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for _, base := range rep.baselines() {
 			ratio := ratioOf(base.Variant, cost, base.PerEvent)
 			rep.Ratios = append(rep.Ratios, ratio)
-			if base.Variant == copyBaseline.Name {
+			switch base.Variant {
+			case copyBaseline.Name:
 				rep.RatioToCopy = ratio.EventsPerSec
-			} else {
+			case ledgerBaseline.Name:
+				rep.RatioToLedger = ratio.EventsPerSec
+			default:
 				rep.RatioToBaseline = ratio.EventsPerSec
 			}
 		}
@@ -328,7 +334,7 @@ func newReport(o Options, d *benchDB, b *natsBroker, bin string) *Report {
 		rep.Notes = append(rep.Notes, "SQLite runs inside the router process: its CPU and fsyncs count as the router's (and, in a baseline, as the benchmark process's)")
 	}
 	if o.Baseline && d.Dialect != store.Postgres {
-		rep.Notes = append(rep.Notes, "-baseline ran the multi-row baseline only: "+string(d.Dialect)+" has no COPY, the COPY baseline is PostgreSQL's")
+		rep.Notes = append(rep.Notes, "-baseline ran no COPY baseline: "+string(d.Dialect)+" has no COPY, the COPY baseline is PostgreSQL's")
 	}
 	if o.Baseline && b.srv == nil {
 		rep.Notes = append(rep.Notes, "NATS is external (-nats): a baseline's bench+NATS CPU holds the pipeline only, not the NATS server's work")

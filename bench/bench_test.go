@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/social/user-events-router/handlers"
 	"github.com/social/user-events-router/schema"
 	"github.com/social/user-events-router/store"
 )
@@ -33,7 +34,7 @@ func TestBenchCorrectness(t *testing.T) {
 		// baselines is how many baselines -baseline runs on the backend.
 		baselines int
 	}{
-		{"backlog with baseline", Options{Backend: "sqlite", N: 500, Baseline: true}, 1},
+		{"backlog with baseline", Options{Backend: "sqlite", N: 500, Baseline: true}, 2},
 		{"paced", Options{Backend: "sqlite", PacedRate: 100, PacedDuration: 2 * time.Second, MaxInFlight: 2}, 0},
 	}
 	if url := os.Getenv("TEST_POSTGRES_URL"); url != "" {
@@ -41,7 +42,7 @@ func TestBenchCorrectness(t *testing.T) {
 			name      string
 			opts      Options
 			baselines int
-		}{"postgres backlog with both baselines", Options{Backend: "postgres", DatabaseURL: url, N: 500, Baseline: true}, 2})
+		}{"postgres backlog with all three baselines", Options{Backend: "postgres", DatabaseURL: url, N: 500, Baseline: true}, 3})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,7 +75,10 @@ func TestBenchCorrectness(t *testing.T) {
 			if got := len(rep.baselines()); got != tt.baselines || len(rep.Ratios) != got {
 				t.Errorf("%d baselines and %d ratios in the report, want %d of each", got, len(rep.Ratios), tt.baselines)
 			}
-			if tt.baselines == 2 && (rep.BaselineCopy == nil || rep.RatioToCopy <= 0 || rep.BaselineCopy.CopyFallbacks != 0) {
+			if o.Baseline && (rep.BaselineLedger == nil || rep.RatioToLedger <= 0) {
+				t.Errorf("ledger baseline missing from the report: %+v", rep.BaselineLedger)
+			}
+			if tt.baselines == 3 && (rep.BaselineCopy == nil || rep.RatioToCopy <= 0 || rep.BaselineCopy.CopyFallbacks != 0) {
 				t.Errorf("COPY baseline: %+v, ratio %v; want it run, without fallbacks (the backlog has no duplicate)", rep.BaselineCopy, rep.RatioToCopy)
 			}
 			if c := rep.PerEvent; c == nil || c.ProcessCPUUs <= 0 || c.WithNATSCPUUs < c.ProcessCPUUs || c.EventsPerSec <= 0 {
@@ -296,7 +300,7 @@ func TestCopyWriterDuplicateFallback(t *testing.T) {
 		{[]string{ids[1], ids[2]}, 1},         // one already there: the fallback
 		{[]string{ids[3], ids[3], ids[0]}, 2}, // a duplicate within the batch, and one already there
 	} {
-		txs, err := w.write(ctx, len(batch.ids), rowsOf(batch.ids...))
+		txs, err := w.write(ctx, rowBatch{n: len(batch.ids), args: rowsOf(batch.ids...)})
 		if err != nil {
 			t.Fatalf("batch %d: %v", i+1, err)
 		}
@@ -338,5 +342,71 @@ func TestCostPerEvent(t *testing.T) {
 	}
 	if got := ratioOf("multi-row", router, sqlite); got.EventsPerSec != 0 || got.WithNATSCPU != 0 || got.DBCPU != 0 || got.RowsPerTx != 0 {
 		t.Errorf("ratio to an empty cost = %+v, want zeros", got)
+	}
+}
+
+// TestLedgerWriter: the ledger baseline writes a command and a ledger row
+// per new user, with the state the router's ledger code gives, and a user
+// the ledger holds already writes neither again, on every backend.
+func TestLedgerWriter(t *testing.T) {
+	backends := map[string]string{"sqlite": ""}
+	if url := os.Getenv("TEST_POSTGRES_URL"); url != "" {
+		backends["postgres"] = url
+	}
+	if url := os.Getenv("TEST_MYSQL_URL"); url != "" {
+		backends["mysql"] = url
+	}
+	for backend, url := range backends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			d, err := openDatabase(ctx, backend, url, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.Close(ctx, false) })
+			table := ledgerBaseline.Table
+			if err := createBaselineTable(ctx, d, table); err != nil {
+				t.Fatal(err)
+			}
+			if err := createLedgerTable(ctx, d, ledgerTableOf(table)); err != nil {
+				t.Fatal(err)
+			}
+			w, err := newLedgerWriter(ctx, d.DB, table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(w.close)
+			ev := schema.UserEvent{Action: schema.ActionCreated, Timestamp: time.Date(2026, 11, 28, 13, 28, 17, 0, time.UTC)}
+			batchOf := func(users ...string) rowBatch {
+				b := rowBatch{n: len(users)}
+				for i, u := range users {
+					ev.ID = u
+					b.args = append(b.args, handlers.CommandID(u, 1), `{"user_id":"`+u+`"}`, `{}`)
+					b.users = append(b.users, u)
+					b.states = append(b.states, firstState(ev, schema.KindRegistration, uint64(i+1)))
+				}
+				return b
+			}
+			u := []string{"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002", "00000000-0000-0000-0000-000000000003"}
+			for i, users := range [][]string{u[:2], u[1:]} {
+				if _, err := w.write(ctx, batchOf(users...)); err != nil {
+					t.Fatalf("batch %d: %v", i+1, err)
+				}
+			}
+			if n, err := d.count(ctx, table); err != nil || n != 3 {
+				t.Errorf("%d commands (%v), want 3: one per new user", n, err)
+			}
+			if n, err := d.count(ctx, ledgerTableOf(table)); err != nil || n != 3 {
+				t.Errorf("%d ledger rows (%v), want 3", n, err)
+			}
+			var state string
+			if err := d.DB.SQL.QueryRowContext(ctx, d.DB.Bind("SELECT state FROM "+ledgerTableOf(table)+" WHERE user_id = ?"), u[2]).Scan(&state); err != nil {
+				t.Fatal(err)
+			}
+			l, err := handlers.ParseLedger([]byte(state))
+			if err != nil || l.Generation != 1 {
+				t.Errorf("ledger state %q: generation %d (%v), want a registration's first", state, l.Generation, err)
+			}
+		})
 	}
 }

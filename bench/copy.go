@@ -47,7 +47,8 @@ func newCopyWriter(ctx context.Context, db *store.DB, table string) (*copyWriter
 // write copies the rows in one transaction, or inserts them if absent in
 // one when COPY met a duplicate; it returns the transactions that
 // committed rows (1).
-func (w *copyWriter) write(ctx context.Context, rows int, args []any) (int, error) {
+func (w *copyWriter) write(ctx context.Context, b rowBatch) (int, error) {
+	rows, args := b.n, b.args
 	err := w.conn.Raw(func(driverConn any) error {
 		c, ok := driverConn.(*stdlib.Conn)
 		if !ok {

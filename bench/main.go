@@ -180,7 +180,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", 0, "MAX_IN_FLIGHT for the router (0 = its default)")
 	fs.IntVar(&o.MaxAckPending, "max-ack-pending", 0, "NATS_MAX_ACK_PENDING for the router (0 = its default)")
 	fs.Var(&env, "env", "more router configuration, KEY=VALUE (repeatable)")
-	fs.BoolVar(&o.Baseline, "baseline", false, "first drain copies of the backlog with hand-written pipelines (pull fetch 1,000 → one multi-row insert-if-absent, and on PostgreSQL a COPY → commit → ack) and report the per-event cost of each and the router's ratios")
+	fs.BoolVar(&o.Baseline, "baseline", false, "first drain copies of the backlog with hand-written pipelines (pull fetch 1,000 → one multi-row insert-if-absent; on PostgreSQL a COPY; and one that also locks and writes a ledger row per user, as the router must → commit → ack) and report the per-event cost of each and the router's ratios")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the database, NATS store and router log")
 	fs.StringVar(&o.RouterBin, "router-bin", "", "prebuilt router binary (default: go build the module root)")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up waiting for the drain after this long")

@@ -42,8 +42,12 @@ type Report struct {
 	// (PostgreSQL only). RatioToBaseline and RatioToCopy are router ÷
 	// baseline events/s (from the router's start); Ratios has every
 	// per-event figure.
-	Baseline        *BaselineResult `json:"baseline,omitempty"`
-	BaselineCopy    *BaselineResult `json:"baseline_copy,omitempty"`
+	Baseline     *BaselineResult `json:"baseline,omitempty"`
+	BaselineCopy *BaselineResult `json:"baseline_copy,omitempty"`
+	// BaselineLedger writes the ledger as the router does (ledgerBaseline);
+	// RatioToLedger is router ÷ it.
+	BaselineLedger  *BaselineResult `json:"baseline_ledger,omitempty"`
+	RatioToLedger   float64         `json:"router_to_ledger_ratio,omitempty"`
 	RatioToBaseline float64         `json:"router_to_baseline_ratio,omitempty"`
 	RatioToCopy     float64         `json:"router_to_copy_ratio,omitempty"`
 	Ratios          []Ratio         `json:"ratios,omitempty"`
@@ -180,7 +184,7 @@ func checkEq(name string, got, want int, err error) Check {
 // baselines are the baselines that ran, in the order they ran.
 func (r *Report) baselines() []*BaselineResult {
 	var out []*BaselineResult
-	for _, b := range []*BaselineResult{r.Baseline, r.BaselineCopy} {
+	for _, b := range []*BaselineResult{r.Baseline, r.BaselineCopy, r.BaselineLedger} {
 		if b != nil {
 			out = append(out, b)
 		}
@@ -263,8 +267,11 @@ func (r *Report) WriteText(w io.Writer) {
 	p("counters      committed %.0f, poisoned %.0f, failed deliveries %.0f, redeliveries %.0f, retries %.0f", k.Committed, k.Poisoned, k.Failed, k.Redeliveries, k.Retries)
 	for _, b := range r.baselines() {
 		shape, fallbacks := multiRowBaseline.Shape, ""
-		if b.Variant == copyBaseline.Name {
+		switch b.Variant {
+		case copyBaseline.Name:
 			shape, fallbacks = copyBaseline.Shape, fmt.Sprintf(", %d batches met a duplicate", b.CopyFallbacks)
+		case ledgerBaseline.Name:
+			shape = ledgerBaseline.Shape
 		}
 		p("baseline      %s: hand-written pull fetch %d → %s → ack each: %.2fs, %.0f events/s (%d batches, %d write transactions%s)",
 			b.Variant, baselineBatch, shape, b.Seconds, b.EventsPerSec, b.Batches, b.WriteTransactions, fallbacks)
