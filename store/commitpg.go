@@ -141,10 +141,21 @@ func (g *GroupCommitter) commitPgx(ctx context.Context, conn *pgx.Conn, batch []
 		return err
 	}
 
-	// 2: the rows COPY takes, then the other writes and COMMIT.
+	// 2: the rows COPY takes, then the other writes and COMMIT. New
+	// ledger rows always go in before the commands: a COPY of commands
+	// runs before the pipeline, so when there is one, the new ledger rows
+	// are copied first whatever their number. Two transactions carrying
+	// the same event (the same command id) for a new user then both wait
+	// on the user's row first, and the second fails on it as a race,
+	// instead of each holding the row the other needs (a deadlock).
+	topics, byTopic := byTopicOf(batch, msgsOf)
+	copiesMessages := false
+	for _, topic := range topics {
+		copiesMessages = copiesMessages || allowCopy && len(byTopic[topic]) >= copyMinRows
+	}
 	second := &pgx.Batch{}
 	var writes []write
-	if len(inserted) >= copyMinRows {
+	if len(inserted) >= copyMinRows || copiesMessages && len(inserted) > 0 {
 		if err := cp.copyLedger(ctx, inserted, states); err != nil {
 			return err
 		}
@@ -156,7 +167,6 @@ func (g *GroupCommitter) commitPgx(ctx context.Context, conn *pgx.Conn, batch []
 		second.Queue(pgUpsertStates, updated, stateTexts(states, updated))
 		writes = append(writes, write{what: fmt.Sprintf("write %d rows of %s", len(updated), LedgerTable)})
 	}
-	topics, byTopic := byTopicOf(batch, msgsOf)
 	for _, topic := range topics {
 		msgs := byTopic[topic]
 		if allowCopy && len(msgs) >= copyMinRows {

@@ -107,13 +107,17 @@ func (c *copyTx) copyLedger(ctx context.Context, keys []string, states map[strin
 		e.text(k)
 		e.bytes(states[k])
 	}
-	if _, err := e.copyIn(ctx, conn, LedgerTable, copyLedgerColumns); err != nil {
+	n, err := e.copyIn(ctx, conn, LedgerTable, copyLedgerColumns)
+	if err != nil {
 		err = fmt.Errorf("write %d rows of %s: %w", len(keys), LedgerTable, err)
 		if isUniqueViolation(err) {
 			return &ledgerRaceError{err}
 		}
 		c.types.forget(LedgerTable)
 		return err
+	}
+	if n != int64(len(keys)) {
+		return fmt.Errorf("copy into %s wrote %d of %d rows", LedgerTable, n, len(keys))
 	}
 	return nil
 }

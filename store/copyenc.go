@@ -151,8 +151,12 @@ func (e *copyEncoder) copyIn(ctx context.Context, conn *pgx.Conn, table string, 
 	e.buf = binary.BigEndian.AppendUint16(e.buf, 0xffff) // the trailer: -1
 	tag, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(e.buf),
 		"COPY "+pgx.Identifier{table}.Sanitize()+" ("+quotedColumns(columns)+") FROM STDIN BINARY")
+	// Only the server's answer on a connection still open says pgconn is
+	// done with the buffer; otherwise (a network error, or a FATAL error,
+	// after which pgconn closes without waiting for its reader) it may
+	// still be read, and it is not pooled.
 	var pgErr *pgconn.PgError
-	if err != nil && !errors.As(err, &pgErr) {
+	if err != nil && (!errors.As(err, &pgErr) || conn.PgConn().IsClosed()) {
 		e.lost = true
 	}
 	return tag.RowsAffected(), err

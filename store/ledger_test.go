@@ -233,3 +233,57 @@ func TestCommitPastItsDeadlineLeavesNoLock(t *testing.T) {
 		t.Fatalf("state %q, want 1: the failed commit kept its write", state)
 	}
 }
+
+// TestCommitWritesTheLedgerBeforeTheCommands: on PostgreSQL a transaction
+// writes its new ledger rows before its commands, whether each goes in by
+// COPY or by insert. Two transactions carrying the same event at once (the
+// same command id) would otherwise take their locks in opposite orders —
+// one the command row then the user's, the other the user's then the
+// command's — and deadlock until PostgreSQL breaks it a second later. A
+// trigger on the commands table refuses a row whose user has no ledger row
+// yet in the transaction: one new user with enough commands for COPY (and
+// too few ledger rows for it) failed there.
+func TestCommitWritesTheLedgerBeforeTheCommands(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.Postgres)
+	ctx := testContext(t)
+	const key = "7d0c1f3a-0000-4000-8000-00000000000d"
+	for _, q := range []string{
+		`CREATE TABLE "watermill_ordered" (LIKE "watermill_` + store.CommandsTopic + `" INCLUDING ALL)`,
+		`CREATE FUNCTION ledger_first() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NOT EXISTS (SELECT 1 FROM "user_events_ledger" WHERE user_id = '` + key + `') THEN
+				RAISE EXCEPTION 'a command before its user''s ledger row';
+			END IF;
+			RETURN NEW;
+		END $$`,
+		`CREATE TRIGGER ledger_first BEFORE INSERT ON "watermill_ordered" FOR EACH ROW EXECUTE FUNCTION ledger_first()`,
+	} {
+		if _, err := db.SQL.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := db.GroupCommitter(routerGroupOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	for _, n := range []int{20, 1} { // COPY, then insert
+		if _, err := db.SQL.ExecContext(ctx, `DELETE FROM "user_events_ledger"`); err != nil {
+			t.Fatal(err)
+		}
+		many := func([]byte) ([]byte, []*message.Message, error) {
+			msgs := make([]*message.Message, n)
+			for i := range msgs {
+				msgs[i] = commandMessage(ctx, i)
+			}
+			return []byte("1"), msgs, nil
+		}
+		if err := g.CommitState(ctx, "ordered", key, many); err != nil {
+			t.Fatalf("%d commands for a new user: %v", n, err)
+		}
+	}
+	if got := len(uuids(t, db, "ordered")); got != 21 {
+		t.Fatalf("%d commands stored, want 21", got)
+	}
+}
