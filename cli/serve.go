@@ -133,7 +133,7 @@ func serve(ctx context.Context, cfg configs.Config, logger *slog.Logger) error {
 	// Commands of concurrent handlers share transactions (group commit).
 	committer, err := db.GroupCommitter(store.GroupOptions{
 		MaxBatch: cfg.CommitBatchMax, MaxWait: cfg.CommitBatchWait, Workers: cfg.CommitWorkers,
-		Timeout: cfg.HandlerTimeout, Committed: m.Committed,
+		Timeout: cfg.HandlerTimeout, Committed: m.Committed, Logger: logger.With("component", "group_commit"),
 	})
 	if err != nil {
 		return err

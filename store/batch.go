@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,11 @@ type GroupOptions struct {
 	// Committed, if set, is called after each successful transaction with
 	// the number of messages it held.
 	Committed func(messages int)
+	// Logger, if set, is told of each batch that failed and is committed
+	// again a call at a time: one bad call does that now and then; a batch
+	// after batch says the batched write itself fails (a COPY the table
+	// refuses, say), and the router drains a call at a time.
+	Logger *slog.Logger
 }
 
 // defaultGroupTimeout bounds a transaction when GroupOptions.Timeout is 0.
@@ -253,6 +259,10 @@ func (g *GroupCommitter) commitBatch(batch []*commitRequest, rows int) {
 			req.done <- err
 		}
 		return
+	}
+	if g.opts.Logger != nil {
+		g.opts.Logger.Warn("a batch commit failed; committing each call on its own",
+			"calls", len(batch), "messages", rows, "error", err)
 	}
 	for _, req := range batch {
 		if cerr := req.ctx.Err(); cerr != nil {

@@ -1,9 +1,11 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +109,8 @@ func TestGroupCommitterIsolatesAFailingCall(t *testing.T) {
 		opts := routerGroupOptions()
 		opts.MaxWait = 50 * time.Millisecond // make sure they share a batch
 		opts.Workers = 1
+		var logs bytes.Buffer
+		opts.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 		g, err := db.GroupCommitter(opts)
 		if err != nil {
 			t.Fatal(err)
@@ -136,6 +140,10 @@ func TestGroupCommitterIsolatesAFailingCall(t *testing.T) {
 		}
 		if n := len(uuids(t, db, store.CommandsTopic)); n != 19 || good.Load() != 19 {
 			t.Fatalf("stored %d rows, %d calls succeeded; want 19 and 19", n, good.Load())
+		}
+		// The split is said, with what failed.
+		if l := logs.String(); !strings.Contains(l, `"msg":"a batch commit failed; committing each call on its own"`) || !strings.Contains(l, "no_such_topic") {
+			t.Errorf("the split batch was not logged with its error: %s", l)
 		}
 	})
 }
