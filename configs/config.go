@@ -409,8 +409,18 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
 		bad("ADMIN_ADDR", quote(c.AdminAddr), "must be host:port or :port")
 	}
-	if port := sameListener(c.HTTPAddr, c.AdminAddr); port != 0 {
-		errs = append(errs, fmt.Errorf("ADMIN_ADDR=%q and HTTP_ADDR=%q: both listen on port %d (an address without a host, or 0.0.0.0 or [::], is every interface); the ingress and the admin API need a port each", c.AdminAddr, c.HTTPAddr, port))
+	// Every listener needs a port of its own: the embedded NATS server's
+	// too, when there is one.
+	listeners := []struct{ name, addr string }{{"HTTP_ADDR", c.HTTPAddr}, {"ADMIN_ADDR", c.AdminAddr}}
+	if c.NATSURL == "" {
+		listeners = append(listeners, struct{ name, addr string }{"NATS_LISTEN", c.NATSListen})
+	}
+	for i, a := range listeners {
+		for _, b := range listeners[i+1:] {
+			if port := sameListener(a.addr, b.addr); port != 0 {
+				errs = append(errs, fmt.Errorf("%s=%q and %s=%q: both listen on port %d (an address without a host, or 0.0.0.0 or [::], is every interface); each listener needs a port of its own", b.name, b.addr, a.name, a.addr, port))
+			}
+		}
 	}
 	intIn("INGRESS_MAX_BODY", int64(c.IngressMaxBody), 1024, 1<<20, " bytes")
 	if Exposed(c.AdminAddr) && c.AdminToken == "" {

@@ -190,6 +190,31 @@ func TestIngressAndAdminListenApart(t *testing.T) {
 	}
 }
 
+// TestEmbeddedNATSListensApart: the embedded NATS server's port is a
+// listener's too; a router that shares it with the ingress or the admin
+// API fails at config time, and only when it runs the embedded server.
+func TestEmbeddedNATSListensApart(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		vars    map[string]string
+		refused string
+	}{
+		{map[string]string{"NATS_LISTEN": "127.0.0.1:3000"}, `NATS_LISTEN="127.0.0.1:3000" and HTTP_ADDR="127.0.0.1:3000": both listen on port 3000`},
+		{map[string]string{"NATS_LISTEN": "0.0.0.0:8081", "ADMIN_TOKEN": "t0k"}, `NATS_LISTEN="0.0.0.0:8081" and ADMIN_ADDR="127.0.0.1:8081": both listen on port 8081`},
+		{map[string]string{"NATS_LISTEN": "127.0.0.1:4222"}, ""},
+		// With NATS_URL set there is no embedded server to listen.
+		{map[string]string{"NATS_LISTEN": "127.0.0.1:3000", "NATS_URL": "nats://127.0.0.1:4222"}, ""},
+	} {
+		_, err := Load(env(tt.vars))
+		switch {
+		case tt.refused == "" && err != nil:
+			t.Errorf("%v: %v", tt.vars, err)
+		case tt.refused != "" && (err == nil || !strings.Contains(err.Error(), tt.refused)):
+			t.Errorf("%v: err = %v, want %s", tt.vars, err, tt.refused)
+		}
+	}
+}
+
 // TestExposed: only loopback hosts count as unexposed; every interface,
 // another address, a name other than localhost, and an address that is not
 // host:port are all taken as reachable from elsewhere.
