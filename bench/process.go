@@ -14,13 +14,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/procfs"
 
 	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/router/routertest"
 )
 
 // buildRouter builds the module's router binary into dir.
@@ -195,31 +195,17 @@ func (p *routerProc) Stop() error {
 	}
 }
 
-// freeAddr is a loopback address with a port free right now, never one it
-// returned before: the kernel may give the port of a listener just closed
-// to the next request, and the router's HTTP_ADDR and ADMIN_ADDR must differ.
+// freeAddr is a loopback address for the router to listen on, from
+// routertest.FreePort: never one handed out before, by this process or
+// another test process beside it, and not one the kernel hands out to an
+// outgoing connection before the router binds it.
 func freeAddr() (string, error) {
-	freeAddrs.Lock()
-	defer freeAddrs.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if !freeAddrs.given[addr] {
-			freeAddrs.given[addr] = true
-			return addr, nil
-		}
+	port, err := routertest.FreePort()
+	if err != nil {
+		return "", err
 	}
-	return "", errors.New("no free loopback port that was not handed out already")
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
-
-var freeAddrs = struct {
-	sync.Mutex
-	given map[string]bool
-}{given: map[string]bool{}}
 
 // tail is the last n lines of a file.
 func tail(path string, n int) string {

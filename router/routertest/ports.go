@@ -27,8 +27,9 @@ var handedOut sync.Map // int → struct{}
 // Where the kernel says which range it draws from
 // (/proc/sys/net/ipv4/ip_local_port_range), the port is drawn at random
 // below that range, where only a listener that names it can take it.
-// Another test process can still draw the same port in the instant
-// between the check and the bind; that is rare.
+// Test processes running side by side never hand out the same port
+// either: each holds a lock on its ports in a file they share
+// (claimAcross).
 func FreePort() (int, error) {
 	lo, hi := belowEphemeral()
 	for range 1000 {
@@ -39,7 +40,7 @@ func FreePort() (int, error) {
 		if port == 0 {
 			continue // taken
 		}
-		if _, taken := handedOut.LoadOrStore(port, struct{}{}); !taken {
+		if _, taken := handedOut.LoadOrStore(port, struct{}{}); !taken && claimAcross(port) {
 			return port, nil
 		}
 	}
