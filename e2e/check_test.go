@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/router/broker"
@@ -210,7 +211,13 @@ func TestCheckWarnsOfStreamWeakerThanCluster(t *testing.T) {
 	if _, err := js.CreateStream(t.Context(), broker.AuthServiceStreamConfig("USER_EVENTS")); err != nil {
 		t.Fatal(err)
 	}
-	out := check()
+	// Each check counts the servers until the first quiet moment after
+	// their answers; on a loaded machine one may answer after it.
+	var out string
+	routertest.Eventually(t, 30*time.Second, "a check that counted all three servers", func() bool {
+		out = check()
+		return strings.Contains(out, "on a cluster of 3 JetStream servers")
+	})
 	for _, want := range []string{
 		"warning: nats: stream USER_EVENTS has 1 replica on a cluster of 3 JetStream servers (" + c.Name + "): losing the server that holds it stops the stream until that server returns",
 		"the Auth Service's UpdateStream sets Replicas: 1 on every start",
@@ -227,7 +234,10 @@ func TestCheckWarnsOfStreamWeakerThanCluster(t *testing.T) {
 	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	out = check()
+	routertest.Eventually(t, 30*time.Second, "a check that counted all three servers", func() bool {
+		out = check()
+		return strings.Contains(out, "on a cluster of 3 JetStream servers")
+	})
 	if strings.Contains(out, "warning:") || !strings.Contains(out, "nats: stream USER_EVENTS has 3 replicas on a cluster of 3 JetStream servers") {
 		t.Errorf("check on an R3 stream: want the replicas and no warning:\n%s", out)
 	}

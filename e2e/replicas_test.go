@@ -30,8 +30,12 @@ func TestServeReportsStreamWeakerThanCluster(t *testing.T) {
 	p := startRouter(t, env)
 	// The admin address listens from before the ingress answers.
 	waitForIngress(t, ingressURL)
-	routertest.Eventually(t, 20*time.Second, "the stream's redundancy in /status", func() bool {
-		return getStatus(t, admin).Stream != nil
+	// Read again at each health check: wait for one that counted all three
+	// servers (a count ends at the first quiet moment after the answers,
+	// and on a loaded machine a server may answer after it).
+	routertest.Eventually(t, 30*time.Second, "the stream's redundancy in /status, every server counted", func() bool {
+		st := getStatus(t, admin).Stream
+		return st != nil && st.JetStreamServers == 3
 	})
 
 	st := getStatus(t, admin).Stream

@@ -197,14 +197,24 @@ func TestCommitPastItsDeadlineLeavesNoLock(t *testing.T) {
 	db := storetest.Open(t, store.Postgres)
 	ctx := testContext(t)
 	const key = "7d0c1f3a-0000-4000-8000-00000000000c"
+	// The row is written first with the default deadline (a new
+	// connection and an fsynced commit may take more than 200 ms on a
+	// loaded machine), so that the short-deadline commit locks it.
+	setup, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := setup.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
+		t.Fatal(err)
+	}
+	if err := setup.Close(); err != nil {
+		t.Fatal(err)
+	}
 	g, err := db.GroupCommitter(store.GroupOptions{MaxBatch: 16, Workers: 1, Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = g.Close() })
-	if err := g.CommitState(ctx, store.CommandsTopic, key, counting(key)); err != nil {
-		t.Fatal(err) // the row exists, so the next commit locks it
-	}
 	// A connection of its own, held from before, so that the check does
 	// not take the failed commit's connection from the pool (checking it
 	// out would discard it, and release its locks, whatever it holds).

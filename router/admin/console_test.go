@@ -18,6 +18,7 @@ import (
 	"github.com/social/user-events-router/middleware"
 	"github.com/social/user-events-router/router/admin"
 	"github.com/social/user-events-router/router/pipelinetest"
+	"github.com/social/user-events-router/router/routertest"
 	"github.com/social/user-events-router/store"
 	"github.com/social/user-events-router/store/storetest"
 )
@@ -549,7 +550,13 @@ func TestConsoleList(t *testing.T) {
 	b := setupConsole(t, "")
 	c := b.client(t)
 	c.login()
-	all := c.get("/admin/ui/").body
+	// The counts are on the page when they were taken within
+	// consoleStatsWait; on a loaded machine they come on a later load.
+	var all string
+	routertest.Eventually(t, 30*time.Second, "the list with its counts", func() bool {
+		all = c.get("/admin/ui/").body
+		return strings.Contains(all, `id="stats-at"`)
+	})
 	for _, want := range []string{`<strong id="total">6</strong>`, `href="/admin/ui/?class=permanent">permanent</a>`, `<td class="n">4</td>`} {
 		if !strings.Contains(all, want) {
 			t.Errorf("list lacks %q", want)
