@@ -55,7 +55,7 @@ commands:
   apply      keep the monolith's user tables in step with the commands
   prune      delete old commands every consumer group has read (--dry-run)
   publish    send sample user events the way the Auth Service does
-  poison     list, show, replay or delete poison queue entries
+  poison     list, show, stats, replay or delete poison queue entries
              (see: user-events-router poison help)
   check      load the configuration and check the database and NATS
   healthcheck exit 0 if the router on ADMIN_ADDR is ready (-live: alive)
@@ -91,8 +91,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "healthcheck":
 		return healthcheckCommand(ctx, args, getenv, stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, versionString())
-		return nil
+		return versionCommand(args, stdout)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil

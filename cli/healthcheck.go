@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +13,14 @@ import (
 	"github.com/social/user-events-router/schema"
 )
 
+const healthcheckUsage = `usage: user-events-router healthcheck [-live] [-addr HOST:PORT] [-timeout D]
+
+Asks the router on this host whether it can take events (GET /readyz on
+ADMIN_ADDR; with -live, whether it is alive: /healthz) and exits 0 on a
+200, 1 otherwise. An address on every interface (:8081) is asked on
+loopback. Neither path needs ADMIN_TOKEN. The image's HEALTHCHECK runs it.
+`
+
 // healthcheckCommand asks the router on this host whether it can take
 // events (GET /readyz on ADMIN_ADDR; with -live, whether it is alive:
 // /healthz) and succeeds only on a 200. It is what the image's HEALTHCHECK
@@ -22,18 +28,14 @@ import (
 // curl, so the probe has to be the binary itself. Neither path needs
 // ADMIN_TOKEN.
 func healthcheckCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommandFlags("healthcheck", healthcheckUsage)
 	var (
 		live    = fs.Bool("live", false, "ask /healthz (the process is alive) instead of /readyz (it can take events)")
 		addr    = fs.String("addr", "", "admin address to ask, host:port (default: ADMIN_ADDR)")
 		timeout = fs.Duration("timeout", healthcheckTimeout, "give up after this long")
 	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := fs.parse(args, stdout); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("healthcheck: unexpected argument %q", fs.Arg(0))

@@ -87,14 +87,14 @@ func poisonCommand(ctx context.Context, args []string, getenv func(string) strin
 }
 
 func poisonList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := poisonFlagSet("list", "[flags]", stderr)
+	fs := poisonFlagSet("list", "[flags]", "Lists entries, the last failed first, a page at a time, and how to get the\nnext page. It changes nothing.")
 	var q admin.PoisonQuery
-	addFilterFlags(fs, &q)
+	addFilterFlags(fs.FlagSet, &q)
 	fs.StringVar(&q.Order, "order", "", "`ORDER` of last failure: newest (the default) or oldest")
 	fs.StringVar(&q.Limit, "limit", "", fmt.Sprintf("at most `N` entries (1 to %d; default %d)", store.MaxPoisonPageSize, store.DefaultPoisonPageSize))
 	fs.StringVar(&q.Cursor, "cursor", "", "start after `C`, the cursor the page before ended with")
 	asJSON := fs.Bool("json", false, "print the page as JSON: entries (without payloads), total, next_cursor")
-	rest, err := parseArgs(fs, args)
+	rest, err := parseArgs(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -126,9 +126,9 @@ func poisonList(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func poisonShow(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := poisonFlagSet("show", "ID [flags]", stderr)
+	fs := poisonFlagSet("show", "ID [flags]", "Shows one entry whole: every field, the payload pretty-printed (a hex\ndump if it is not JSON); --json as the admin API gives it. It changes\nnothing.")
 	asJSON := fs.Bool("json", false, "print the entry as JSON")
-	ids, err := parseArgs(fs, args)
+	ids, err := parseArgs(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -159,11 +159,11 @@ func poisonShow(ctx context.Context, args []string, getenv func(string) string, 
 const poisonStatsTop = 20
 
 func poisonStats(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := poisonFlagSet("stats", "[flags]", stderr)
+	fs := poisonFlagSet("stats", "[flags]", "Counts the entries by class, reason kind, subject and ingress, with the\noldest and newest. It changes nothing.")
 	var q admin.PoisonQuery
-	addFilterFlags(fs, &q)
+	addFilterFlags(fs.FlagSet, &q)
 	asJSON := fs.Bool("json", false, "print the counts as JSON")
-	rest, err := parseArgs(fs, args)
+	rest, err := parseArgs(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -192,11 +192,11 @@ func poisonStats(ctx context.Context, args []string, getenv func(string) string,
 }
 
 func poisonReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := poisonFlagSet("replay", "ID... | --all [flags]", stderr)
-	sel := addSelectionFlags(fs, "replay")
+	fs := poisonFlagSet("replay", "ID... | --all [flags]", "Runs entries through the router's chain again: one that commits is\ndeleted, one that fails again stays, with its new reason. Exits 1 when\nany entry was not replayed.")
+	sel := addSelectionFlags(fs.FlagSet, "replay")
 	dryRun := fs.Bool("dry-run", false, "only say what would become of each entry; write nothing")
 	asJSON := fs.Bool("json", false, "print the results as a JSON array")
-	if err := sel.parse(fs, args); err != nil {
+	if err := sel.parse(fs, args, stdout); err != nil {
 		return err
 	}
 	open := openPoisonStore
@@ -259,10 +259,10 @@ func replayResultOf(id string, res router.ReplayResult, err error) router.Replay
 }
 
 func poisonDelete(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := poisonFlagSet("delete", "ID... | --all [flags] --yes", stderr)
-	sel := addSelectionFlags(fs, "delete")
+	fs := poisonFlagSet("delete", "ID... | --all [flags] --yes", "Deletes entries for good. Exits 1 when any entry was not deleted.")
+	sel := addSelectionFlags(fs.FlagSet, "delete")
 	yes := fs.Bool("yes", false, "confirm: deleting is permanent")
-	if err := sel.parse(fs, args); err != nil {
+	if err := sel.parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if !*yes {
@@ -364,14 +364,8 @@ func openPoisonReader(ctx context.Context, getenv func(string) string) (configs.
 	return cfg, db, nil
 }
 
-func poisonFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("poison "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: user-events-router poison %s %s\n\nflags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
+func poisonFlagSet(name, synopsis, what string) *commandFlags {
+	return newCommandFlags("poison "+name, fmt.Sprintf("usage: user-events-router poison %s %s\n\n%s\nSee: user-events-router poison help.\n", name, synopsis, what))
 }
 
 // filterFlagNames maps PoisonQuery's parameter names to the flags that set
@@ -395,15 +389,13 @@ func addFilterFlags(fs *flag.FlagSet, q *admin.PoisonQuery) {
 }
 
 // parseArgs parses fs's flags wherever they stand among the arguments
-// (`show ID --json` as well as `show --json ID`) and returns the others.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+// (`show ID --json` as well as `show --json ID`) and returns the others;
+// -h and mistakes as commandFlags.parse.
+func parseArgs(fs *commandFlags, args []string, stdout io.Writer) ([]string, error) {
 	var rest []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{fmt.Errorf("%s: %w", fs.Name(), err)}
+		if err := fs.parse(args, stdout); err != nil {
+			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -450,8 +442,8 @@ func addSelectionFlags(fs *flag.FlagSet, cmd string) *selection {
 }
 
 // parse parses fs and checks that it got either IDs or --all.
-func (s *selection) parse(fs *flag.FlagSet, args []string) error {
-	ids, err := parseArgs(fs, args)
+func (s *selection) parse(fs *commandFlags, args []string, stdout io.Writer) error {
+	ids, err := parseArgs(fs, args, stdout)
 	if err != nil {
 		return err
 	}

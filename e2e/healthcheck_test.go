@@ -80,7 +80,7 @@ func TestHealthcheckAnswers(t *testing.T) {
 		{name: "bad config", env: map[string]string{"ADMIN_ADDR": ":8081"}, code: 2, stderr: "ADMIN_TOKEN"},
 		{name: "bad flag", args: []string{"-bogus"}, code: 2, stderr: "flag provided but not defined"},
 		{name: "argument", args: []string{"now"}, code: 2, stderr: `unexpected argument "now"`},
-		{name: "help", args: []string{"-h"}, code: 0, stderr: "-live"},
+		{name: "help", args: []string{"-h"}, code: 0, stdout: "-live"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
