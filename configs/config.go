@@ -295,6 +295,7 @@ func Variables() []Variable {
 func Load(getenv func(string) string) (Config, error) {
 	c := Defaults()
 	var errs []error
+	var unread []string // variables whose value could not be read
 	for _, f := range fields() {
 		v := strings.TrimSpace(getenv(f.Name))
 		if v == "" {
@@ -306,15 +307,52 @@ func Load(getenv func(string) string) (Config, error) {
 				shown = "(redacted)"
 			}
 			errs = append(errs, fmt.Errorf("%s=%q: %w", f.Name, shown, err))
+			unread = append(unread, f.Name)
 		}
 	}
 	if v := strings.TrimSpace(getenv("SUBSCRIBERS")); v != "" {
 		errs = append(errs, fmt.Errorf("SUBSCRIBERS=%q: no longer used; the router now handles up to MAX_IN_FLIGHT messages at once (default %d): unset SUBSCRIBERS", v, Defaults().MaxInFlight))
 	}
-	if len(errs) > 0 {
-		return c, errors.Join(errs...)
+	// Every bad variable is named at once, the unreadable ones and those
+	// that break a rule; a rule that involves an unreadable variable is
+	// left out (it would judge the default the router never got to use).
+	if err := c.Validate(); err != nil {
+		for _, e := range unwrapJoined(err) {
+			if !mentionsAny(e.Error(), unread) {
+				errs = append(errs, e)
+			}
+		}
 	}
-	return c, c.Validate()
+	return c, errors.Join(errs...)
+}
+
+// unwrapJoined is the errors errors.Join joined, or err alone.
+func unwrapJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// mentionsAny reports whether msg names one of the variables (as a whole
+// word: RETRY_MAX does not name RETRY_MAX_INTERVAL).
+func mentionsAny(msg string, names []string) bool {
+	isNamePart := func(b byte) bool { return b == '_' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' }
+	for _, n := range names {
+		for at := 0; ; {
+			i := strings.Index(msg[at:], n)
+			if i < 0 {
+				break
+			}
+			i += at
+			end := i + len(n)
+			if (i == 0 || !isNamePart(msg[i-1])) && (end == len(msg) || !isNamePart(msg[end])) {
+				return true
+			}
+			at = end
+		}
+	}
+	return false
 }
 
 // Validate checks every rule and joins all violations, each naming the variable.

@@ -356,3 +356,35 @@ func TestMemoryLimit(t *testing.T) {
 		t.Errorf("MemoryLimit does not grow with MAX_IN_FLIGHT_BYTES and MAX_IN_FLIGHT")
 	}
 }
+
+// TestEveryBadVariableNamedAtOnce: a value that cannot be read and one
+// that breaks a rule are refused together, so that one start names them
+// all; a rule that involves an unreadable variable is not judged on the
+// default the router would not use.
+func TestEveryBadVariableNamedAtOnce(t *testing.T) {
+	t.Parallel()
+	_, err := Load(env(map[string]string{
+		"NATS_ACK_WAIT":          "x",
+		"LOG_LEVEL":              "loud",
+		"RETRY_INITIAL_INTERVAL": "soon",
+		"RETRY_MAX_INTERVAL":     "1ms",
+		"RETRY_MAX":              "1000",
+	}))
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	msg := err.Error()
+	for _, want := range []string{`NATS_ACK_WAIT="x": not a duration`, `LOG_LEVEL="loud": must be`, `RETRY_INITIAL_INTERVAL="soon": not a duration`, `RETRY_MAX=1000: must be between`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the error lacks %q: %s", want, msg)
+		}
+	}
+	// RETRY_MAX_INTERVAL against RETRY_INITIAL_INTERVAL's default would
+	// be judged on a value nobody set.
+	if strings.Contains(msg, "RETRY_MAX_INTERVAL") {
+		t.Errorf("a rule judged on an unreadable variable's default: %s", msg)
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 4 {
+		t.Errorf("%d errors, want 4: %s", n, msg)
+	}
+}
