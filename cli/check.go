@@ -138,24 +138,27 @@ func checkBroker(ctx context.Context, cfg configs.Config, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	embeddedBound := func() {
+	embeddedBound := func() error {
+		durable, err := broker.EmbeddedConsumerConfig(cfg)
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "%s (for the durable serve creates; one found in DATA_DIR is used as found)\n",
-			broker.MemoryBound(cfg, broker.LimitsOf(broker.ConsumerConfig(cfg), broker.EmbeddedMaxPayload)))
+			broker.MemoryBound(cfg, broker.LimitsOf(durable, broker.EmbeddedMaxPayload)))
+		return nil
 	}
 	if target.Source == fromNATSListen {
 		if err := checkListen(cfg, target, stdout); err != nil {
 			return err
 		}
-		embeddedBound()
-		return nil
+		return embeddedBound()
 	}
 	nc, err := broker.Connect(target.URL, cfg, "user-events-router-check", newLogger(cfg, stderr))
 	if err != nil {
 		if target.Source == fromAddrFile {
 			// serve died without removing the file; it starts afresh.
 			fmt.Fprintf(stdout, "nats: embedded server recorded in %s (%s) does not answer: serve is not running (the file outlived it); serve starts one on %s\n", target.AddrFile, target.URL, cfg.NATSListen)
-			embeddedBound()
-			return nil
+			return embeddedBound()
 		}
 		return err
 	}

@@ -265,6 +265,10 @@ func TestCheckTellsReachedFromAssumed(t *testing.T) {
 				}
 			} else if err != nil || !strings.Contains(out, tt.want) {
 				t.Errorf("err = %v, output:\n%s\nwant it to say %q", err, out, tt.want)
+			} else if !strings.Contains(out, "the durable is a pull consumer") {
+				// serve creates a pinned pull durable on its embedded
+				// server (NATS_CONSUMER=auto, a server that can pin).
+				t.Errorf("check bounds the memory of another durable than serve creates:\n%s", out)
 			}
 			if strings.Contains(out, "started by serve") || strings.Contains(out, "reached") {
 				t.Errorf("check claims a router's server:\n%s", out)

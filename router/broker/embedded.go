@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/social/user-events-router/configs"
 )
 
 // EmbeddedServer is an in-process NATS server with JetStream, for running
@@ -38,6 +41,16 @@ const AddrFileName = "nats.addr"
 // EmbeddedMaxPayload is the largest message the embedded server takes
 // (NATS's default).
 const EmbeddedMaxPayload = 1 << 20
+
+// EmbeddedConsumerConfig is the durable serve creates on its embedded
+// server: NATS_CONSUMER resolved for the nats-server built in (ConsumerKind).
+func EmbeddedConsumerConfig(cfg configs.Config) (jetstream.ConsumerConfig, error) {
+	kind, _, err := ConsumerKind(cfg, server.VERSION)
+	if err != nil {
+		return jetstream.ConsumerConfig{}, err
+	}
+	return ConfigFor(cfg, kind), nil
+}
 
 // StartEmbedded starts a NATS server with JetStream persisted under
 // storeDir, listening on listen (host:port; port 0 picks a free one). It
