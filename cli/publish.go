@@ -24,7 +24,8 @@ const publishUsage = `usage: user-events-router publish [flags]
 Sends user events the way the Auth Service does (plain JSON, no headers) to
 NATS — -nats, else NATS_URL, else the embedded server a running serve
 recorded in DATA_DIR/nats.addr, else NATS_LISTEN — or, with -http, to the
-fallback ingress (three tries at 0 s, +1 s, +3 s; only 200 counts).
+fallback ingress (three tries at 0 s, +1 s, +3 s; only 200 counts; with
+INGRESS_TOKEN set, as its bearer token).
 
 By default it generates well-formed events (-action, -n, -id, …). With
 -payload or -file it sends those bytes exactly as given instead, to
@@ -108,7 +109,7 @@ func publishCommand(ctx context.Context, args []string, getenv func(string) stri
 
 	var send func(ctx context.Context, subject string, body []byte) error
 	if *httpURL != "" {
-		send = httpSender(*httpURL)
+		send = httpSender(*httpURL, cfg.IngressToken)
 	} else {
 		url := *natsURL
 		if url == "" {
@@ -231,9 +232,11 @@ func actionsFor(action string) ([]string, error) {
 	return nil, usagef("publish: -action must be %s or lifecycle, got %q", strings.Join(schema.ActionNames(), ", "), action)
 }
 
-// httpSender posts like the Auth Service's fallback: only Content-Type, three
-// tries at 0 s, +1 s and +3 s, and only 200 counts as success.
-func httpSender(url string) func(ctx context.Context, subject string, body []byte) error {
+// httpSender posts like the Auth Service's fallback: only Content-Type
+// (and, when INGRESS_TOKEN is set, the bearer token the ingress then
+// requires), three tries at 0 s, +1 s and +3 s, and only 200 counts as
+// success. A 401 is not tried again: the token would not change.
+func httpSender(url, token string) func(ctx context.Context, subject string, body []byte) error {
 	client := &http.Client{Timeout: 10 * time.Second}
 	waits := []time.Duration{0, time.Second, 3 * time.Second}
 	return func(ctx context.Context, _ string, body []byte) error {
@@ -249,6 +252,9 @@ func httpSender(url string) func(ctx context.Context, subject string, body []byt
 				return usagef("publish: -http %q: %v", url, err)
 			}
 			req.Header.Set("Content-Type", "application/json")
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
 			resp, err := client.Do(req)
 			if err != nil {
 				last = err
@@ -260,6 +266,12 @@ func httpSender(url string) func(ctx context.Context, subject string, body []byt
 				return nil
 			}
 			last = fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+			if resp.StatusCode == http.StatusUnauthorized {
+				if token == "" {
+					return fmt.Errorf("%w (the ingress wants a token: set INGRESS_TOKEN to the router's)", last)
+				}
+				return fmt.Errorf("%w (INGRESS_TOKEN is not the router's)", last)
+			}
 		}
 		return errors.Join(errors.New("gave up after 3 tries"), last)
 	}

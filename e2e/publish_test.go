@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/social/user-events-router/cli"
 	"github.com/social/user-events-router/router/routertest"
+	"github.com/social/user-events-router/store"
+	"github.com/social/user-events-router/store/storetest"
 )
 
 // poisonBody is a body the router can only poison: raw mode must carry it
@@ -90,5 +94,73 @@ func TestPublishRawToHTTP(t *testing.T) {
 	defer mu.Unlock()
 	if len(bodies) != 1 || bodies[0] != "application/json "+poisonBody {
 		t.Errorf("posted %q, want one application/json %q", bodies, poisonBody)
+	}
+}
+
+// TestPublishToIngressWithToken: with INGRESS_TOKEN set on the router,
+// publish -http sends the same INGRESS_TOKEN as its bearer token and the
+// event is committed; without it, or with another, the 401 ends the run
+// after one try (a token does not change between tries), saying what to
+// set.
+func TestPublishToIngressWithToken(t *testing.T) {
+	t.Parallel()
+	srv := routertest.StartServer(t)
+	dbURL := storetest.URL(t, store.SQLite)
+	env, ingressURL := ingressEnv(t, srv.URL, dbURL)
+	env["INGRESS_TOKEN"] = "s3cret-ingress"
+	startRouter(t, env)
+	waitForIngress(t, ingressURL)
+	db := openDB(t, dbURL)
+
+	// In front of the router, counting the tries and the tokens sent.
+	var (
+		mu    sync.Mutex
+		tries []string
+	)
+	target, err := url.Parse(ingressURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		tries = append(tries, r.Header.Get("Authorization"))
+		mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+
+	publish := func(token string) (string, error) {
+		t.Helper()
+		mu.Lock()
+		tries = nil
+		mu.Unlock()
+		pubEnv := map[string]string{"DATA_DIR": t.TempDir(), "INGRESS_TOKEN": token}
+		var stdout, stderr syncBuffer
+		err := cli.Run(t.Context(), []string{"publish", "-http", front.URL + target.Path, "-n", "1", "-action", "created"}, func(k string) string { return pubEnv[k] }, &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+	for _, tt := range []struct{ token, auth, want string }{
+		{"", "", "set INGRESS_TOKEN to the router's"},
+		{"wrong", "Bearer wrong", "INGRESS_TOKEN is not the router's"},
+	} {
+		out, err := publish(tt.token)
+		if err == nil || !strings.Contains(err.Error(), "status 401") || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("publish with INGRESS_TOKEN=%q: err %v, want a 401 saying %q\n%s", tt.token, err, tt.want, out)
+		}
+		mu.Lock()
+		if len(tries) != 1 || tries[0] != tt.auth {
+			t.Errorf("publish with INGRESS_TOKEN=%q: tries with Authorization %q, want one with %q", tt.token, tries, tt.auth)
+		}
+		mu.Unlock()
+	}
+	if n := countCommands(t, db); n != 0 {
+		t.Fatalf("%d commands from refused posts", n)
+	}
+	if out, err := publish("s3cret-ingress"); err != nil {
+		t.Fatalf("publish with the router's token: %v\n%s", err, out)
+	}
+	if n := countCommands(t, db); n != 1 {
+		t.Errorf("%d commands after a 200, want 1", n)
 	}
 }
