@@ -507,6 +507,7 @@ func printPoisonEntry(w io.Writer, e store.PoisonEntry) {
 		{"ingress", e.Ingress},
 		{"correlation_id", e.CorrelationID},
 		{"user_id", e.UserID},
+		{"action", e.Action},
 		{"stream", e.Stream},
 		{"stream_seq", uintOrEmpty(e.StreamSeq)},
 		{"delivery_count", uintOrEmpty(e.DeliveryCount)},

@@ -375,6 +375,9 @@ func TestPoisonShow(t *testing.T) {
 	if !strings.Contains(out, "subject:          user.events.deleted  (no NATS subject: it came in by http)\n") {
 		t.Errorf("HTTP entry's subject:\n%s", out)
 	}
+	if !strings.Contains(out, "\naction:           deleted\n") {
+		t.Errorf("show lacks the entry's action:\n%s", out)
+	}
 	out = b.mustPoison(t, "list", "--ingress", "http")
 	if f := strings.Fields(strings.Split(out, "\n")[1]); len(f) < 4 || f[2] != "http" || f[3] != "user.events.deleted" {
 		t.Errorf("list shows an HTTP entry as %q", f)
