@@ -35,7 +35,16 @@ type sequencer struct {
 	// grace is how long past its due time an outstanding sequence is kept.
 	grace     time.Duration
 	lastSweep time.Time
+	// closed counts the takeovers that have not yet learnt which users
+	// the previous pinned client held messages of (see takeOver); while
+	// any has not, every message that may be handed back is, for
+	// gateDelay, in its user's order.
+	closed int
 }
+
+// gateDelay is how long a message arriving while the sequencer is closed
+// is handed back for.
+const gateDelay = time.Second
 
 type lane struct {
 	active      bool
@@ -128,6 +137,9 @@ func (q *sequencer) hold(l *lane, f *flight, now time.Time) (held, bool) {
 func (q *sequencer) arrive(f *flight, now time.Time) (verdict, time.Duration) {
 	if f.key == "" {
 		return handOut, 0
+	}
+	if q.closed > 0 && !f.last {
+		return holdBack, q.away(f, now.Add(gateDelay), now)
 	}
 	l := q.lane(f.key, now)
 	delete(l.outstanding, f.seq) // it is back

@@ -148,3 +148,37 @@ func TestOrderKey(t *testing.T) {
 		}
 	}
 }
+
+// TestSequencerClosedHandsBackInOrder: while a takeover has not learnt what
+// the previous pinned client held, every keyed message is handed back for
+// gateDelay, a user's later ones after its earlier ones; a message without
+// a key, and one on its last delivery, are not. Once open, a message that
+// comes back is handed out.
+func TestSequencerClosedHandsBackInOrder(t *testing.T) {
+	q := newSequencer(time.Second, 30*time.Second)
+	q.closed = 1
+	a1, a2, b1, none := fl("a", 1), fl("a", 2), fl("b", 3), fl("", 4)
+	last := fl("c", 5)
+	last.last = true
+	v, d1 := q.arrive(a1, t0)
+	if v != holdBack || d1 != gateDelay {
+		t.Fatalf("a1 while closed: %v %v, want held back for %v", v, d1, gateDelay)
+	}
+	if v, d2 := q.arrive(a2, t0); v != holdBack || d2 <= d1 {
+		t.Fatalf("a2 while closed: %v %v, want held back for longer than a1's %v", v, d2, d1)
+	}
+	if v, d := q.arrive(b1, t0); v != holdBack || d != gateDelay {
+		t.Fatalf("b1 while closed: %v %v, want held back for %v", v, d, gateDelay)
+	}
+	if v, _ := q.arrive(none, t0); v != handOut {
+		t.Fatalf("a message without a key while closed: %v, want handed out", v)
+	}
+	if v, _ := q.arrive(last, t0); v != handOut {
+		t.Fatalf("a last delivery while closed: %v, want handed out", v)
+	}
+	q.closed = 0
+	back := t0.Add(gateDelay)
+	if v, _ := q.arrive(a1, back); v != handOut {
+		t.Fatalf("a1 back once open: %v, want handed out", v)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -106,53 +107,126 @@ func (s *Subscriber) newlyPinned(jm jetstream.Msg) bool {
 // what is expected is then re-read every second (recheck), so that a
 // message the previous client acked after all (it was alive, only slow)
 // stops holding its user back.
+//
+// The read runs in the NATS callback, so it is bounded well under the
+// pin's TTL (takeoverTimeout). When it has not finished by then (a slow
+// server, a loaded machine), the rest is read in the background
+// (finishTakeover) with the sequencer closed meanwhile: every message
+// that arrives is handed back for a second, in its user's order, since
+// any of them may be a later event of a user whose earlier one the
+// previous client still holds. The callback returns, the client keeps
+// pulling, and the pin is kept.
 func (s *Subscriber) takeOver(seq uint64) {
-	start := time.Now()
+	t := &takeover{first: seq, start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), takeoverTimeout(s.binding.PinnedTTL))
 	defer cancel()
-	info, err := broker.ConsumerInfo(ctx, s.js, s.binding)
-	if err != nil {
-		s.logger.Warn("pinned: cannot read the durable's ack floor; per-user order is not kept for what the previous pinned client held", "durable", s.binding.Durable, "error", err)
+	err := s.readHeld(ctx, t)
+	if err != nil && ctx.Err() != nil {
+		s.mu.Lock()
+		s.seq.closed++
+		t.closed = true
+		s.mu.Unlock()
+		s.logger.Info("pinned: this process now holds the durable; what the previous pinned client held is still being read, so events are handed back for a second meanwhile",
+			"durable", s.binding.Durable, "first_stream_seq", seq, "read_to_stream_seq", t.from, "found_so_far", len(t.found),
+			"took", time.Since(t.start).Round(time.Millisecond))
+		go s.finishTakeover(t)
 		return
 	}
-	stream, err := s.js.Stream(ctx, s.binding.Stream)
 	if err != nil {
-		s.logger.Warn("pinned: cannot read the stream; per-user order is not kept for what the previous pinned client held", "stream", s.binding.Stream, "error", err)
-		return
+		s.logger.Warn("pinned: cannot read what the previous pinned client held; per-user order is not kept for the rest of it", "durable", s.binding.Durable, "stream_seq", t.from, "error", err)
 	}
-	filter := info.Config.FilterSubject
-	if filter == "" {
-		filter = ">"
-	}
-	from, to := info.AckFloor.Stream+1, max(seq, info.Delivered.Stream+1)
-	var found []expected
-	truncated := false
-	for q := from; q < to; {
-		if len(found) == maxTakeoverMessages {
-			truncated = true
-			break
+	s.expectHeld(t)
+}
+
+// finishTakeover goes on with a takeover's read that did not finish in the
+// NATS callback, with the sequencer closed, and then opens it. It gives up
+// after an ack wait (by then the held messages are back anyway) or when
+// the subscriber closes.
+func (s *Subscriber) finishTakeover(t *takeover) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(s.binding.AckWait, 5*time.Second))
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
 		}
-		m, err := stream.GetMsg(ctx, q, jetstream.WithGetMsgSubject(filter))
+	}()
+	if err := s.readHeld(ctx, t); err != nil && !s.isClosing() {
+		s.logger.Warn("pinned: cannot read what the previous pinned client held; per-user order is not kept for the rest of it", "durable", s.binding.Durable, "stream_seq", t.from, "error", err)
+	}
+	s.expectHeld(t)
+}
+
+// takeover is what a takeover has read so far.
+type takeover struct {
+	first uint64    // the message this process received, which started it
+	start time.Time // when it started
+	info  *jetstream.ConsumerInfo
+	// stream, filter: read with GetMsg, from from (moving on as it is
+	// read) up to to.
+	stream    jetstream.Stream
+	filter    string
+	from, to  uint64
+	found     []expected
+	truncated bool
+	closed    bool // it closed the sequencer until it is done
+}
+
+// readHeld goes on with t's read from where it stopped: the durable's ack
+// floor and last delivered message, the stream, and then the messages
+// still there from the ack floor on, up to the last delivered one (or t's
+// first, if later), the end of the stream, or maxTakeoverMessages found.
+func (s *Subscriber) readHeld(ctx context.Context, t *takeover) error {
+	if t.info == nil {
+		info, err := broker.ConsumerInfo(ctx, s.js, s.binding)
+		if err != nil {
+			return fmt.Errorf("the durable's ack floor: %w", err)
+		}
+		t.info = info
+		t.from, t.to = info.AckFloor.Stream+1, max(t.first, info.Delivered.Stream+1)
+		if t.filter = info.Config.FilterSubject; t.filter == "" {
+			t.filter = ">"
+		}
+	}
+	if t.stream == nil {
+		stream, err := s.js.Stream(ctx, s.binding.Stream)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", s.binding.Stream, err)
+		}
+		t.stream = stream
+	}
+	for t.from < t.to {
+		if len(t.found) == maxTakeoverMessages {
+			t.truncated = true
+			return nil
+		}
+		m, err := t.stream.GetMsg(ctx, t.from, jetstream.WithGetMsgSubject(t.filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break // nothing left from q on
+			return nil // nothing left from t.from on
 		}
 		if err != nil {
-			s.logger.Warn("pinned: cannot read the stream; per-user order is not kept for the rest of what the previous pinned client held", "stream_seq", q, "error", err)
-			break
+			return fmt.Errorf("stream %s at %d: %w", s.binding.Stream, t.from, err)
 		}
-		if m.Sequence >= to {
-			break
+		if m.Sequence >= t.to {
+			return nil
 		}
-		if key := orderKey(m.Data); key != "" && m.Sequence != seq {
-			found = append(found, expected{key: key, seq: m.Sequence})
+		if key := orderKey(m.Data); key != "" && m.Sequence != t.first {
+			t.found = append(t.found, expected{key: key, seq: m.Sequence})
 		}
-		q = m.Sequence + 1
+		t.from = m.Sequence + 1
 	}
+	return nil
+}
+
+// expectHeld tells the sequencer to expect back what t found, opens it,
+// logs the takeover, and starts rechecking what is expected.
+func (s *Subscriber) expectHeld(t *takeover) {
 	now := time.Now()
 	deadline := now.Add(s.binding.AckWait)
 	s.mu.Lock()
 	var expecting []expected
-	for _, e := range found {
+	for _, e := range t.found {
 		if p := s.budget.parked; p != nil && p.seq == e.seq {
 			continue
 		}
@@ -161,12 +235,19 @@ func (s *Subscriber) takeOver(seq uint64) {
 			expecting = append(expecting, e)
 		}
 	}
+	if t.closed {
+		s.seq.closed--
+	}
 	s.mu.Unlock()
+	var ackFloor, delivered uint64
+	if t.info != nil {
+		ackFloor, delivered = t.info.AckFloor.Stream, t.info.Delivered.Stream
+	}
 	s.logger.Info("pinned: this process now holds the durable; the events of users with a message still held elsewhere wait for it",
-		"durable", s.binding.Durable, "first_stream_seq", seq, "ack_floor", info.AckFloor.Stream, "delivered", info.Delivered.Stream,
-		"expected_back", len(expecting), "scan_truncated", truncated, "took", time.Since(start).Round(time.Millisecond))
+		"durable", s.binding.Durable, "first_stream_seq", t.first, "ack_floor", ackFloor, "delivered", delivered,
+		"expected_back", len(expecting), "scan_truncated", t.truncated, "took", time.Since(t.start).Round(time.Millisecond))
 	if len(expecting) > 0 {
-		go s.recheck(stream, expecting)
+		go s.recheck(t.stream, expecting)
 	}
 }
 
@@ -199,10 +280,17 @@ const recheckEvery = time.Second
 // durable's max ack pending.
 const maxTakeoverMessages = 20000
 
+// takeoverReadLimit, when above 0, replaces takeoverTimeout's bound: tests
+// set it to see a read that does not finish in the callback.
+var takeoverReadLimit atomic.Int64
+
 // takeoverTimeout bounds a takeover's reading of the stream, which runs in
 // the NATS callback (no pull meanwhile): well under the pin's TTL, so the
 // new pinned client does not lose its pin reading.
 func takeoverTimeout(ttl time.Duration) time.Duration {
+	if d := time.Duration(takeoverReadLimit.Load()); d > 0 {
+		return d
+	}
 	if ttl <= 0 {
 		return 10 * time.Second
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/social/user-events-router/configs"
+	"github.com/social/user-events-router/router/consume"
 	"github.com/social/user-events-router/router/routertest"
 )
 
@@ -100,7 +101,28 @@ func (fo *failover) count(name string) int {
 // holds that user's later events back until the held one comes back after
 // its ack wait, so the user's events still commit in stream order, while
 // other users' events go at once.
+//
+// Twice: with the takeover's read of the stream done in the NATS callback,
+// and with it unfinished there (as on a slow server), so that the rest is
+// read in the background while every event is handed back meanwhile.
 func TestPinnedDurableOneActiveStandbyTakesOver(t *testing.T) {
+	t.Run("read in the callback", func(t *testing.T) {
+		fo := standbyTakesOver(t)
+		if strings.Contains(fo.f.logs.String(), "still being read") {
+			t.Errorf("a takeover's read did not finish in the callback:\n%s", fo.f.logs.String())
+		}
+	})
+	t.Run("read finished in the background", func(t *testing.T) {
+		consume.SetTakeoverReadLimit(t, time.Nanosecond)
+		fo := standbyTakesOver(t)
+		if !strings.Contains(fo.f.logs.String(), "still being read") {
+			t.Errorf("no takeover's read went on in the background:\n%s", fo.f.logs.String())
+		}
+	})
+}
+
+// standbyTakesOver is TestPinnedDurableOneActiveStandbyTakesOver's run.
+func standbyTakesOver(t *testing.T) *failover {
 	fo := newFailover(t, 3*time.Second)
 	fo.stuck = "user-stuck"
 	hang := make(chan struct{})
@@ -162,6 +184,7 @@ func TestPinnedDurableOneActiveStandbyTakesOver(t *testing.T) {
 		t.Errorf("the standby took over %v after the active router died; the pin's TTL is %v", failover, fo.f.binding.PinnedTTL)
 	}
 	t.Logf("active %s, failover after %v (pinned TTL %v, ack wait %v)", active, failover.Round(10*time.Millisecond), fo.f.binding.PinnedTTL, fo.f.binding.AckWait)
+	return fo
 }
 
 // TestPinnedDurableHandsOverOnClose: a router closing gracefully unpins
