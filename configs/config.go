@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -314,49 +315,29 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("SUBSCRIBERS=%q: no longer used; the router now handles up to MAX_IN_FLIGHT messages at once (default %d): unset SUBSCRIBERS", v, Defaults().MaxInFlight))
 	}
 	// Every bad variable is named at once, the unreadable ones and those
-	// that break a rule; a rule that involves an unreadable variable is
-	// left out (it would judge the default the router never got to use).
-	if err := c.Validate(); err != nil {
-		for _, e := range unwrapJoined(err) {
-			if !mentionsAny(e.Error(), unread) {
-				errs = append(errs, e)
-			}
-		}
+	// that break a rule; a rule between variables is left out when one of
+	// them is unreadable (it would judge a default nobody set).
+	if err := c.validate(unread); err != nil {
+		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)
 }
 
-// unwrapJoined is the errors errors.Join joined, or err alone.
-func unwrapJoined(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
-
-// mentionsAny reports whether msg names one of the variables (as a whole
-// word: RETRY_MAX does not name RETRY_MAX_INTERVAL).
-func mentionsAny(msg string, names []string) bool {
-	isNamePart := func(b byte) bool { return b == '_' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' }
-	for _, n := range names {
-		for at := 0; ; {
-			i := strings.Index(msg[at:], n)
-			if i < 0 {
-				break
-			}
-			i += at
-			end := i + len(n)
-			if (i == 0 || !isNamePart(msg[i-1])) && (end == len(msg) || !isNamePart(msg[end])) {
-				return true
-			}
-			at = end
-		}
-	}
-	return false
-}
-
 // Validate checks every rule and joins all violations, each naming the variable.
-func (c Config) Validate() error {
+func (c Config) Validate() error { return c.validate(nil) }
+
+// validate is Validate, leaving out the rules between variables that
+// involve one of unread: their values are defaults, kept because what was
+// set could not be read (Load reports that).
+func (c Config) validate(unread []string) error {
+	read := func(names ...string) bool {
+		for _, n := range names {
+			if slices.Contains(unread, n) {
+				return false
+			}
+		}
+		return true
+	}
 	var errs []error
 	bad := func(name string, value any, rule string) {
 		errs = append(errs, fmt.Errorf("%s=%v: %s", name, value, rule))
@@ -468,17 +449,33 @@ func (c Config) Validate() error {
 	// is made of is in range: otherwise its error would only repeat theirs.
 	budgetOK := durIn("HANDLER_TIMEOUT", c.HandlerTimeout, time.Millisecond, time.Hour)
 	budgetOK = intIn("RETRY_MAX", int64(c.RetryMax), 0, 100, "") && budgetOK
-	if durIn("RETRY_INITIAL_INTERVAL", c.RetryInitialInterval, time.Millisecond, time.Minute) {
+	switch {
+	case !read("RETRY_INITIAL_INTERVAL", "RETRY_MAX_INTERVAL"):
+		// Each on its own range only.
+		if read("RETRY_INITIAL_INTERVAL") {
+			durIn("RETRY_INITIAL_INTERVAL", c.RetryInitialInterval, time.Millisecond, time.Minute)
+		}
+		if read("RETRY_MAX_INTERVAL") {
+			durIn("RETRY_MAX_INTERVAL", c.RetryMaxInterval, time.Millisecond, 10*time.Minute)
+		}
+		budgetOK = false
+	case durIn("RETRY_INITIAL_INTERVAL", c.RetryInitialInterval, time.Millisecond, time.Minute):
 		if c.RetryMaxInterval < c.RetryInitialInterval {
 			bad("RETRY_MAX_INTERVAL", c.RetryMaxInterval, "must be at least RETRY_INITIAL_INTERVAL")
 			budgetOK = false
 		} else {
 			budgetOK = durIn("RETRY_MAX_INTERVAL", c.RetryMaxInterval, c.RetryInitialInterval, 10*time.Minute) && budgetOK
 		}
-	} else {
+	default:
 		budgetOK = false
 	}
-	if durIn("NAK_DELAY", c.NakDelay, 0, time.Hour) {
+	budgetOK = budgetOK && read("HANDLER_TIMEOUT", "RETRY_MAX", "NATS_ACK_WAIT")
+	switch {
+	case !read("NAK_DELAY"):
+		durIn("NAK_DELAY_MAX", c.NakDelayMax, 0, 24*time.Hour)
+	case !read("NAK_DELAY_MAX"):
+		durIn("NAK_DELAY", c.NakDelay, 0, time.Hour)
+	case durIn("NAK_DELAY", c.NakDelay, 0, time.Hour):
 		if c.NakDelayMax < c.NakDelay {
 			bad("NAK_DELAY_MAX", c.NakDelayMax, "must be at least NAK_DELAY")
 		} else {

@@ -387,4 +387,32 @@ func TestEveryBadVariableNamedAtOnce(t *testing.T) {
 	if n := strings.Count(msg, "\n") + 1; n != 4 {
 		t.Errorf("%d errors, want 4: %s", n, msg)
 	}
+
+	for _, tt := range []struct {
+		vars map[string]string
+		want []string
+	}{
+		// The retry budget, with RETRY_MAX_INTERVAL's default, would
+		// exceed the ack wait; with the 200ms meant, it does not.
+		{map[string]string{"NATS_ACK_WAIT": "21s", "RETRY_MAX_INTERVAL": "200x"}, []string{`RETRY_MAX_INTERVAL="200x": not a duration`}},
+		// A value that reads like a variable's name hides nothing.
+		{map[string]string{"RETRY_MAX": "abc", "LOG_LEVEL": "RETRY_MAX"}, []string{`RETRY_MAX="abc"`, `LOG_LEVEL="RETRY_MAX": must be`}},
+		// A variable read is still held to its own range.
+		{map[string]string{"RETRY_INITIAL_INTERVAL": "x", "RETRY_MAX_INTERVAL": "11m"}, []string{`RETRY_INITIAL_INTERVAL="x"`, "RETRY_MAX_INTERVAL=11m0s: must be between 1ms and 10m0s"}},
+		{map[string]string{"NAK_DELAY": "x", "NAK_DELAY_MAX": "25h"}, []string{`NAK_DELAY="x"`, "NAK_DELAY_MAX=25h0m0s: must be between"}},
+	} {
+		_, err := Load(env(tt.vars))
+		if err == nil {
+			t.Errorf("%v: loaded", tt.vars)
+			continue
+		}
+		if n := strings.Count(err.Error(), "\n") + 1; n != len(tt.want) {
+			t.Errorf("%v: %d errors, want %d: %v", tt.vars, n, len(tt.want), err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: the error lacks %q: %v", tt.vars, w, err)
+			}
+		}
+	}
 }
