@@ -265,7 +265,9 @@ func httpSender(url, token string) func(ctx context.Context, subject string, bod
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
-			last = fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+			// The reply is the server's: escaped, so that it cannot drive
+			// the terminal (as healthcheck does).
+			last = fmt.Errorf("status %d: %s", resp.StatusCode, schema.PrintableText(strings.TrimSpace(string(msg)), 512))
 			if resp.StatusCode == http.StatusUnauthorized {
 				if token == "" {
 					return fmt.Errorf("%w (the ingress wants a token: set INGRESS_TOKEN to the router's)", last)

@@ -142,11 +142,14 @@ func TestPublishToIngressWithToken(t *testing.T) {
 	}
 	for _, tt := range []struct{ token, auth, want string }{
 		{"", "", "set INGRESS_TOKEN to the router's"},
-		{"wrong", "Bearer wrong", "INGRESS_TOKEN is not the router's"},
+		{"not-the-t0ken", "Bearer not-the-t0ken", "INGRESS_TOKEN is not the router's"},
 	} {
 		out, err := publish(tt.token)
 		if err == nil || !strings.Contains(err.Error(), "status 401") || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("publish with INGRESS_TOKEN=%q: err %v, want a 401 saying %q\n%s", tt.token, err, tt.want, out)
+		}
+		if tt.token != "" && (strings.Contains(out, tt.token) || strings.Contains(err.Error(), tt.token)) {
+			t.Errorf("publish showed the token %q: %v\n%s", tt.token, err, out)
 		}
 		mu.Lock()
 		if len(tries) != 1 || tries[0] != tt.auth {

@@ -58,14 +58,15 @@ func TestFreePortNotTwiceAcrossProcesses(t *testing.T) {
 	}
 	// A port nobody holds is the other process's to take: the refusal
 	// above is the lock, not a claim that always fails.
-	free := ""
-	for p := 20000; p < 30000 && free == ""; p++ {
+	// Another test process may claim the port first: try a few.
+	var free []string
+	for p := 20000; p < 30000 && len(free) < 5; p++ {
 		if _, held := handedOut.Load(p); !held && !heldElsewhere(t, p) {
-			free = strconv.Itoa(p)
+			free = append(free, strconv.Itoa(p))
 		}
 	}
-	if got := other([]string{free}); got != free {
-		t.Fatalf("the other process could not claim port %s that nobody here holds: %q", free, got)
+	if got := other(free); got == "" {
+		t.Fatalf("the other process could claim none of the ports %v that nobody here holds", free)
 	}
 }
 
