@@ -37,14 +37,24 @@ type sequencer struct {
 	lastSweep time.Time
 	// closed counts the takeovers that have not yet learnt which users
 	// the previous pinned client held messages of (see takeOver); while
-	// any has not, every message that may be handed back is, for
-	// gateDelay, in its user's order.
-	closed int
+	// any has not, every message that may be handed back is, for gateFor
+	// (gateDelay unless set), in its user's order, each after the one
+	// before by gateSpacing.
+	closed  int
+	gateFor time.Duration
 }
 
 // gateDelay is how long a message arriving while the sequencer is closed
-// is handed back for.
+// is handed back for, on a durable that redelivers without limit: the
+// gate is re-tried every second.
 const gateDelay = time.Second
+
+// gateSpacing is how much later than its user's message before it a
+// message handed back by the gate is due. Order does not rest on it (a
+// message that comes back before an earlier one of its user is handed
+// back again), so it is small: a user with many events in the gate is not
+// spread over as many NAK delays.
+const gateSpacing = 10 * time.Millisecond
 
 type lane struct {
 	active      bool
@@ -139,7 +149,11 @@ func (q *sequencer) arrive(f *flight, now time.Time) (verdict, time.Duration) {
 		return handOut, 0
 	}
 	if q.closed > 0 && !f.last {
-		return holdBack, q.away(f, now.Add(gateDelay), now)
+		d := q.gateFor
+		if d <= 0 {
+			d = gateDelay
+		}
+		return holdBack, q.awayBy(f, now.Add(d), now, gateSpacing)
 	}
 	l := q.lane(f.key, now)
 	delete(l.outstanding, f.seq) // it is back
@@ -211,6 +225,12 @@ func (q *sequencer) expect(key string, seq uint64, due, now time.Time) bool {
 // still comes back after that one. Until it is back, the user's later
 // messages are held behind it like behind a failure.
 func (q *sequencer) away(f *flight, due, now time.Time) time.Duration {
+	return q.awayBy(f, due, now, q.margin)
+}
+
+// awayBy is away with the message due margin after its user's earlier
+// outstanding ones.
+func (q *sequencer) awayBy(f *flight, due, now time.Time, margin time.Duration) time.Duration {
 	d := max(due.Sub(now), 0)
 	if f.key == "" {
 		return d
@@ -218,7 +238,7 @@ func (q *sequencer) away(f *flight, due, now time.Time) time.Duration {
 	l := q.lane(f.key, now)
 	delete(l.outstanding, f.seq) // it is back, and leaves again
 	if b, ok := q.blocked(l, f.seq, now); ok {
-		d = max(d, b)
+		d = max(d, b-q.margin+margin)
 	}
 	if l.outstanding == nil {
 		l.outstanding = map[uint64]time.Time{}

@@ -164,8 +164,10 @@ func TestSequencerClosedHandsBackInOrder(t *testing.T) {
 	if v != holdBack || d1 != gateDelay {
 		t.Fatalf("a1 while closed: %v %v, want held back for %v", v, d1, gateDelay)
 	}
-	if v, d2 := q.arrive(a2, t0); v != holdBack || d2 <= d1 {
-		t.Fatalf("a2 while closed: %v %v, want held back for longer than a1's %v", v, d2, d1)
+	// A user's later message comes back just after its earlier one, not a
+	// NAK delay (the margin, 1 s here) later.
+	if v, d2 := q.arrive(a2, t0); v != holdBack || d2 != d1+gateSpacing {
+		t.Fatalf("a2 while closed: %v %v, want held back for a1's %v and %v", v, d2, d1, gateSpacing)
 	}
 	if v, d := q.arrive(b1, t0); v != holdBack || d != gateDelay {
 		t.Fatalf("b1 while closed: %v %v, want held back for %v", v, d, gateDelay)
@@ -178,7 +180,19 @@ func TestSequencerClosedHandsBackInOrder(t *testing.T) {
 	}
 	q.closed = 0
 	back := t0.Add(gateDelay)
+	// a2 back before a1: handed back again, behind it.
+	if v, _ := q.arrive(a2, back); v != holdBack {
+		t.Fatalf("a2 back before a1 once open: %v, want held back", v)
+	}
 	if v, _ := q.arrive(a1, back); v != handOut {
 		t.Fatalf("a1 back once open: %v, want handed out", v)
+	}
+
+	// On a durable with a max deliver, the gate hands back once, for as
+	// long as it may stay closed.
+	q = newSequencer(time.Second, 30*time.Second)
+	q.closed, q.gateFor = 1, 40*time.Second
+	if v, d := q.arrive(fl("d", 9), t0); v != holdBack || d != 40*time.Second {
+		t.Fatalf("while closed with gateFor 40s: %v %v, want held back for 40s", v, d)
 	}
 }

@@ -117,33 +117,41 @@ func (s *Subscriber) newlyPinned(jm jetstream.Msg) bool {
 // previous client still holds. The callback returns, the client keeps
 // pulling, and the pin is kept.
 func (s *Subscriber) takeOver(seq uint64) {
-	t := &takeover{first: seq, start: time.Now()}
+	t := &takeover{first: seq, start: time.Now(), closed: true}
 	ctx, cancel := context.WithTimeout(context.Background(), takeoverTimeout(s.binding.PinnedTTL))
 	defer cancel()
-	err := s.readHeld(ctx, t)
-	if err != nil && ctx.Err() != nil {
-		s.mu.Lock()
-		s.seq.closed++
-		t.closed = true
-		s.mu.Unlock()
-		s.logger.Info("pinned: this process now holds the durable; what the previous pinned client held is still being read, so events are handed back for a second meanwhile",
+	// Closed from the start: a message parked for room, or waiting behind
+	// its user's, may be handed out by a worker meanwhile.
+	s.mu.Lock()
+	s.seq.closed++
+	s.seq.gateFor = 0
+	if s.binding.MaxDeliver > 0 {
+		// Each trip spends a delivery: one, for as long as the gate may
+		// stay closed.
+		s.seq.gateFor = takeoverTimeout(s.binding.PinnedTTL) + finishTimeout(s.binding.AckWait)
+	}
+	s.mu.Unlock()
+	if err := s.readHeld(ctx, t); err != nil {
+		s.logger.Info("pinned: this process now holds the durable; what the previous pinned client held is still being read, so events are handed back meanwhile",
 			"durable", s.binding.Durable, "first_stream_seq", seq, "read_to_stream_seq", t.from, "found_so_far", len(t.found),
-			"took", time.Since(t.start).Round(time.Millisecond))
+			"took", time.Since(t.start).Round(time.Millisecond), "error", err)
 		go s.finishTakeover(t)
 		return
-	}
-	if err != nil {
-		s.logger.Warn("pinned: cannot read what the previous pinned client held; per-user order is not kept for the rest of it", "durable", s.binding.Durable, "stream_seq", t.from, "error", err)
 	}
 	s.expectHeld(t)
 }
 
+// finishTimeout is how long finishTakeover goes on trying: an ack wait,
+// by when what the previous pinned client held has come back anyway.
+func finishTimeout(ackWait time.Duration) time.Duration { return max(ackWait, 5*time.Second) }
+
 // finishTakeover goes on with a takeover's read that did not finish in the
-// NATS callback, with the sequencer closed, and then opens it. It gives up
-// after an ack wait (by then the held messages are back anyway) or when
-// the subscriber closes.
+// NATS callback (it ran out of time, or a request failed), with the
+// sequencer closed, and then opens it. It tries again, from where it
+// stopped, until finishTimeout has passed or the subscriber closes: the
+// gate keeps order however long it stays closed.
 func (s *Subscriber) finishTakeover(t *takeover) {
-	ctx, cancel := context.WithTimeout(context.Background(), max(s.binding.AckWait, 5*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout(s.binding.AckWait))
 	defer cancel()
 	go func() {
 		select {
@@ -152,11 +160,34 @@ func (s *Subscriber) finishTakeover(t *takeover) {
 		case <-ctx.Done():
 		}
 	}()
-	if err := s.readHeld(ctx, t); err != nil && !s.isClosing() {
-		s.logger.Warn("pinned: cannot read what the previous pinned client held; per-user order is not kept for the rest of it", "durable", s.binding.Durable, "stream_seq", t.from, "error", err)
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, finishAttemptTimeout)
+		err := s.readHeld(attempt, t)
+		cancelAttempt()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			if !s.isClosing() {
+				s.logger.Warn("pinned: cannot read what the previous pinned client held; per-user order is not kept for the rest of it", "durable", s.binding.Durable, "stream_seq", t.from, "error", err)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(finishRetryWait):
+		}
 	}
 	s.expectHeld(t)
 }
+
+// finishAttemptTimeout bounds one of finishTakeover's tries (a reply lost
+// would otherwise take all its time), and finishRetryWait is the pause
+// after a try that failed.
+const (
+	finishAttemptTimeout = 2 * time.Second
+	finishRetryWait      = 100 * time.Millisecond
+)
 
 // takeover is what a takeover has read so far.
 type takeover struct {
@@ -223,7 +254,9 @@ func (s *Subscriber) readHeld(ctx context.Context, t *takeover) error {
 // logs the takeover, and starts rechecking what is expected.
 func (s *Subscriber) expectHeld(t *takeover) {
 	now := time.Now()
-	deadline := now.Add(s.binding.AckWait)
+	// What the previous client held is back one ack wait after the
+	// takeover at the latest (a lost pin was that long without acks).
+	deadline := t.start.Add(s.binding.AckWait)
 	s.mu.Lock()
 	var expecting []expected
 	for _, e := range t.found {
@@ -239,6 +272,9 @@ func (s *Subscriber) expectHeld(t *takeover) {
 		s.seq.closed--
 	}
 	s.mu.Unlock()
+	if s.isClosing() {
+		return
+	}
 	var ackFloor, delivered uint64
 	if t.info != nil {
 		ackFloor, delivered = t.info.AckFloor.Stream, t.info.Delivered.Stream
