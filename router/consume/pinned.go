@@ -117,7 +117,7 @@ func (s *Subscriber) newlyPinned(jm jetstream.Msg) bool {
 // previous client still holds. The callback returns, the client keeps
 // pulling, and the pin is kept.
 func (s *Subscriber) takeOver(seq uint64) {
-	t := &takeover{first: seq, start: time.Now(), closed: true}
+	t := &takeover{first: seq, start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), takeoverTimeout(s.binding.PinnedTTL))
 	defer cancel()
 	// Closed from the start: a message parked for room, or waiting behind
@@ -201,7 +201,6 @@ type takeover struct {
 	from, to  uint64
 	found     []expected
 	truncated bool
-	closed    bool // it closed the sequencer until it is done
 }
 
 // readHeld goes on with t's read from where it stopped: the durable's ack
@@ -268,9 +267,7 @@ func (s *Subscriber) expectHeld(t *takeover) {
 			expecting = append(expecting, e)
 		}
 	}
-	if t.closed {
-		s.seq.closed--
-	}
+	s.seq.closed-- // takeOver closed it
 	s.mu.Unlock()
 	if s.isClosing() {
 		return
