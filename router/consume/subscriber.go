@@ -513,8 +513,21 @@ func (s *Subscriber) isClosing() bool {
 // while closing (what the legacy API's AckSync waited by default).
 const ackSyncTimeout = 5 * time.Second
 
-// handBack NAKs jm so the broker redelivers it after delay.
+// closingNakDelay is the least delay of a message handed back while the
+// subscriber closes. At once is too soon on a push durable: the server
+// learns that this subscription is gone asynchronously (its consumer loop
+// reads the interest change from a channel, beside the redeliveries), and
+// a redelivery it makes before then goes to nobody and comes back only
+// after the ack wait. A standby, or the next start, gets it this much
+// later instead.
+const closingNakDelay = 500 * time.Millisecond
+
+// handBack NAKs jm so the broker redelivers it after delay (at least
+// closingNakDelay while closing).
 func (s *Subscriber) handBack(jm jetstream.Msg, delay time.Duration, why string) {
+	if s.isClosing() {
+		delay = max(delay, closingNakDelay)
+	}
 	var err error
 	if delay > 0 {
 		err = jm.NakWithDelay(delay)
